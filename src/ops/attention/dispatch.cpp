@@ -1,0 +1,47 @@
+// dispatch.cpp: the public entry points. Validate everything, then route to a backend.
+#include "backends/cpu/attention_cpu.h"
+#include "ops/attention/validate.h"
+#include "tnl/attention.h"
+#ifdef TNL_WITH_CUDA
+#include "backends/cuda/attention_cuda.h"
+#endif
+
+namespace tnl {
+namespace {
+[[maybe_unused]] [[noreturn]] void no_cuda(const char* fn) {
+  throw ArgumentError(detail::cat(fn, ": argument 'device': cuda requested, but this build of tnl "
+                                      "has no CUDA backend (configure with -DTNL_CUDA=ON)"));
+}
+}  // namespace
+
+void attention_forward(const AttnForwardParams& p) {
+  attn::validate(p, {"tnl::attention_forward"});
+  if (p.device == Device::cpu) return cpu::attention_forward(p);
+#ifdef TNL_WITH_CUDA
+  return cuda::attention_forward(p);
+#else
+  no_cuda("tnl::attention_forward");
+#endif
+}
+
+void attention_backward(const AttnBackwardParams& p) {
+  attn::validate(p, {"tnl::attention_backward"});
+  if (p.device == Device::cpu) return cpu::attention_backward(p);
+#ifdef TNL_WITH_CUDA
+  return cuda::attention_backward(p);
+#else
+  no_cuda("tnl::attention_backward");
+#endif
+}
+
+void attention_decode(const AttnDecodeParams& p) {
+  attn::validate(p, {"tnl::attention_decode"});
+  if (p.device == Device::cpu) return cpu::attention_decode(p);
+#ifdef TNL_WITH_CUDA
+  return cuda::attention_decode(p);
+#else
+  no_cuda("tnl::attention_decode");
+#endif
+}
+
+}  // namespace tnl
