@@ -2,6 +2,7 @@
 #include "backends/cpu/attention_cpu.h"
 #include "ops/attention/validate.h"
 #include "tnl/attention.h"
+#include "tnl/device.h"
 #ifdef TNL_WITH_CUDA
 #include "backends/cuda/attention_cuda.h"
 #endif
@@ -12,12 +13,17 @@ namespace {
   throw ArgumentError(detail::cat(fn, ": argument 'device': cuda requested, but this build of tnl "
                                       "has no CUDA backend (configure with -DTNL_CUDA=ON)"));
 }
+[[maybe_unused]] void require_cuda_device(const char* fn) {
+  TNL_ARG_CHECK(cuda_device_count() > 0, fn, "device",
+                "cuda requested, but no CUDA device is visible");
+}
 }  // namespace
 
 void attention_forward(const AttnForwardParams& p) {
   attn::validate(p, {"tnl::attention_forward"});
   if (p.device == Device::cpu) return cpu::attention_forward(p);
 #ifdef TNL_WITH_CUDA
+  require_cuda_device("tnl::attention_forward");
   return cuda::attention_forward(p);
 #else
   no_cuda("tnl::attention_forward");
@@ -28,6 +34,7 @@ void attention_backward(const AttnBackwardParams& p) {
   attn::validate(p, {"tnl::attention_backward"});
   if (p.device == Device::cpu) return cpu::attention_backward(p);
 #ifdef TNL_WITH_CUDA
+  require_cuda_device("tnl::attention_backward");
   return cuda::attention_backward(p);
 #else
   no_cuda("tnl::attention_backward");
@@ -38,6 +45,7 @@ void attention_decode(const AttnDecodeParams& p) {
   attn::validate(p, {"tnl::attention_decode"});
   if (p.device == Device::cpu) return cpu::attention_decode(p);
 #ifdef TNL_WITH_CUDA
+  require_cuda_device("tnl::attention_decode");
   return cuda::attention_decode(p);
 #else
   no_cuda("tnl::attention_decode");
