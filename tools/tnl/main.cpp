@@ -1,3 +1,102 @@
-// main.cpp: the tnl command-line tool.
+// main.cpp: the `tnl` command-line tool: subcommand dispatch and help.
+#include <unistd.h>
+
 #include <cstdio>
-int main() { std::puts("tnl"); return 0; }
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "tnl/device.h"
+#include "tnl/error.h"
+
+namespace tnl::cli {
+int bench_attn(int argc, char** argv);
+}
+
+namespace {
+
+const char* kUsage =
+    "tnl: Lightning Attention and TransNormerLLM\n"
+    "\n"
+    "usage: tnl <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  bench attn   validate, then time lightning attention (forward, forward+backward, decode)\n"
+    "               flags: --device cpu|cuda  --dtype f32|f16|bf16  --batch B  --heads H\n"
+    "                      --dim D  --dim-v E  --seqlens 1k,4k,...  --layout bnhd|bhnd\n"
+    "                      --mode fwd|fwdbwd|both  --reps R  --threads T  --decode-batch B\n"
+    "                      --no-decode  --no-validate\n"
+    "  device       what this build and machine offer (CPU threads, CUDA devices)\n"
+    "  version      print the version\n"
+    "  help         this text\n";
+
+int device_info() {
+  std::printf("CPU threads: %d\n", tnl::cpu_thread_count());
+  std::printf("CUDA backend: %s\n", tnl::cuda_built() ? "built" : "not built");
+  const int n = tnl::cuda_device_count();
+  std::printf("CUDA devices: %d\n", n);
+  for (int i = 0; i < n; ++i) {
+    const tnl::CudaDeviceInfo d = tnl::cuda_device_info(i);
+    std::printf("  [%d] %s, sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB, smem/block %lld KiB, "
+                "peak %.0f GB/s\n",
+                i, d.name.c_str(), d.cc_major, d.cc_minor, d.multiprocessors,
+                d.global_mem_bytes / 1073741824.0, d.l2_bytes / 1048576.0,
+                (long long)(d.smem_per_block_optin / 1024), d.peak_bandwidth_gbs);
+  }
+  return 0;
+}
+
+// OpenBLAS 0.3.21 does not know AMD Zen 5 and falls back to its AVX2 (Haswell) kernels, half the
+// speed of its AVX-512 ones on such a CPU (and some environments pin OPENBLAS_CORETYPE=Haswell).
+// The benchmark floor must use the fastest GEMM the machine has, so on an AVX-512 CPU pick the
+// AVX-512 kernels, unless TNL_OPENBLAS_CORETYPE names others. OpenBLAS reads the choice when it
+// loads, so restart once with it set.
+void choose_blas_kernels(char** argv) {
+  const char* chosen = std::getenv("TNL_OPENBLAS_CORETYPE");
+  const char* current = std::getenv("OPENBLAS_CORETYPE");
+  std::string want;
+  if (chosen != nullptr) {
+    want = chosen;
+  } else {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return;
+    want = "SkylakeX";
+  }
+  if (current != nullptr && want == current) return;
+  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  choose_blas_kernels(argv);
+  if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") ||
+      !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "version" || cmd == "--version") {
+      std::printf("tnl %s\n", TNL_VERSION);
+      return 0;
+    }
+    if (cmd == "device") return device_info();
+    if (cmd == "bench") {
+      if (argc < 3 || std::strcmp(argv[2], "attn") != 0) {
+        std::fprintf(stderr, "tnl bench: expected a benchmark name: attn\n");
+        return 2;
+      }
+      return tnl::cli::bench_attn(argc - 3, argv + 3);
+    }
+    std::fprintf(stderr, "tnl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const tnl::ArgumentError& e) {
+    std::fprintf(stderr, "tnl %s: %s\n", cmd.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tnl %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}
