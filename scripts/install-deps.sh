@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs what tnl needs to build and test on Debian/Ubuntu (idempotent; quiet
+# when everything is there). The CUDA toolkit is optional: when nvcc is on PATH (or in
+# /usr/local/cuda/bin) the CUDA backend is built too.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ libopenblas-dev libgtest-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+fi
