@@ -2,8 +2,10 @@
 #include "model/io/safetensors.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
+#include "model/io/atomic_file.h"
 #include "model/io/json.h"
 #include "tnl/error.h"
 
@@ -82,6 +84,60 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second)
       throw Error(detail::cat(path, ": tensors overlap at data offset ", ranges[i].first));
+}
+
+namespace {
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if ((unsigned char)c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+}  // namespace
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : metadata) {
+      header += (first ? "" : ",") + json_string(k) + ":" + json_string(v);
+      first = false;
+    }
+    header += "}";
+  }
+  int64_t offset = 0;
+  for (const TensorToWrite& t : tensors) {
+    TensorEntry shape_only;
+    shape_only.shape = t.shape;
+    const int64_t es = safetensors_elem_size(t.dtype);
+    if (es == 0 || t.bytes != shape_only.numel() * es)
+      throw Error(detail::cat(path, ": tensor '", t.name, "': ", t.bytes, " bytes do not match ",
+                              t.dtype, " of ", shape_only.numel(), " elements"));
+    header += (header.size() > 1 ? "," : "") + json_string(t.name) + ":{\"dtype\":\"" + t.dtype +
+              "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes) + "]}";
+    offset += t.bytes;
+  }
+  header += "}";
+  while (header.size() % 8) header += ' ';  // keep the data 8-byte aligned
+  write_file_atomically(path, [&](const auto& sink) {
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = (unsigned char)((header.size() >> (8 * i)) & 0xff);
+    sink(len, 8);
+    sink(header.data(), header.size());
+    for (const TensorToWrite& t : tensors) sink(t.data, (size_t)t.bytes);
+  });
 }
 
 const TensorEntry& SafetensorsFile::at(const std::string& name) const {

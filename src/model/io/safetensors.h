@@ -40,6 +40,18 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor to write: dtype name as stored ("F32", "BF16", ...), shape, and its bytes.
+struct TensorToWrite {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  int64_t bytes = 0;
+};
+
+// Writes a .safetensors file atomically (see atomic_file.h); checks each size against its shape.
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
 // Bytes per element of a safetensors dtype name; 0 when unknown.
 int64_t safetensors_elem_size(const std::string& dtype);
 
