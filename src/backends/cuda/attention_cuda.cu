@@ -1,13 +1,221 @@
-// attention_cuda.cu: placeholder until the CUDA kernels land (issue: CUDA backend).
+// attention_cuda.cu: the CUDA backend's entry points. Maps the public parameter structs onto the
+// chunked scan (chunk_scan.h) and the decode kernel, picks sequence segments when batch×heads
+// is too small to fill the GPU, and launches everything on p.stream.
+//
+// No hidden synchronization: nothing here waits on the device. The one workspace (segment
+// states, (S·H, segments, D, E) fp32, only when segments are used) comes from the stream-ordered
+// allocator (cudaMallocAsync / cudaFreeAsync on p.stream): pooled, no device-wide sync, and
+// capturable in a CUDA graph.
+//
+// cu_seqlens lives on the device, so its contents are not validated on the host (that would
+// need a sync). The kernels read each pair (cu[s], cu[s+1]); a pair with cu[s+1] <= cu[s] is
+// an empty sequence (its state passes through: S_final = S0). Out-of-range offsets are the
+// caller's responsibility.
+#include <algorithm>
+#include <cstring>
+
 #include "backends/cuda/attention_cuda.h"
+#include "backends/cuda/chunk_scan.h"
+#include "backends/cuda/cuda_check.h"
+#include "ops/attention/validate.h"
 
 namespace tnl::cuda {
 namespace {
-[[noreturn]] void not_yet(const char* fn) {
-  throw Error(detail::cat(fn, ": the CUDA attention kernels are not implemented yet"));
+
+Slopes make_slopes(const char* fn, const float* s, int64_t heads) {
+  TNL_ARG_CHECK(heads <= kMaxHeads, fn, "shape.heads", "the CUDA backend supports at most ",
+                kMaxHeads, " heads, got ", heads);
+  Slopes sl;
+  std::memset(&sl, 0, sizeof(sl));
+  std::memcpy(sl.s, s, sizeof(float) * heads);
+  return sl;
 }
+
+Rows rows(const ConstSeqTensor& t) { return {t.data, t.stride_batch, t.stride_seq, t.stride_head}; }
+
+cudaStream_t stream_of(void* s) { return static_cast<cudaStream_t>(s); }
+
+int multiprocessors() {
+  int dev = 0, n = 0;
+  TNL_CUDA_CHECK(cudaGetDevice(&dev));
+  TNL_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  return n;
+}
+
+void launch_scan(DType dt, const ScanParams& p, const Slopes& sl, bool local, cudaStream_t st) {
+  switch (dt) {
+    case DType::f32: return launch_chunk_scan_f32(p, sl, local, st);
+    case DType::f16: return launch_chunk_scan_f16(p, sl, local, st);
+    case DType::bf16: return launch_chunk_scan_bf16(p, sl, local, st);
+    default: throw Error("tnl::cuda: unsupported dtype");
+  }
+}
+
+// Chunk length of the scan kernel for a key dim (must match chunk_scan_impl.cuh).
+int chunk_for(int dk) { return dk <= 128 ? 64 : 32; }
+
+// Runs one scan, splitting fixed-length sequences into segments when the (sequence, head,
+// column tile) blocks alone would leave multiprocessors idle.
+void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
+  const int C = chunk_for(p.dk);
+  const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);
+  int nseg = 1;
+  if (!p.cu_seqlens && p.seqlen >= 8 * C) {
+    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_blocks_per_sm(dt, p.dk);
+    const int64_t want = slots / base;  // segments per sequence that fill one wave
+    const int64_t most = p.seqlen / (4 * C);
+    nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
+  }
+  if (nseg <= 1) {
+    p.num_segs = 1;
+    p.seg_len = INT64_MAX;
+    launch_scan(dt, p, sl, false, st);
+    return;
+  }
+  const int64_t per = (p.seqlen + nseg - 1) / nseg;
+  p.seg_len = (per + C - 1) / C * C;
+  p.num_segs = (int)((p.seqlen + p.seg_len - 1) / p.seg_len);
+  if (p.num_segs <= 1) {
+    p.num_segs = 1;
+    p.seg_len = INT64_MAX;
+    launch_scan(dt, p, sl, false, st);
+    return;
+  }
+  const size_t bytes = sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.dk * p.dv;
+  void* ws = nullptr;
+  TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
+  p.seg_states = static_cast<float*>(ws);
+  launch_scan(dt, p, sl, true, st);
+  launch_scan(dt, p, sl, false, st);
+  TNL_CUDA_CHECK(cudaFreeAsync(ws, st));
+}
+
+// The fields every scan shares, from the shape.
+ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs) {
+  ScanParams sp;
+  sp.num_seqs = attn::num_sequences(sh, cu, num_seqs);
+  sp.seqlen = sh.seqlen;
+  sp.heads = (int)sh.heads;
+  sp.cu_seqlens = cu;
+  return sp;
+}
+
 }  // namespace
-void attention_forward(const AttnForwardParams&) { not_yet("tnl::attention_forward"); }
-void attention_backward(const AttnBackwardParams&) { not_yet("tnl::attention_backward"); }
-void attention_decode(const AttnDecodeParams&) { not_yet("tnl::attention_decode"); }
+
+int chunk_scan_blocks_per_sm(DType, int dk) {
+  // Shared memory per block of the scan kernel (chunk_scan_impl.cuh, Smem) over the 227 KB an
+  // H100/A100 multiprocessor offers, one KB reserved per block.
+  const int C = chunk_for(dk);
+  const int DK = dk <= 32 ? 32 : dk <= 64 ? 64 : dk <= 128 ? 128 : 256;
+  const int floats = 2 * C * (DK + 1) + C * 64 + C * C + DK * 64 + C + 2;
+  const int per_block = floats * 4 + 1024;
+  return std::max(1, std::min(8, (227 * 1024) / per_block));
+}
+
+void attention_forward(const AttnForwardParams& p) {
+  const Slopes sl = make_slopes("tnl::attention_forward", p.slopes, p.shape.heads);
+  ScanParams sp = base_params(p.shape, p.cu_seqlens, p.num_seqs);
+  sp.x = rows(p.q);
+  sp.y = rows(p.k);
+  sp.z = rows(p.v);
+  sp.out = p.o.data;
+  sp.out_sb = p.o.stride_batch;
+  sp.out_sn = p.o.stride_seq;
+  sp.out_sh = p.o.stride_head;
+  sp.dk = (int)p.shape.dim_qk;
+  sp.dv = (int)p.shape.dim_v;
+  sp.init = static_cast<const float*>(p.initial_state);
+  sp.final_state = static_cast<float*>(p.final_state);
+  sp.scale = p.scale;
+  sp.alpha = p.scale;
+  sp.off_out = 1;
+  sp.beta = 1.f;
+  sp.off_upd = 0;
+  run_scan(p.dtype, sp, sl, stream_of(p.stream));
+}
+
+void attention_backward(const AttnBackwardParams& p) {
+  const Slopes sl = make_slopes("tnl::attention_backward", p.slopes, p.shape.heads);
+  const cudaStream_t st = stream_of(p.stream);
+  const int D = (int)p.shape.dim_qk, E = (int)p.shape.dim_v;
+  const ScanParams base = base_params(p.shape, p.cu_seqlens, p.num_seqs);
+  auto set_out = [](ScanParams& sp, const SeqTensor& t) {
+    sp.out = t.data;
+    sp.out_sb = t.stride_batch;
+    sp.out_sn = t.stride_seq;
+    sp.out_sh = t.stride_head;
+  };
+  {  // dq = c (dO Vᵀ ⊙ M) K + c λ^{a+1} dO S_prevᵀ: a forward scan of the state Sᵀ (E, D)
+    ScanParams sp = base;
+    sp.x = rows(p.d_o);
+    sp.y = rows(p.v);
+    sp.z = rows(p.k);
+    set_out(sp, p.dq);
+    sp.dk = E;
+    sp.dv = D;
+    sp.init = static_cast<const float*>(p.initial_state);
+    sp.init_transposed = true;
+    sp.scale = p.scale;
+    sp.alpha = p.scale;
+    sp.off_out = 1;
+    sp.beta = 1.f;
+    sp.off_upd = 0;
+    run_scan(p.dtype, sp, sl, st);
+  }
+  {  // dk = c (dO Vᵀ ⊙ M)ᵀ Q + λ^{..} V Rᵀ: a reverse scan of Rᵀ (E, D)
+    ScanParams sp = base;
+    sp.x = rows(p.v);
+    sp.y = rows(p.d_o);
+    sp.z = rows(p.q);
+    set_out(sp, p.dk);
+    sp.dk = E;
+    sp.dv = D;
+    sp.init = static_cast<const float*>(p.d_final_state);
+    sp.init_transposed = true;
+    sp.reverse = true;
+    sp.scale = p.scale;
+    sp.alpha = 1.f;
+    sp.off_out = 0;
+    sp.beta = p.scale;
+    sp.off_upd = 1;
+    run_scan(p.dtype, sp, sl, st);
+  }
+  {  // dv = c (Q Kᵀ ⊙ M)ᵀ dO + λ^{..} K R: a reverse scan of R (D, E); dS0 = R at the start
+    ScanParams sp = base;
+    sp.x = rows(p.k);
+    sp.y = rows(p.q);
+    sp.z = rows(p.d_o);
+    set_out(sp, p.dv);
+    sp.dk = D;
+    sp.dv = E;
+    sp.init = static_cast<const float*>(p.d_final_state);
+    sp.final_state = static_cast<float*>(p.d_initial_state);
+    sp.reverse = true;
+    sp.scale = p.scale;
+    sp.alpha = 1.f;
+    sp.off_out = 0;
+    sp.beta = p.scale;
+    sp.off_upd = 1;
+    run_scan(p.dtype, sp, sl, st);
+  }
+}
+
+void attention_decode(const AttnDecodeParams& p) {
+  const Slopes sl = make_slopes("tnl::attention_decode", p.slopes, p.heads);
+  DecodeParams dp;
+  dp.q = rows(p.q);
+  dp.k = rows(p.k);
+  dp.v = rows(p.v);
+  dp.out = p.o.data;
+  dp.out_sb = p.o.stride_batch;
+  dp.out_sh = p.o.stride_head;
+  dp.state = static_cast<float*>(p.state);
+  dp.batch = p.batch;
+  dp.heads = (int)p.heads;
+  dp.dk = (int)p.dim_qk;
+  dp.dv = (int)p.dim_v;
+  dp.scale = p.scale;
+  launch_decode(p.dtype, dp, sl, stream_of(p.stream));
+}
+
 }  // namespace tnl::cuda

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# gpu-check.sh: every GPU check in one run (fits one 10-minute device call): configure and build
+# with CUDA, the gpu tests, compute-sanitizer memcheck and racecheck on a small case, then the
+# benchmark (tnl bench attn --device cuda), whose tables are printed last.
+#
+# Usage: scripts/gpu-check.sh [build-dir]      (default build-gpu)
+#   OUT=<dir>   where logs go (default <build-dir>/out)
+#   QUICK=1     skip the slow tests and the 1M-token benchmark
+#   build-deps/ if present (GTest, OpenBLAS for a bare machine): used as a CMake prefix
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build-gpu}
+OUT=${OUT:-$BUILD/out}
+mkdir -p "$OUT"
+JOBS=${JOBS:-16}
+GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
+if [ -d build-deps ]; then
+  DEPS=$PWD/build-deps
+  export CMAKE_PREFIX_PATH=$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+  export LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export LIBRARY_PATH=$DEPS/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+fi
+fail=0
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv \
+  | tee "$OUT/smi.txt"
+
+# ---- build ----
+configure() {
+  cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON "-DTNL_CUDA_GENCODE=$GENCODE" -DCMAKE_CUDA_FLAGS=-Xptxas=-v "$@"
+}
+tools=1
+if ! configure >"$OUT/configure.log" 2>&1; then
+  echo "gpu-check: configure with the tnl CLI failed; retrying without it"
+  tools=0
+  configure -DTNL_BUILD_TOOLS=OFF >>"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+fi
+TEST_BIN=$BUILD/tests/backends_cuda_test_attention_cuda
+targets=(tnl backends_cuda_test_attention_cuda)
+[ $tools = 1 ] && targets+=(tnl_cli)
+SECONDS=0
+if ! ninja -C "$BUILD" -j"$JOBS" "${targets[@]}" >"$OUT/build.log" 2>&1; then
+  grep -n -A12 -m8 "error" "$OUT/build.log" | head -80
+  echo "gpu-check: build FAILED"
+  exit 1
+fi
+echo "gpu-check: built in ${SECONDS}s"
+grep -E "spill stores|Used [0-9]+ registers" "$OUT/build.log" | sort | uniq -c | sort -rn | head -6 || true
+
+# ---- tests ----
+filter='*'
+[ "${QUICK:-0}" = 1 ] && filter='-*LongSequence1e6*'
+SECONDS=0
+if ! "$TEST_BIN" --gtest_filter="$filter" >"$OUT/tests.log" 2>&1; then
+  fail=1
+  grep -E "Failure|error|Expected|Which is|\[  FAILED" "$OUT/tests.log" | head -60
+fi
+grep -E "^\[ +(OK|FAILED|PASSED) |worst|long N|seed" "$OUT/tests.log" | head -40
+echo "gpu-check: tests took ${SECONDS}s"
+
+# ---- sanitizers on the small case ----
+for tool in memcheck racecheck; do
+  SECONDS=0
+  if compute-sanitizer --tool $tool --error-exitcode 3 "$TEST_BIN" \
+      --gtest_filter='AttentionCuda.SmallForSanitizers:AttentionCuda.Decode' >"$OUT/$tool.log" 2>&1; then
+    echo "gpu-check: compute-sanitizer $tool clean (${SECONDS}s): $(grep -m1 'ERROR SUMMARY' "$OUT/$tool.log")"
+  else
+    fail=1
+    echo "gpu-check: compute-sanitizer $tool FAILED"
+    grep -m20 -E "=========|FAILED" "$OUT/$tool.log"
+  fi
+done
+
+# ---- benchmark (tables last) ----
+if [ $tools = 1 ]; then
+  TNL=$BUILD/tools/tnl/tnl
+  {
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768
+    if [ "${QUICK:-0}" = 1 ]; then
+      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --no-decode
+    else
+      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072,1048576 --no-decode
+    fi
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 8 --heads 16 --dim 64 --seqlens 8192
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 16 --dim 256 --dim-v 128 --seqlens 8192
+  } 2>&1 | tee "$OUT/bench.log" | grep -E "^\||floor|validation|tnl bench"
+else
+  echo "gpu-check: no benchmark (the tnl CLI did not configure)"
+fi
+exit $fail

@@ -1,0 +1,91 @@
+// chunk_scan.h: the one chunked scan kernel behind forward, backward (dq, dk, dv) and their
+// segment pre-pass, as a plain parameter struct plus per-dtype launchers.
+//
+// The kernel computes, per (sequence, head), over "scan time" τ = 0..L-1 (token L-1-τ when
+// `reverse`), with λ = exp(-slope), rows x (L, dk) "query", y (L, dk) "key", z (L, dv) "value":
+//
+//     out_τ = c·Σ_{u≤τ} λ^{τ-u} (x_τ·y_u) z_u  +  α·λ^{a+off_out} x_τ X_p     (τ = p + a)
+//     X_{p+n} = λ^n X_p + β·Σ_{b<n} λ^{n-1-b+off_upd} y_bᵀ z_b                 (chunk of n rows)
+//
+// X_0 = the initial state (dk, dv) or its transpose; the final X is the final state.
+// forward:  x=q y=k z=v,    α=c off_out=1, β=1 off_upd=0                  -> o, S_final
+// dq:       x=dO y=v z=k,   α=c off_out=1, β=1 off_upd=0, X_0 = S0ᵀ        -> dq
+// dk:       reverse, x=v y=dO z=q, α=1 off_out=0, β=c off_upd=1, X_0 = dSfᵀ -> dk
+// dv:       reverse, x=k y=q z=dO, α=1 off_out=0, β=c off_upd=1, X_0 = dSf  -> dv, dS0 = X_L
+// Every decay factor is λ^Δ with 0 ≤ Δ ≤ C inside a chunk (a table per block); segment
+// boundaries use λ^Δ with Δ ≥ 0 only, so nothing overflows at any N.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tnl/dtype.h"
+
+namespace tnl::cuda {
+
+// Slopes travel by value (they are a host pointer on every device).
+constexpr int kMaxHeads = 1024;
+struct Slopes {
+  float s[kMaxHeads];
+};
+
+// A strided (B, N, H, dim) view, innermost dim contiguous; element strides.
+struct Rows {
+  const void* data = nullptr;
+  int64_t sb = 0, sn = 0, sh = 0;
+};
+
+struct ScanParams {
+  Rows x, y, z;       // (B, N, H, dk), (B, N, H, dk), (B, N, H, dv)
+  void* out = nullptr;  // (B, N, H, dv), strides below
+  int64_t out_sb = 0, out_sn = 0, out_sh = 0;
+  int64_t num_seqs = 0;   // S: B, or the number of packed sequences
+  int64_t seqlen = 0;     // N (T when varlen)
+  int heads = 0;          // H
+  int dk = 0, dv = 0;     // 1..256
+  const int32_t* cu_seqlens = nullptr;  // device, (S + 1), or null
+
+  const float* init = nullptr;  // (S, H, dk, dv), or (S, H, dv, dk) when init_transposed; or null
+  bool init_transposed = false;
+  float* final_state = nullptr;  // (S, H, dk, dv) or null
+
+  bool reverse = false;
+  float scale = 1.f;          // c, intra-chunk
+  float alpha = 1.f;          // inter coefficient
+  int off_out = 0;            // 0 or 1
+  float beta = 1.f;           // state-update weight
+  int off_upd = 0;            // 0 or 1
+
+  // Sequence segments (fixed length only): segment g covers scan time
+  // [g·seg_len, min(L, (g+1)·seg_len)); seg_len is a multiple of the chunk.
+  int num_segs = 1;
+  int64_t seg_len = INT64_MAX;
+  float* seg_states = nullptr;  // (S·H, num_segs, dk, dv) local end states, fp32 workspace
+};
+
+// Launchers, one per dtype (one instantiation group per file). `local_pass` runs only the
+// state update of segments 0..num_segs-2 into seg_states (the segment pre-pass).
+void launch_chunk_scan_f32(const ScanParams& p, const Slopes& sl, bool local_pass,
+                           cudaStream_t stream);
+void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pass,
+                           cudaStream_t stream);
+void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
+                            cudaStream_t stream);
+
+// Blocks of the scan kernel that fit on one multiprocessor, for a key dim dk and dtype.
+int chunk_scan_blocks_per_sm(DType dt, int dk);
+
+// Decode step (decode.cu).
+struct DecodeParams {
+  Rows q, k, v;              // (B, H, D): sb, sh used
+  void* out = nullptr;
+  int64_t out_sb = 0, out_sh = 0;
+  float* state = nullptr;    // (B, H, D, E)
+  int64_t batch = 0;
+  int heads = 0, dk = 0, dv = 0;
+  float scale = 1.f;
+};
+void launch_decode(DType dt, const DecodeParams& p, const Slopes& sl, cudaStream_t stream);
+
+}  // namespace tnl::cuda

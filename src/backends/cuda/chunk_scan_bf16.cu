@@ -1,0 +1,10 @@
+// chunk_scan_bf16.cu: the chunked scan kernel instantiated for bf16 inputs (one dtype per file, so
+// the instantiations compile in parallel).
+#include "backends/cuda/chunk_scan_impl.cuh"
+
+namespace tnl::cuda {
+void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
+                           cudaStream_t stream) {
+  scan::launch<__nv_bfloat16>(p, sl, local_pass, stream);
+}
+}  // namespace tnl::cuda
