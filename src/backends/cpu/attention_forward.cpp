@@ -1,0 +1,128 @@
+// attention_forward.cpp: the tiled forward pass on the CPU (spec §2).
+//
+// One task per (sequence, head, value tile); a task walks its sequence in blocks of C tokens:
+//   A = (Q Kᵀ) ⊙ M                         intra-block scores, causal       // (C, C)
+//   O = c·(A V + diag(λ^{a+1}) Q S)         output of the block              // (C, Et)
+//   S ← λ^{L} S + (diag(λ^{L-1-b}) K)ᵀ V    state carried to the next block  // (D, Et)
+// Scratch is per thread and O(C·(D+E) + D·E); nothing grows with N.
+#include <algorithm>
+#include <vector>
+
+#include "backends/cpu/attention_cpu.h"
+#include "backends/cpu/cpu_common.h"
+#include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_load.h"
+
+namespace tnl::cpu {
+namespace {
+
+constexpr int C = kBlock;
+
+// Width of the value tiles: E is split only when the (sequence, head) tasks alone would leave
+// threads idle. Each extra tile recomputes the scores, so pick the width with the least
+// estimated makespan (per-token cost of a tile: C·D/2 for the scores, (C/2 + 2D)·Et for the rest).
+int64_t choose_value_tile(int64_t tasks, int threads, int64_t D, int64_t E) {
+  int64_t best_et = E;
+  double best = 1e300;
+  for (int64_t n = 1; n <= ceil_div(E, 16); ++n) {
+    const int64_t et = std::min(E, round_up(ceil_div(E, n), 16));
+    const int64_t tiles = ceil_div(E, et);
+    const double work = C * D / 2.0 + (C / 2.0 + 2.0 * D) * (double)et;
+    const double makespan = (double)ceil_div(tasks * tiles, threads) * work;
+    if (makespan < best * 0.98) best = makespan, best_et = et;
+  }
+  return best_et;
+}
+
+// Per-thread tiles for value tiles of width <= et_max.
+struct ForwardTiles {
+  float* q;   // (C, Dp)  Q of the block
+  float* qd;  // (C, Dp)  diag(λ^{a+1}) Q
+  float* k;   // (C, Dp)  K of the block
+  float* kt;  // (Dp, C)  Kᵀ, then diag(λ^{L-1-b}) applied to its columns
+  float* v;   // (C, Ep)  V, value tile
+  float* a;   // (C, C)   scores
+  float* o;   // (C, Ep)  output tile
+  float* s;   // (Dp, Ep) state
+
+  static int64_t floats(int64_t Dp, int64_t Ep) {
+    return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + Dp * Ep + 16 * 8;
+  }
+  ForwardTiles(Scratch& sc, int64_t Dp, int64_t Ep)
+      : q(sc.take(C * Dp)), qd(sc.take(C * Dp)), k(sc.take(C * Dp)), kt(sc.take(Dp * C)),
+        v(sc.take(C * Ep)), a(sc.take(C * C)), o(sc.take(C * Ep)), s(sc.take(Dp * Ep)) {}
+};
+
+void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0, int et,
+                  ForwardTiles& t) {
+  const AttnShape& sh = p.shape;
+  const DType dt = p.dtype;
+  const int64_t H = sh.heads, E = sh.dim_v;
+  const int D = (int)sh.dim_qk;
+  const int Dp = (int)round_up(D, 16), Ep = (int)round_up(et, 16);
+  const SeqRange r = seq_range(sh, p.cu_seqlens, seq);
+  const DecayTable dec(p.slopes[h]);
+  const RowView qv = row_view(p.q, dt, r, h), kv = row_view(p.k, dt, r, h),
+                vv = row_view(p.v, dt, r, h);
+  const int64_t state_off = (seq * H + h) * D * E;
+  const float* s0 = p.initial_state ? static_cast<const float*>(p.initial_state) + state_off
+                                    : nullptr;
+  load_state(s0, E, D, e0, et, t.s, Ep, Dp);  // (Dp, Ep)
+  bool s_zero = s0 == nullptr;
+
+  for (int64_t n0 = 0; n0 < r.len; n0 += C) {
+    const int l = (int)std::min<int64_t>(C, r.len - n0);
+    const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
+    pack_rows(qv, dt, n0, l, 0, D, t.q, Dp, l8);        // (l8, Dp)
+    pack_rows(kv, dt, n0, l, 0, D, t.k, Dp, l16);       // (l16, Dp)
+    transpose(l16, Dp, t.k, Dp, t.kt, C);               // (Dp, l16)
+    pack_rows(vv, dt, n0, l, e0, et, t.v, Ep, l8);      // (l8, Ep)
+
+    // Intra-block scores, lower triangle only: A = (Q Kᵀ) ⊙ M        // (l8, l16)
+    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower);
+    apply_decay_mask(t.a, C, l, 1.0f, dec);
+
+    // O = diag(λ^{a+1}) Q S + A V                                    // (l8, Ep)
+    if (!s_zero) {
+      scale_rows(l8, Dp, t.q, Dp, dec.pw + 1, 1.0f, t.qd, Dp);
+      gemm<false>(l8, Ep, D, t.qd, Dp, t.s, Ep, t.o, Ep, 0.0f);
+    }
+    gemm<false>(l8, Ep, l, t.a, C, t.v, Ep, t.o, Ep, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower);
+    store_rows(t.o, Ep, l, et, p.scale, p.o, dt, r, h, n0, e0);
+
+    // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
+    scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
+    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, t.s, Ep, s_zero ? 0.0f : dec.pw[l]);
+    s_zero = false;
+  }
+  if (p.final_state)
+    store_state(t.s, Ep, D, static_cast<float*>(p.final_state) + state_off, E, e0, et);
+}
+
+}  // namespace
+
+void attention_forward(const AttnForwardParams& p) {
+  const AttnShape& sh = p.shape;
+  const int64_t nseq = attn::num_sequences(sh, p.cu_seqlens, p.num_seqs);
+  const int64_t H = sh.heads, D = sh.dim_qk, E = sh.dim_v;
+  int threads = resolve_threads(p.num_threads);
+  const int64_t et = choose_value_tile(nseq * H, threads, D, E);
+  const int64_t tiles = ceil_div(E, et);
+  const int64_t total = nseq * H * tiles;
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, total));
+  const int64_t Dp = round_up(D, 16), Ep = round_up(et, 16);
+
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch scratch((size_t)ForwardTiles::floats(Dp, Ep));
+    ForwardTiles t(scratch, Dp, Ep);
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < total; ++i) {
+      const int64_t tile = i % tiles, sh_idx = i / tiles;
+      const int64_t e0 = tile * et;
+      forward_task(p, sh_idx / H, sh_idx % H, e0, (int)std::min(et, E - e0), t);
+    }
+  }
+}
+
+}  // namespace tnl::cpu

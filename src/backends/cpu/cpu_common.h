@@ -1,0 +1,95 @@
+// cpu_common.h: shared pieces of the fast CPU backend: the block size, padding rules, per-thread
+// scratch, the per-head decay table, the (sequence, head) task ranges and the thread count.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "ops/attention/validate.h"
+#include "tnl/attention.h"
+#include "tnl/device.h"
+
+namespace tnl::cpu {
+
+// Block length C of the intra/inter-block algorithm (tokens per tile). Tunable; a multiple of 16.
+constexpr int kBlock = 64;
+static_assert(kBlock % 16 == 0 && kBlock >= 16, "kBlock must be a positive multiple of 16");
+
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+constexpr int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// Threads to use: p.num_threads, or every hardware thread when 0.
+inline int resolve_threads(int num_threads) {
+  return num_threads > 0 ? num_threads : cpu_thread_count();
+}
+
+// Token range of sequence `s` and the batch index its rows live in.
+struct SeqRange {
+  int64_t batch, begin, len;
+};
+inline SeqRange seq_range(const AttnShape& shape, const int32_t* cu, int64_t s) {
+  if (cu) return {0, cu[s], (int64_t)cu[s + 1] - cu[s]};
+  return {s, 0, shape.seqlen};
+}
+
+// Rows [begin, begin+len) of head h of batch b of a strided (B, N, H, dim) view, as a byte
+// pointer to row `begin` and a row stride in bytes.
+struct RowView {
+  const char* base;
+  int64_t stride_bytes;  // between consecutive tokens
+  const void* row(int64_t i) const { return base + i * stride_bytes; }
+};
+template <class Ptr>
+RowView row_view(const SeqTensorT<Ptr>& t, DType dt, const SeqRange& r, int64_t h) {
+  const int64_t es = dtype_size(dt);
+  const char* p = static_cast<const char*>(static_cast<const void*>(t.data));
+  return {p + (r.batch * t.stride_batch + r.begin * t.stride_seq + h * t.stride_head) * es,
+          t.stride_seq * es};
+}
+
+// Per-thread scratch: one zeroed, 64-byte aligned allocation carved into tiles.
+class Scratch {
+ public:
+  explicit Scratch(size_t floats) : cap_(round_up((int64_t)floats, 16) + 16 * 32) {
+    data_ = static_cast<float*>(std::aligned_alloc(64, cap_ * sizeof(float)));
+    if (!data_) throw std::bad_alloc();
+    std::memset(data_, 0, cap_ * sizeof(float));
+  }
+  ~Scratch() { std::free(data_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // A tile of n floats, 64-byte aligned.
+  float* take(int64_t n) {
+    float* p = data_ + used_;
+    used_ += round_up(n, 16);
+    if (used_ > cap_) throw std::bad_alloc();  // a sizing bug: never silently overrun
+    return p;
+  }
+
+ private:
+  int64_t cap_ = 0, used_ = 0;
+  float* data_ = nullptr;
+};
+
+// Decay factors of one head: every factor the kernels use is exp(-s·Δ) with 0 ≤ Δ ≤ C.
+// Factors below the smallest normal float are flushed to 0 (no denormals in the hot loops).
+struct DecayTable {
+  float pw[kBlock + 1];       // pw[j] = λ^j = exp(-s·j), j = 0..C
+  float rev[2 * kBlock + 16];  // rev[j] = λ^{C-1-j} for j < C, else 0: mask row a is rev + C-1-a
+
+  explicit DecayTable(float slope) {
+    for (int j = 0; j <= kBlock; ++j) {
+      const double x = std::exp(-(double)slope * (double)j);
+      pw[j] = x < (double)std::numeric_limits<float>::min() ? 0.0f : (float)x;
+    }
+    for (int j = 0; j < 2 * kBlock + 16; ++j) rev[j] = j < kBlock ? pw[kBlock - 1 - j] : 0.0f;
+  }
+  // M[a, b] = λ^{a-b} for b <= a, else 0, as a row: mask_row(a)[b].
+  const float* mask_row(int a) const { return rev + (kBlock - 1 - a); }
+};
+
+}  // namespace tnl::cpu
