@@ -6,6 +6,7 @@
 # Usage: scripts/gpu-check.sh [build-dir]      (default build-gpu)
 #   OUT=<dir>   where logs go (default <build-dir>/out)
 #   QUICK=1     skip the slow tests and the 1M-token benchmark
+#   TESTS=0     benchmark only (no tests, no sanitizers)
 #   build-deps/ if present (GTest, OpenBLAS for a bare machine): used as a CMake prefix
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,7 @@ echo "gpu-check: built in ${SECONDS}s"
 grep -E "spill stores|Used [0-9]+ registers" "$OUT/build.log" | sort | uniq -c | sort -rn | head -6 || true
 
 # ---- tests ----
+if [ "${TESTS:-1}" = 1 ]; then
 filter='*'
 [ "${QUICK:-0}" = 1 ] && filter='-*LongSequence1e6*'
 SECONDS=0
@@ -70,9 +72,11 @@ for tool in memcheck racecheck; do
   fi
 done
 
+fi
+
 # ---- benchmark (tables last) ----
 if [ $tools = 1 ]; then
-  TNL=$BUILD/tools/tnl/tnl
+  TNL=$BUILD/tools/tnl
   {
     "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768
     if [ "${QUICK:-0}" = 1 ]; then
