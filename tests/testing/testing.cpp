@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "backends/cpu/tensor_access.h"
@@ -53,4 +54,15 @@ uint64_t fresh_seed() {
   return (uint64_t)std::chrono::high_resolution_clock::now().time_since_epoch().count();
 }
 
+uint64_t test_seed() {
+  const char* env = std::getenv("TNL_TEST_SEED");
+  if (env != nullptr && *env != '\0') return std::strtoull(env, nullptr, 10);
+  return fresh_seed();
+}
+
 }  // namespace tnl::testing
+
+// tests/CMakeLists.txt builds the tnl_testing library from this one file; the other helpers of
+// tests/testing/ are compiled here with it.
+#include "testing/attn_case.cpp"       // NOLINT(bugprone-suspicious-include)
+#include "testing/torch_baseline.cpp"  // NOLINT(bugprone-suspicious-include)

@@ -37,4 +37,7 @@ double rel_error(const std::vector<double>& out, const std::vector<double>& ref)
 // A seed that differs on every run (fresh inputs each time); printed by the tests that use it.
 uint64_t fresh_seed();
 
+// The seed of a test: $TNL_TEST_SEED when set (to replay a failure), else fresh_seed().
+uint64_t test_seed();
+
 }  // namespace tnl::testing

@@ -1,0 +1,105 @@
+// attn_checks.h: the correctness bars of spec §4 as GoogleTest expectations over an AttnCase.
+//
+//   fp32 on the CPU:  ‖out − ref‖/‖ref‖ ≤ 1e-5 for every output (and for every (sequence, head)
+//                     block of it).
+//   fp16 / bf16:      ≤ 2 × the error of the torch-like baseline (torch_baseline.h) and ≤ 1e-2
+//                     for every output; every (sequence, head) block ≤ 1e-2.
+// Every failure prints the output, the measured error, the bar and (through the caller's
+// SCOPED_TRACE) the seed and the case.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "testing/attn_case.h"
+#include "testing/torch_baseline.h"
+
+namespace tnl::testing {
+
+constexpr double kBarF32Cpu = 1e-5;   // spec §4, fp32 on the CPU
+constexpr double kBarLowPrecision = 1e-2;  // spec §4, fp16 / bf16 ceiling
+constexpr double kBaselineFactor = 2.0;    // spec §4: ≤ 2× the torch-like baseline's error
+
+// Every output of `fast` within `bar` of the oracle; `expected` lists the outputs that must be
+// there.
+inline void expect_all_within(const std::vector<Measured>& fast, double bar,
+                              const std::vector<std::string>& expected) {
+  for (const std::string& name : expected) {
+    bool found = false;
+    for (const Measured& m : fast) found = found || m.output == name;
+    EXPECT_TRUE(found) << "output '" << name << "' was not measured";
+  }
+  for (const Measured& m : fast) {
+    EXPECT_LE(m.rel, bar) << "output '" << m.output << "': rel error " << m.rel << " > bar "
+                          << bar;
+    EXPECT_LE(m.worst_block, bar) << "output '" << m.output << "': worst (seq, head) rel error "
+                                  << m.worst_block << " > bar " << bar;
+  }
+}
+
+// Low precision: fast ≤ 2 × baseline and ≤ 1e-2, output by output.
+inline void expect_within_baseline(const std::vector<Measured>& fast,
+                                   const std::vector<Measured>& baseline,
+                                   const std::vector<std::string>& expected) {
+  expect_all_within(fast, kBarLowPrecision, expected);
+  for (const Measured& m : fast) {
+    double base = -1;
+    for (const Measured& b : baseline)
+      if (b.output == m.output) base = b.rel;
+    ASSERT_GE(base, 0.0) << "no baseline for output '" << m.output << "'";
+    EXPECT_LE(m.rel, kBaselineFactor * base)
+        << "output '" << m.output << "': rel error " << m.rel << " > " << kBaselineFactor
+        << " x torch-like baseline error " << base;
+  }
+}
+
+// Prints the measured errors (for the log of a passing run too).
+inline std::string describe(const std::vector<Measured>& ms) {
+  std::string s;
+  for (const Measured& m : ms)
+    s += detail::cat(m.output, " ", m.rel, " (worst block ", m.worst_block, ")  ");
+  return s;
+}
+
+// The forward of `c` (fast path) against the quadratic oracle, with the bar of its dtype.
+inline void check_forward(AttnCase& c) {
+  c.run_reference_forward();
+  c.run_forward();
+  const std::vector<Measured> fast = c.compare(c.fast_forward_outputs(), c.reference_forward_outputs());
+  std::vector<std::string> expected = {"o"};
+  if (c.config().final_state) expected.push_back("final_state");
+  if (c.config().dtype == DType::f32) {
+    expect_all_within(fast, kBarF32Cpu, expected);
+  } else {
+    const std::vector<Measured> base =
+        c.compare(torch_like_forward(c), c.reference_forward_outputs());
+    SCOPED_TRACE("baseline: " + describe(base));
+    expect_within_baseline(fast, base, expected);
+  }
+  EXPECT_EQ(c.check_gaps(), "");
+  ::testing::Test::RecordProperty("errors", describe(fast));
+}
+
+// The backward of `c` (fast path) against the fp64 oracle, with the bar of its dtype.
+inline void check_backward(AttnCase& c) {
+  c.run_reference_backward();
+  c.run_backward();
+  const std::vector<Measured> fast =
+      c.compare(c.fast_backward_outputs(), c.reference_backward_outputs());
+  std::vector<std::string> expected = {"dq", "dk", "dv"};
+  if (c.config().d_initial_state) expected.push_back("d_initial_state");
+  if (c.config().dtype == DType::f32) {
+    expect_all_within(fast, kBarF32Cpu, expected);
+  } else {
+    const std::vector<Measured> base =
+        c.compare(torch_like_backward(c), c.reference_backward_outputs());
+    SCOPED_TRACE("baseline: " + describe(base));
+    expect_within_baseline(fast, base, expected);
+  }
+  EXPECT_EQ(c.check_gaps(), "");
+  ::testing::Test::RecordProperty("errors", describe(fast));
+}
+
+}  // namespace tnl::testing
