@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,25 @@ namespace tnl::testing {
 constexpr double kBarF32Cpu = 1e-5;   // spec §4, fp32 on the CPU
 constexpr double kBarLowPrecision = 1e-2;  // spec §4, fp16 / bf16 ceiling
 constexpr double kBaselineFactor = 2.0;    // spec §4: ≤ 2× the torch-like baseline's error
+
+// A parametrized case: a name for the test id and its configuration.
+struct NamedCase {
+  std::string name;
+  AttnCaseConfig cfg;
+};
+inline void PrintTo(const NamedCase& c, std::ostream* os) { *os << c.cfg.describe(); }
+inline std::string case_name(const ::testing::TestParamInfo<NamedCase>& info) {
+  return info.param.name;
+}
+
+inline AttnCaseConfig make_config(int64_t batch, int64_t seqlen, int64_t heads, int64_t dim_qk,
+                                  int64_t dim_v, DType dtype = DType::f32,
+                                  CaseLayout layout = CaseLayout::bnhd) {
+  AttnCaseConfig cfg;
+  cfg.batch = batch, cfg.seqlen = seqlen, cfg.heads = heads;
+  cfg.dim_qk = dim_qk, cfg.dim_v = dim_v, cfg.dtype = dtype, cfg.layout = layout;
+  return cfg;
+}
 
 // Every output of `fast` within `bar` of the oracle; `expected` lists the outputs that must be
 // there.
