@@ -4,6 +4,9 @@
 # /usr/local/cuda/bin) the CUDA backend is built too.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ libopenblas-dev libgtest-dev)
+# The Python package (tnl): binding, offline pip install into a venv, tests on the CPU.
+pkgs+=(python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel
+       python3-numpy python3-pytest python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,327 @@
+# _core.py: PyTorch tensors and NumPy arrays -> the plain views of the C++ API (tnl._C).
+#
+# Checks here cover only what a raw pointer cannot carry (dtype, device, ranks and sizes that
+# must agree, a contiguous innermost dim); everything else (head dims, slopes, scale, cu_seqlens
+# values, strides) is checked by the C++ library, whose messages reach Python unchanged as
+# tnl.ArgumentError. Nothing here records autograd: see _torch_ops.py.
+from array import array
+from collections import namedtuple
+
+from . import _C
+
+try:  # optional: NumPy-only users need no PyTorch
+    import torch as _torch
+except ImportError:
+    _torch = None
+
+ArgumentError = _C.ArgumentError
+LAYOUTS = ("bhnd", "bnhd")
+
+_TORCH_DTYPES = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16",
+                 "torch.float64": "f64"}
+_NUMPY_DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64"}
+
+# Sizes of one call: (B, N, H, D, E), S = number of sequences (states), dtype name, device.
+Sizes = namedtuple("Sizes", "B N H D E S dtype device")
+
+
+def arg_error(fn, arg, msg):
+    return ArgumentError(f"{fn}: argument '{arg}': {msg}")
+
+
+def is_numpy(x):
+    return type(x).__module__ == "numpy" and type(x).__name__ == "ndarray"
+
+
+def is_torch(x):
+    return _torch is not None and isinstance(x, _torch.Tensor)
+
+
+def dtype_of(x):
+    """tnl dtype name of a tensor or array, or None when it has no tnl equivalent."""
+    if is_numpy(x):
+        return _NUMPY_DTYPES.get(str(x.dtype))
+    return _TORCH_DTYPES.get(str(x.dtype))
+
+
+def device_of(x):
+    """'cpu' or 'cuda:<i>' (NumPy arrays live on the CPU)."""
+    if is_numpy(x):
+        return "cpu"
+    d = x.device
+    return "cpu" if d.type == "cpu" else f"{d.type}:{d.index if d.index is not None else 0}"
+
+
+def strides_of(x):
+    if is_numpy(x):
+        return tuple(s // x.itemsize if s % x.itemsize == 0 else None for s in x.strides)
+    return tuple(x.stride())
+
+
+def address(x):
+    if x is None:
+        return 0
+    return x.ctypes.data if is_numpy(x) else x.data_ptr()
+
+
+def is_contiguous(x):
+    return bool(x.flags["C_CONTIGUOUS"]) if is_numpy(x) else x.is_contiguous()
+
+
+def seq_dims(layout):
+    """Positions of (batch, seq, head) in a 4-d tensor of the layout."""
+    return (0, 1, 2) if layout == "bnhd" else (0, 2, 1)
+
+
+def seq_view(x, layout):
+    """(address, stride_batch, stride_seq, stride_head) of a 4-d (B, N, H, dim) / (B, H, N, dim)."""
+    st = strides_of(x)
+    b, n, h = seq_dims(layout)
+    return (address(x), st[b], st[n], st[h])
+
+
+def head_view(x):
+    """The view of a 3-d (B, H, dim) decode tensor: the seq stride is unused."""
+    st = strides_of(x)
+    return (address(x), st[0], 0, st[1])
+
+
+def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
+    """Rank, dtype, device (that of `ref`), innermost stride of one operand."""
+    if not (is_torch(x) or is_numpy(x)):
+        raise arg_error(fn, name, f"expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise arg_error(fn, name, f"expected a {ndim}-d tensor ({dims_text}), got shape "
+                                  f"{tuple(x.shape)}")
+    if dtype_of(x) is None:
+        raise arg_error(fn, name, f"expected float32, float16 or bfloat16 (float64: CPU reference "
+                                  f"only), got {x.dtype}")
+    if ref is not None:
+        if is_numpy(x) != is_numpy(ref):
+            raise arg_error(fn, name, "expected the same kind of array as q (all torch.Tensor or "
+                                      "all numpy.ndarray)")
+        if dtype_of(x) != dtype_of(ref):
+            raise arg_error(fn, name, f"expected the dtype of q ({ref.dtype}), got {x.dtype}")
+        if device_of(x) != device_of(ref):
+            raise arg_error(fn, name, f"expected the device of q ({device_of(ref)}), got "
+                                      f"{device_of(x)}")
+    st = strides_of(x)
+    if any(s is None for s in st):
+        raise arg_error(fn, name, "expected strides that are whole multiples of the element size")
+    if x.shape[-1] > 1 and st[-1] != 1:
+        raise arg_error(fn, name, f"expected a contiguous innermost dim (stride 1), got stride "
+                                  f"{st[-1]} (call .contiguous() first)")
+
+
+def _check_state(fn, name, x, shape, state_dtype, q):
+    if not (is_torch(x) or is_numpy(x)) or is_numpy(x) != is_numpy(q):
+        raise arg_error(fn, name, "expected the same kind of array as q")
+    if tuple(x.shape) != tuple(shape):
+        raise arg_error(fn, name, f"expected shape (S, H, D, E) = {tuple(shape)}, got "
+                                  f"{tuple(x.shape)}")
+    if dtype_of(x) != state_dtype:
+        want = "float64 (the dtype of q)" if state_dtype == "f64" else "float32"
+        raise arg_error(fn, name, f"expected {want}, got {x.dtype}")
+    if device_of(x) != device_of(q):
+        raise arg_error(fn, name, f"expected the device of q ({device_of(q)}), got {device_of(x)}")
+    if not is_contiguous(x):
+        raise arg_error(fn, name, "expected a contiguous tensor (call .contiguous() first)")
+
+
+def state_dtype(dtype):
+    return "f64" if dtype == "f64" else "f32"
+
+
+def check_inputs(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
+    """Checks q, k, v, the layout, the initial state and cu_seqlens; returns the Sizes."""
+    if layout not in LAYOUTS:
+        raise arg_error(fn, "layout", f"expected 'bhnd' or 'bnhd', got {layout!r}")
+    dims = "B, H, N, dim" if layout == "bhnd" else "B, N, H, dim"
+    _check_tensor(fn, "q", q, 4, dims)
+    _check_tensor(fn, "k", k, 4, dims, ref=q)
+    _check_tensor(fn, "v", v, 4, dims, ref=q)
+    b, n, h = seq_dims(layout)
+    B, N, H, D, E = q.shape[b], q.shape[n], q.shape[h], q.shape[3], v.shape[3]
+    if tuple(k.shape) != tuple(q.shape):
+        raise arg_error(fn, "k", f"expected the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if (v.shape[b], v.shape[n], v.shape[h]) != (B, N, H):
+        raise arg_error(fn, "v", f"expected (batch, seq, heads) = {(B, N, H)} like q, got shape "
+                                 f"{tuple(v.shape)}")
+    S = B
+    if cu_seqlens is not None:
+        if not (is_torch(cu_seqlens) or is_numpy(cu_seqlens)) or is_numpy(cu_seqlens) != is_numpy(q):
+            raise arg_error(fn, "cu_seqlens", "expected an int32 tensor of the same kind as q")
+        if cu_seqlens.ndim != 1 or cu_seqlens.shape[0] < 2:
+            raise arg_error(fn, "cu_seqlens", f"expected a 1-d tensor of num_seqs + 1 >= 2 "
+                                              f"offsets, got shape {tuple(cu_seqlens.shape)}")
+        if str(cu_seqlens.dtype) not in ("int32", "torch.int32"):
+            raise arg_error(fn, "cu_seqlens", f"expected int32 (FlashAttention's convention), got "
+                                              f"{cu_seqlens.dtype}")
+        if device_of(cu_seqlens) != device_of(q):
+            raise arg_error(fn, "cu_seqlens", f"expected the device of q ({device_of(q)}), got "
+                                              f"{device_of(cu_seqlens)}")
+        if not is_contiguous(cu_seqlens):
+            raise arg_error(fn, "cu_seqlens", "expected a contiguous tensor")
+        S = cu_seqlens.shape[0] - 1
+    dtype = dtype_of(q)
+    if initial_state is not None:
+        _check_state(fn, "initial_state", initial_state, (S, H, D, E), state_dtype(dtype), q)
+    return Sizes(B, N, H, D, E, S, dtype, device_of(q))
+
+
+def check_decode(fn, q, k, v, state):
+    """Checks the operands of a decode step: q, k (B, H, D), v (B, H, E), state (B, H, D, E)."""
+    _check_tensor(fn, "q", q, 3, "B, H, D")
+    _check_tensor(fn, "k", k, 3, "B, H, D", ref=q)
+    _check_tensor(fn, "v", v, 3, "B, H, E", ref=q)
+    B, H, D = q.shape
+    E = v.shape[2]
+    if tuple(k.shape) != tuple(q.shape):
+        raise arg_error(fn, "k", f"expected the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if tuple(v.shape[:2]) != (B, H):
+        raise arg_error(fn, "v", f"expected (batch, heads) = {(B, H)} like q, got shape "
+                                 f"{tuple(v.shape)}")
+    if state is None:
+        raise arg_error(fn, "state", "expected a (B, H, D, E) state tensor")
+    dtype = dtype_of(q)
+    _check_state(fn, "state", state, (B, H, D, E), state_dtype(dtype), q)
+    return Sizes(B, 1, H, D, E, B, dtype, device_of(q))
+
+
+def slopes_array(fn, slope, heads):
+    """The slopes as a host fp32 buffer of `heads` values: (owner, address).
+
+    Accepts a number (every head), a sequence, a NumPy array or a tensor with `heads` elements
+    (any shape, e.g. the Triton package's (H, 1, 1)); a CUDA tensor is copied to the host.
+    """
+    if is_torch(slope):
+        import torch
+        buf = slope.detach().reshape(-1).to(device="cpu", dtype=torch.float32).contiguous()
+        n = buf.numel()
+    elif is_numpy(slope):
+        import numpy as np
+        buf = np.ascontiguousarray(slope, dtype=np.float32).reshape(-1)
+        n = buf.size
+    elif isinstance(slope, (int, float)):
+        buf, n = array("f", [float(slope)] * heads), heads
+    else:
+        try:
+            buf = array("f", [float(x) for x in slope])
+        except TypeError:
+            raise arg_error(fn, "slope", f"expected a number, a sequence or a tensor of {heads} "
+                                         f"values, got {type(slope).__name__}") from None
+        n = len(buf)
+    if n != heads:
+        raise arg_error(fn, "slope", f"expected {heads} values (one per head), got {n}")
+    if isinstance(buf, array):
+        return buf, buf.buffer_info()[0]
+    return buf, address(buf)
+
+
+class _Call:
+    """Device guard, stream and thread count for one call into tnl._C."""
+
+    def __init__(self, x):
+        self.x, self.guard = x, None
+
+    def __enter__(self):
+        x = self.x
+        if is_numpy(x):
+            return 0, 0
+        import torch
+        if x.device.type == "cpu":
+            return torch.get_num_threads(), 0
+        if x.device.type != "cuda":
+            raise arg_error("tnl", "device", f"expected cpu or cuda, got {x.device}")
+        self.guard = torch.cuda.device(x.device)
+        self.guard.__enter__()
+        return 0, torch.cuda.current_stream(x.device).cuda_stream
+
+    def __exit__(self, *exc):
+        if self.guard is not None:
+            self.guard.__exit__(*exc)
+        return False
+
+
+def device_kind(sz):
+    return "cpu" if sz.device == "cpu" else "cuda"
+
+
+def use_reference(sz):
+    # The fast paths take f32/f16/bf16; f64 on the CPU runs the fp64 reference (gradcheck).
+    # f64 elsewhere goes to the fast path, which rejects it with the C++ message.
+    return sz.dtype == "f64" and sz.device == "cpu"
+
+
+def _empty_like_kind(x, shape, dtype_name):
+    if is_numpy(x):
+        import numpy as np
+        return np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name])
+    import torch
+    dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
+          "f64": torch.float64}[dtype_name]
+    return torch.empty(shape, dtype=dt, device=x.device)
+
+
+def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens):
+    """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
+
+    `slopes` is anything slopes_array() takes.
+    """
+    sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
+    owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
+    o = _empty_like_kind(v, tuple(v.shape), sz.dtype)
+    sdt = state_dtype(sz.dtype)
+    sf = _empty_like_kind(q, (sz.S, sz.H, sz.D, sz.E) if want_final_state else (0,), sdt)
+    num_seqs = sz.S if cu_seqlens is not None else 0
+    with _Call(q) as (threads, stream):
+        _C.forward(sz.dtype, device_kind(sz), (sz.B, sz.N, sz.H, sz.D, sz.E),
+                   seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
+                   seq_view(o, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
+                   address(initial_state), address(sf) if want_final_state else 0,
+                   threads, stream, use_reference(sz))
+    del owner
+    return o, sf
+
+
+def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
+             need_initial_grad):
+    """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,))."""
+    sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
+    owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
+    if do.shape[-1] > 1 and do.stride(-1) != 1:  # e.g. an expanded gradient of .sum()
+        do = do.contiguous()
+    do = do.to(q.dtype)
+    if d_final_state is not None:  # (S, H, D, E), fp32 (fp64 for f64 inputs), contiguous
+        import torch
+        sdt = torch.float64 if sz.dtype == "f64" else torch.float32
+        d_final_state = d_final_state.to(sdt).contiguous()
+    dq = _empty_like_kind(q, tuple(q.shape), sz.dtype)
+    dk = _empty_like_kind(k, tuple(k.shape), sz.dtype)
+    dv = _empty_like_kind(v, tuple(v.shape), sz.dtype)
+    want_ds0 = need_initial_grad and initial_state is not None
+    ds0 = _empty_like_kind(q, tuple(initial_state.shape) if want_ds0 else (0,),
+                           state_dtype(sz.dtype))
+    num_seqs = sz.S if cu_seqlens is not None else 0
+    with _Call(q) as (threads, stream):
+        _C.backward(sz.dtype, device_kind(sz), (sz.B, sz.N, sz.H, sz.D, sz.E),
+                    seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
+                    seq_view(do, layout), seq_view(dq, layout), seq_view(dk, layout),
+                    seq_view(dv, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
+                    address(initial_state), address(d_final_state),
+                    address(ds0) if want_ds0 else 0, threads, stream, use_reference(sz))
+    del owner
+    return dq, dk, dv, ds0
+
+
+def decode(fn, q, k, v, state, slopes, scale):
+    """One decode step in place on `state`; returns o (B, H, E)."""
+    sz = check_decode(fn, q, k, v, state)
+    owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
+    o = _empty_like_kind(v, tuple(v.shape), sz.dtype)
+    with _Call(q) as (threads, stream):
+        _C.decode(sz.dtype, device_kind(sz), (sz.B, sz.H, sz.D, sz.E), head_view(q), head_view(k),
+                  head_view(v), head_view(o), address(state), slopes_ptr, float(scale), threads,
+                  stream, use_reference(sz))
+    del owner
+    return o

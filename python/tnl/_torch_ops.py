@@ -1,0 +1,146 @@
+# _torch_ops.py: the PyTorch side of tnl.lightning_attn: autograd and custom-op registration.
+#
+# With PyTorch >= 2.4 (torch.library.custom_op) the forward, backward and decode step are the
+# custom ops tnl::lightning_attn_fwd, tnl::lightning_attn_bwd and tnl::lightning_attn_decode,
+# with fake (meta) implementations and a registered autograd formula, so torch.compile traces
+# through them without a graph break. Older PyTorch gets a plain torch.autograd.Function that
+# calls the same C++ kernels (torch.compile, where it exists, then breaks the graph around it).
+# Either way the backward runs tnl's backward kernels; the slope gets no gradient.
+from typing import Optional, Tuple
+
+import torch
+
+from . import _core
+
+FN = "tnl.lightning_attn"
+HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
+
+
+def _state_dtype(q):
+    return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+if HAS_CUSTOM_OP:
+
+    @torch.library.custom_op("tnl::lightning_attn_fwd", mutates_args=())
+    def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
+                scale: float, layout: str, initial_state: Optional[torch.Tensor],
+                output_final_state: bool, cu_seqlens: Optional[torch.Tensor]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        return _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
+                             output_final_state, cu_seqlens)
+
+    @_fwd_op.register_fake
+    def _fwd_fake(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+        sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
+        o = torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
+        shape = (sz.S, sz.H, sz.D, sz.E) if output_final_state else (0,)
+        return o, torch.empty(shape, dtype=_state_dtype(q), device=q.device)
+
+    @torch.library.custom_op("tnl::lightning_attn_bwd", mutates_args=())
+    def _bwd_op(do: torch.Tensor, d_final_state: Optional[torch.Tensor], q: torch.Tensor,
+                k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, scale: float, layout: str,
+                initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+                need_initial_grad: bool
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _core.backward(FN, do, d_final_state, q, k, v, slopes, scale, layout,
+                              initial_state, cu_seqlens, need_initial_grad)
+
+    @_bwd_op.register_fake
+    def _bwd_fake(do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
+                  need_initial_grad):
+        ds0 = (tuple(initial_state.shape) if need_initial_grad and initial_state is not None
+               else (0,))
+        dq, dk, dv = (torch.empty(tuple(t.shape), dtype=t.dtype, device=t.device) for t in (q, k, v))
+        return dq, dk, dv, torch.empty(ds0, dtype=_state_dtype(q), device=q.device)
+
+    def _setup_context(ctx, inputs, output):
+        q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens = inputs
+        ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
+        ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+
+    def _backward(ctx, do, d_final_state):
+        q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
+        need_s0 = initial_state is not None and ctx.needs_input_grad[6]
+        dq, dk, dv, ds0 = _bwd_op(do, d_final_state if ctx.want_final else None, q, k, v, slopes,
+                                  ctx.scale, ctx.layout, initial_state, cu_seqlens, need_s0)
+        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None
+
+    _fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+    @torch.library.custom_op("tnl::lightning_attn_decode", mutates_args=("state",))
+    def _decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: torch.Tensor,
+                   slopes: torch.Tensor, scale: float) -> torch.Tensor:
+        return _core.decode("tnl.decode_step", q, k, v, state, slopes, scale)
+
+    @_decode_op.register_fake
+    def _decode_fake(q, k, v, state, slopes, scale):
+        _core.check_decode("tnl.decode_step", q, k, v, state)
+        return torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
+
+    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+        return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
+                       cu_seqlens)
+
+    def decode(q, k, v, state, slopes, scale):
+        return _decode_op(q, k, v, state, slopes, scale)
+
+else:
+
+    class LightningAttnFunction(torch.autograd.Function):
+        """Forward and backward through tnl's kernels (PyTorch < 2.4: no torch.library.custom_op)."""
+
+        @staticmethod
+        def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
+                    cu_seqlens):
+            o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
+                                  output_final_state, cu_seqlens)
+            ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
+            ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+            ctx.set_materialize_grads(False)
+            if not output_final_state:
+                ctx.mark_non_differentiable(sf)
+            return o, sf
+
+        @staticmethod
+        def backward(ctx, do, d_final_state):
+            q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
+            if do is None:
+                do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
+            need_s0 = initial_state is not None and ctx.needs_input_grad[6]
+            dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
+                                             q, k, v, slopes, ctx.scale, ctx.layout,
+                                             initial_state, cu_seqlens, need_s0)
+            return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None
+
+    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+        return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
+                                           output_final_state, cu_seqlens)
+
+    def decode(q, k, v, state, slopes, scale):
+        with torch.no_grad():
+            return _core.decode("tnl.decode_step", q, k, v, state, slopes, scale)
+
+    _disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if _disable is not None:  # PyTorch 2.1-2.3: graph-break around the kernels
+        attn, decode = _disable(attn), _disable(decode)
+
+
+def slopes_tensor(fn, slope, heads):
+    """The slopes as a CPU float32 tensor (H,): the form the ops take (host memory per the API)."""
+    if isinstance(slope, torch.Tensor):
+        if slope.numel() != heads:
+            raise _core.arg_error(fn, "slope", f"expected {heads} values (one per head), got "
+                                               f"{slope.numel()}")
+        return slope.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
+    owner, _ = _core.slopes_array(fn, slope, heads)
+    return torch.tensor(list(owner), dtype=torch.float32)
+
+
+def int32_offsets(cu_seqlens):
+    """cu_seqlens as int32 (FLA passes int64 offsets; FlashAttention int32)."""
+    if isinstance(cu_seqlens, torch.Tensor) and cu_seqlens.dtype == torch.int64:
+        return cu_seqlens.to(torch.int32)
+    return cu_seqlens

@@ -1,0 +1,72 @@
+# test_cuda.py (marker `gpu`): tnl.lightning_attn on CUDA tensors, zero-copy on the current
+# stream: bf16 and fp32 outputs, states and gradients against the pure-PyTorch fp64 reference
+# (spec §4: fp32 ≤ 1e-4 on the GPU, fp16/bf16 ≤ 1e-2), both layouts, varlen, decode, errors.
+import pytest
+import torch
+
+import tnl
+from conftest import make_qkv, make_slopes
+from reference_torch import lightning_attn_ref, rel_err
+
+pytestmark = pytest.mark.gpu
+BOUND = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+@pytest.mark.parametrize("N,D,E", [(1, 64, 64), (65, 128, 128), (1000, 256, 128), (300, 96, 64)])
+def test_cuda_forward_backward(dtype, layout, N, D, E):
+    B, H = 2, 3
+    q, k, v = make_qkv(B, H, N, D, E, layout, dtype=dtype, device="cuda")
+    s = make_slopes(H)
+    s0 = torch.randn(B, H, D, E, device="cuda")
+    w_o, w_s = torch.randn(v.shape, device="cuda"), torch.randn(B, H, D, E, device="cuda")
+    ours = [x.clone().requires_grad_() for x in (q, k, v, s0)]
+    o, sf = tnl.lightning_attn(*ours[:3], s, layout=layout, initial_state=ours[3],
+                               output_final_state=True)
+    assert o.device.type == "cuda" and o.dtype == dtype and sf.dtype == torch.float32
+    ((o.float() * w_o).sum() + (sf * w_s).sum()).backward()
+    ref = [x.detach().cpu().double().requires_grad_() for x in (q, k, v, s0)]
+    o_ref, sf_ref = lightning_attn_ref(*ref[:3], s, layout=layout, initial_state=ref[3])
+    ((o_ref * w_o.cpu().double()).sum() + (sf_ref * w_s.cpu().double()).sum()).backward()
+    assert rel_err(o.cpu(), o_ref) <= BOUND[dtype]
+    assert rel_err(sf.cpu(), sf_ref) <= BOUND[dtype]
+    for name, a, r in zip(["dq", "dk", "dv", "d_initial_state"], ours, ref):
+        assert rel_err(a.grad.cpu(), r.grad) <= BOUND[dtype], name
+
+
+def test_cuda_varlen_and_stream():
+    H, D, E = 4, 64, 64
+    cu = torch.tensor([0, 1, 64, 65, 300], dtype=torch.int32, device="cuda")
+    q, k, v = make_qkv(1, H, 300, D, E, "bnhd", dtype=torch.bfloat16, device="cuda")
+    s = tnl.slopes_transnormer(H, 0, 2)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):  # runs on the current (side) stream
+        o, sf = tnl.lightning_attn(q, k, v, s, layout="bnhd", cu_seqlens=cu,
+                                   output_final_state=True)
+    stream.synchronize()
+    o_ref, sf_ref = lightning_attn_ref(q.cpu(), k.cpu(), v.cpu(), s, layout="bnhd",
+                                       cu_seqlens=cu.cpu())
+    assert rel_err(o.cpu(), o_ref.double()) <= 1e-2 and rel_err(sf.cpu(), sf_ref) <= 1e-2
+
+
+def test_cuda_decode_and_slopes_on_device():
+    B, H, D, E = 3, 4, 128, 128
+    q, k, v = make_qkv(B, H, 9, D, E, dtype=torch.float32, device="cuda")
+    s = tnl.alibi_slopes(H).cuda().reshape(H, 1, 1)  # the Triton call's slopes, on the device
+    o_all, sf_all = tnl.lightning_attn(q, k, v, s, output_final_state=True)
+    _, state = tnl.lightning_attn(q[:, :, :8], k[:, :, :8], v[:, :, :8], s,
+                                  output_final_state=True)
+    o = tnl.decode_step(q[:, :, 8], k[:, :, 8], v[:, :, 8], state, s)
+    assert rel_err(o, o_all[:, :, 8]) <= 1e-4 and rel_err(state, sf_all) <= 1e-4
+    assert rel_err(tnl.lightning_attn_func(q, k, v, s), o_all) <= 1e-6
+
+
+def test_cuda_errors():
+    q, k, v = make_qkv(1, 2, 8, 4, 4, device="cuda")
+    with pytest.raises(tnl.ArgumentError, match=r"argument 'k': expected the device of q"):
+        tnl.lightning_attn(q, k.cpu(), v, [0.1, 0.2])
+    with pytest.raises(tnl.ArgumentError, match=r"argument 'dtype': expected f32, f16 or bf16"):
+        tnl.lightning_attn(q.double(), k.double(), v.double(), [0.1, 0.2])
+    with pytest.raises(tnl.ArgumentError, match=r"argument 'cu_seqlens': expected the device"):
+        tnl.lightning_attn(q, k, v, [0.1, 0.2], cu_seqlens=torch.tensor([0, 8], dtype=torch.int32))

@@ -1,0 +1,90 @@
+# test_errors.py: bad arguments raise tnl.ArgumentError (a ValueError) naming the argument, with
+# the C++ library's message where the C++ library checks it; nothing crashes.
+import numpy as np
+import pytest
+import torch
+
+import tnl
+from conftest import make_qkv
+
+
+def _qkv(**kw):
+    return make_qkv(2, 2, 8, 4, 4, **kw)
+
+
+def _raises(match, *args, **kwargs):
+    with pytest.raises(tnl.ArgumentError, match=match):
+        tnl.lightning_attn(*args, **kwargs)
+
+
+def test_error_classes():
+    assert issubclass(tnl.ArgumentError, ValueError)
+    assert issubclass(tnl.ArgumentError, tnl.Error)
+    assert issubclass(tnl.Error, RuntimeError)
+
+
+def test_cpp_messages():
+    q, k, v = _qkv()
+    _raises(r"tnl::attention_forward: argument 'slopes': expected values >= 0", q, k, v, [0.1, -1])
+    _raises(r"argument 'slopes': expected finite values", q, k, v, [0.1, float("nan")])
+    _raises(r"argument 'scale': expected a finite value", q, k, v, [0.1, 0.1], scale=float("inf"))
+    big = torch.randn(1, 1, 2, 300)
+    _raises(r"tnl::attention_forward: argument 'dim_qk': expected 1..256", big, big, big, [0.0])
+    _raises(r"argument 'seqlen': expected >= 1", *make_qkv(1, 1, 0, 4, 4), [0.0])
+    cu = torch.tensor([0, 5, 3, 8], dtype=torch.int32)
+    q1, k1, v1 = make_qkv(1, 2, 8, 4, 4)
+    _raises(r"argument 'cu_seqlens': expected non-decreasing offsets", q1, k1, v1, [0, 0],
+            cu_seqlens=cu)
+    _raises(r"argument 'cu_seqlens': expected cu_seqlens\[num_seqs\] == seqlen", q1, k1, v1,
+            [0, 0], cu_seqlens=torch.tensor([0, 5], dtype=torch.int32))
+    _raises(r"argument 'batch': expected 1 with cu_seqlens", q, k, v, [0, 0],
+            cu_seqlens=torch.tensor([0, 8], dtype=torch.int32))
+
+
+def test_dtype_errors():
+    q, k, v = _qkv()
+    _raises(r"argument 'k': expected the dtype of q", q, k.double(), v, [0, 0])
+    _raises(r"argument 'q': expected float32, float16 or bfloat16", q.int(), k.int(), v.int(),
+            [0, 0])
+    _raises(r"argument 'initial_state': expected float32", q, k, v, [0, 0],
+            initial_state=torch.zeros(2, 2, 4, 4, dtype=torch.float16))
+    _raises(r"argument 'cu_seqlens': expected int32", *make_qkv(1, 2, 8, 4, 4), [0, 0],
+            cu_seqlens=torch.tensor([0.0, 8.0]))
+
+
+def test_shape_errors():
+    q, k, v = _qkv()
+    _raises(r"argument 'q': expected a 4-d tensor", q[0], k[0], v[0], [0, 0])
+    _raises(r"argument 'k': expected the shape of q", q, k[:, :, :4], v, [0, 0])
+    _raises(r"argument 'v': expected \(batch, seq, heads\)", q, k, v[:, :1], [0, 0])
+    _raises(r"argument 'slope': expected 2 values \(one per head\), got 3", q, k, v, [0, 0, 0])
+    _raises(r"argument 'initial_state': expected shape \(S, H, D, E\)", q, k, v, [0, 0],
+            initial_state=torch.zeros(1, 2, 4, 4))
+    _raises(r"argument 'layout': expected 'bhnd' or 'bnhd'", q, k, v, [0, 0], layout="nhd")
+
+
+def test_stride_and_device_errors():
+    q, k, v = _qkv()
+    _raises(r"argument 'q': expected a contiguous innermost dim \(stride 1\), got stride 2",
+            torch.randn(2, 2, 8, 8)[..., ::2], k, v, [0, 0])
+    _raises(r"argument 'initial_state': expected a contiguous tensor", q, k, v, [0, 0],
+            initial_state=torch.zeros(2, 2, 4, 4).transpose(2, 3))
+    # Mixed devices, without a GPU: the meta device stands in for a second device.
+    _raises(r"argument 'v': expected the device of q \(cpu\), got meta", q, k,
+            v.to("meta"), [0, 0])
+    _raises(r"argument 'k': expected the same kind of array", q, k.numpy(), v, [0, 0])
+
+
+def test_numpy_errors():
+    q, k, v = (x.numpy() for x in _qkv())
+    _raises(r"argument 'slopes': expected values >= 0", q, k, v, np.array([-1.0, 0.0]))
+    _raises(r"argument 'q': expected float32, float16 or bfloat16", q.astype(np.int32),
+            k.astype(np.int32), v.astype(np.int32), [0, 0])
+    with pytest.raises(tnl.ArgumentError, match=r"tnl.decode_step: argument 'state'"):
+        tnl.decode_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], np.zeros((2, 2, 4, 3), np.float32),
+                        [0, 0])
+
+
+def test_slope_helpers_errors():
+    with pytest.raises(tnl.ArgumentError, match=r"tnl::slopes_transnormer: argument 'layer'"):
+        tnl.slopes_transnormer(8, 5, 4)
