@@ -51,13 +51,13 @@ void launch_scan(DType dt, const ScanParams& p, const Slopes& sl, bool local, cu
   }
 }
 
-// Chunk length of the scan kernel for a key dim (must match chunk_scan_impl.cuh).
-int chunk_for(int dk) { return dk <= 128 ? 64 : 32; }
+// Segment lengths are multiples of 64, a multiple of every kernel's chunk (32 or 64).
+constexpr int kSegQuantum = 64;
 
 // Runs one scan, splitting fixed-length sequences into segments when the (sequence, head,
 // column tile) blocks alone would leave multiprocessors idle.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
-  const int C = chunk_for(p.dk);
+  const int C = kSegQuantum;
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);
   int nseg = 1;
   if (!p.cu_seqlens && p.seqlen >= 8 * C) {
@@ -102,14 +102,12 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 
 }  // namespace
 
-int chunk_scan_blocks_per_sm(DType, int dk) {
-  // Shared memory per block of the scan kernel (chunk_scan_impl.cuh, Smem) over the 227 KB an
-  // H100/A100 multiprocessor offers, one KB reserved per block.
-  const int C = chunk_for(dk);
-  const int DK = dk <= 32 ? 32 : dk <= 64 ? 64 : dk <= 128 ? 128 : 256;
-  const int floats = 2 * C * (DK + 1) + C * 64 + C * C + DK * 64 + C + 2;
-  const int per_block = floats * 4 + 1024;
-  return std::max(1, std::min(8, (227 * 1024) / per_block));
+int chunk_scan_blocks_per_sm(DType dt, int dk) {
+  // Shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB reserved
+  // per block); at most 8 blocks of 256 threads.
+  const size_t per_block =
+      (dt == DType::f32 ? chunk_scan_smem_bytes_simt(dk) : chunk_scan_smem_bytes_tc(dk)) + 1024;
+  return (int)std::max<size_t>(1, std::min<size_t>(8, (227 * 1024) / per_block));
 }
 
 void attention_forward(const AttnForwardParams& p) {

@@ -73,8 +73,12 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                             cudaStream_t stream);
 
-// Blocks of the scan kernel that fit on one multiprocessor, for a key dim dk and dtype.
+// Blocks of the scan kernel that fit on one multiprocessor, for a key dim dk and dtype, from
+// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu) or the tensor-core
+// kernel (fp16/bf16, chunk_scan_bf16.cu).
 int chunk_scan_blocks_per_sm(DType dt, int dk);
+size_t chunk_scan_smem_bytes_simt(int dk);
+size_t chunk_scan_smem_bytes_tc(int dk);
 
 // Decode step (decode.cu).
 struct DecodeParams {

@@ -1,10 +1,11 @@
-// chunk_scan_bf16.cu: the chunked scan kernel instantiated for bf16 inputs (one dtype per file, so
-// the instantiations compile in parallel).
-#include "backends/cuda/chunk_scan_impl.cuh"
+// chunk_scan_bf16.cu: the chunked scan kernel for bf16 inputs, on tensor cores (chunk_scan_tc.cuh);
+// one dtype per file, so the instantiations compile in parallel.
+#include "backends/cuda/chunk_scan_tc.cuh"
 
 namespace tnl::cuda {
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                            cudaStream_t stream) {
-  scan::launch<__nv_bfloat16>(p, sl, local_pass, stream);
+  tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
+size_t chunk_scan_smem_bytes_tc(int dk) { return tc::smem_bytes_for(dk); }
 }  // namespace tnl::cuda

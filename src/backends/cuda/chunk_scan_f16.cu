@@ -1,10 +1,10 @@
-// chunk_scan_f16.cu: the chunked scan kernel instantiated for f16 inputs (one dtype per file, so
-// the instantiations compile in parallel).
-#include "backends/cuda/chunk_scan_impl.cuh"
+// chunk_scan_f16.cu: the chunked scan kernel for f16 inputs, on tensor cores (chunk_scan_tc.cuh);
+// one dtype per file, so the instantiations compile in parallel.
+#include "backends/cuda/chunk_scan_tc.cuh"
 
 namespace tnl::cuda {
 void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pass,
                            cudaStream_t stream) {
-  scan::launch<__half>(p, sl, local_pass, stream);
+  tc::launch<__half>(p, sl, local_pass, stream);
 }
 }  // namespace tnl::cuda

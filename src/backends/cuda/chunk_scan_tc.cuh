@@ -1,0 +1,432 @@
+// chunk_scan_tc.cuh: the chunked scan kernel (chunk_scan.h) on tensor cores, for fp16/bf16
+// inputs: mma.sync m16n8k16 with fp32 accumulation, 8 warps, chunk C = 64, 64 columns of dv
+// per block, padded key dim DK ∈ {64, 128, 256}.
+//
+// Inputs (X, Y, Z) enter the tensor cores exactly. The three derived operands, the masked
+// scores A, the state S and the decay-weighted values Zw, are split into hi + lo 16-bit
+// parts (two MMAs each), so the result carries fp32-level error plus the final rounding
+// of the output; the state itself stays fp32 in registers across chunks.
+//
+// Per chunk (thread-block view):
+//   A  = c·(X Yᵀ ⊙ M)                   (C, C)    warp w: rows 16(w%4), cols 32(w/4)
+//   O  = A Z + α λ^{a+off} X S           (C, ET)   same warp split
+//   S  = λ^n S + Yᵀ Zw,  Zw_b = β λ^{n-1-b+off} z_b   (DK, ET) fp32 accumulators
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "backends/cuda/chunk_scan.h"
+#include "backends/cuda/cuda_check.h"
+
+namespace tnl::cuda {
+namespace tc {
+
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kC = 64;         // chunk
+constexpr int kET = 64;        // columns of dv per block
+constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
+
+template <int DK>
+struct Smem {  // offsets in 16-bit elements
+  static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
+  static constexpr int kX = 0;                      // (C, DK)
+  static constexpr int kY = kX + kC * kLdK;         // (C, DK)
+  static constexpr int kZ = kY + kC * kLdK;         // (C, ET)
+  static constexpr int kZwHi = kZ + kC * kLdE;      // (C, ET)
+  static constexpr int kZwLo = kZwHi + kC * kLdE;   // (C, ET)
+  static constexpr int kAHi = kZwLo + kC * kLdE;    // (C, C)
+  static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
+  static constexpr int kSHi = kALo + kC * kLdC;     // (DK, ET)
+  static constexpr int kSLo = kSHi + DK * kLdE;     // (DK, ET)
+  static constexpr int kEnd = kSLo + DK * kLdE;
+  static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (kC + 2);  // + decay table
+};
+
+inline size_t smem_bytes_for(int dk) {
+  if (dk <= 64) return Smem<64>::kBytes;
+  if (dk <= 128) return Smem<128>::kBytes;
+  return Smem<256>::kBytes;
+}
+
+template <class T>
+struct Ops;
+template <>
+struct Ops<__nv_bfloat16> {
+  static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ void mma(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+};
+template <>
+struct Ops<__half> {
+  static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+  static __device__ __forceinline__ void mma(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+};
+
+__device__ __forceinline__ uint32_t pack(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+}
+__device__ __forceinline__ uint32_t pack(__half lo, __half hi) {
+  return (uint32_t)__half_as_ushort(lo) | ((uint32_t)__half_as_ushort(hi) << 16);
+}
+template <class T>
+__device__ __forceinline__ uint32_t ld32(const T* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// Fragment loads (g = lane / 4, t = lane % 4). A (16 x 16) at (m0, k0):
+//   row-major storage A(m, k) = s[m·ld + k]; transposed storage A(m, k) = s[k·ld + m].
+template <class T>
+__device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int g, int t) {
+  const T* p = s + (m0 + g) * ld + k0 + 2 * t;
+  a[0] = ld32(p);
+  a[1] = ld32(p + 8 * ld);
+  a[2] = ld32(p + 8);
+  a[3] = ld32(p + 8 * ld + 8);
+}
+template <class T>
+__device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int g, int t) {
+  const T* p = s + (k0 + 2 * t) * ld + m0 + g;
+  a[0] = pack(p[0], p[ld]);
+  a[1] = pack(p[8], p[ld + 8]);
+  a[2] = pack(p[8 * ld], p[9 * ld]);
+  a[3] = pack(p[8 * ld + 8], p[9 * ld + 8]);
+}
+// B (16 x 8) at (k0, n0): n-major storage B(k, n) = s[n·ld + k]; k-major B(k, n) = s[k·ld + n].
+template <class T>
+__device__ __forceinline__ void frag_b_n(uint32_t* b, const T* s, int ld, int k0, int n0, int g, int t) {
+  const T* p = s + (n0 + g) * ld + k0 + 2 * t;
+  b[0] = ld32(p);
+  b[1] = ld32(p + 8);
+}
+template <class T>
+__device__ __forceinline__ void frag_b_k(uint32_t* b, const T* s, int ld, int k0, int n0, int g, int t) {
+  const T* p = s + (k0 + 2 * t) * ld + n0 + g;
+  b[0] = pack(p[0], p[ld]);
+  b[1] = pack(p[8 * ld], p[9 * ld]);
+}
+
+struct SeqLoc {
+  int64_t batch, begin, len;
+};
+__device__ __forceinline__ SeqLoc seq_loc(const ScanParams& p, int64_t s) {
+  if (p.cu_seqlens) {
+    const int64_t b = p.cu_seqlens[s], e = p.cu_seqlens[s + 1];
+    return {0, b, e > b ? e - b : 0};
+  }
+  return {s, 0, p.seqlen};
+}
+
+// Rows [tau0, tau0 + C) of scan time (valid below tau_end), columns [col0, col0 + W) clipped to
+// dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. 16-byte loads when `vec`.
+template <class T, int W>
+__device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const SeqLoc& sq, int h,
+                                          bool reverse, int64_t tau0, int64_t tau_end, int col0,
+                                          int dim, bool vec) {
+  const T* base = static_cast<const T*>(r.data);
+  if (vec) {  // dim % 8 == 0, rows 16-byte aligned
+    constexpr int kV = W / 8;
+    for (int i = threadIdx.x; i < kC * kV; i += kThreads) {
+      const int row = i / kV, col = (i % kV) * 8;
+      const int64_t tau = tau0 + row;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (tau < tau_end && col0 + col < dim) {
+        const int64_t tok = reverse ? sq.len - 1 - tau : tau;
+        val = *reinterpret_cast<const uint4*>(base + sq.batch * r.sb + (sq.begin + tok) * r.sn +
+                                              h * r.sh + col0 + col);
+      }
+      *reinterpret_cast<uint4*>(dst + row * ld + col) = val;
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kC * W; i += kThreads) {
+    const int row = i / W, col = i % W;
+    const int64_t tau = tau0 + row;
+    T val = Ops<T>::from_f(0.f);
+    if (tau < tau_end && col0 + col < dim) {
+      const int64_t tok = reverse ? sq.len - 1 - tau : tau;
+      val = base[sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col];
+    }
+    dst[row * ld + col] = val;
+  }
+}
+
+template <class T, int DK, bool kLocal>
+__global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
+                                                                 const Slopes sl, bool vec) {
+  using L = Smem<DK>;
+  using O = Ops<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* sm = reinterpret_cast<T*>(smem_raw);
+  T* Xs = sm + L::kX;      // (C, DK)
+  T* Ys = sm + L::kY;      // (C, DK)
+  T* Zs = sm + L::kZ;      // (C, ET)
+  T* ZwHi = sm + L::kZwHi;  // (C, ET)
+  T* ZwLo = sm + L::kZwLo;
+  T* AHi = sm + L::kAHi;   // (C, C)
+  T* ALo = sm + L::kALo;
+  T* SHi = sm + L::kSHi;   // (DK, ET)
+  T* SLo = sm + L::kSLo;
+  float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t bid = blockIdx.x;
+  const int seg = (int)(bid % p.num_segs);
+  const int64_t shd = bid / p.num_segs;  // s·H + h
+  const int h = (int)(shd % p.heads);
+  const int64_t s = shd / p.heads;
+  const int e0 = blockIdx.y * kET;
+  if (kLocal && seg == p.num_segs - 1) return;
+
+  const SeqLoc sq = seq_loc(p, s);
+  const int64_t seg_begin = (int64_t)seg * p.seg_len;
+  const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
+  const float slope = sl.s[h];
+  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
+
+  // State tiles of this warp: DK >= 128: m-tiles MT·warp + i, n-tiles 0..7;
+  // DK = 64: m-tile warp % 4, n-tiles 4·(warp / 4) + j.
+  constexpr int kMT = DK >= 128 ? DK / 128 : 1;
+  constexpr int kNT = DK >= 128 ? 8 : 4;
+  const int m_base = DK >= 128 ? warp * kMT : warp % 4;
+  const int n_base = DK >= 128 ? 0 : 4 * (warp / 4);
+  float st[kMT][kNT][4];  // (DK, ET) fp32 state fragments
+  const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+#pragma unroll
+  for (int i = 0; i < kMT; ++i)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        st[i][j][r] = 0.f;
+        if (kLocal) continue;
+        const int d = 16 * (m_base + i) + g + 8 * (r / 2);
+        const int e = e0 + 8 * (n_base + j) + 2 * t + (r % 2);
+        if (d >= p.dk || e >= p.dv) continue;
+        float acc = 0.f;
+        if (p.init) {
+          const float x0 = p.init_transposed ? p.init[state_off + (int64_t)e * p.dk + d]
+                                             : p.init[state_off + (int64_t)d * p.dv + e];
+          acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
+        }
+        for (int gj = 0; gj < seg; ++gj) {
+          const int64_t end_j = (int64_t)(gj + 1) * p.seg_len;
+          acc += expf(-slope * (float)(seg_begin - end_j)) *
+                 p.seg_states[(shd * p.num_segs + gj) * p.dk * p.dv + (int64_t)d * p.dv + e];
+        }
+        st[i][j][r] = acc;
+      }
+
+  const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
+  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC) {
+    const int n = (int)min((int64_t)kC, seg_end - tau0);
+    if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
+    load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
+    load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
+    if (!kLocal) {  // S (hi, lo) for this chunk's X S
+#pragma unroll
+      for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int j = 0; j < kNT; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int d = 16 * (m_base + i) + g + 8 * (r / 2);
+            const int e = 8 * (n_base + j) + 2 * t + (r % 2);
+            const T hi = O::from_f(st[i][j][r]);
+            SHi[d * L::kLdE + e] = hi;
+            SLo[d * L::kLdE + e] = O::from_f(st[i][j][r] - O::to_f(hi));
+          }
+    }
+    __syncthreads();
+
+    // Zw = β λ^{n-1-b+off} z_b, split hi + lo.
+    for (int i = threadIdx.x; i < kC * kET; i += kThreads) {
+      const int b = i / kET, e = i % kET;
+      const float w = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
+      const float zw = w * O::to_f(Zs[b * L::kLdE + e]);
+      const T hi = O::from_f(zw);
+      ZwHi[b * L::kLdE + e] = hi;
+      ZwLo[b * L::kLdE + e] = O::from_f(zw - O::to_f(hi));
+    }
+    if (!kLocal) {
+      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
+      float acc[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[j][r] = 0.f;
+      const bool live = !(nh == 1 && mt < 2);  // the block above the diagonal is all zero
+      if (live) {
+#pragma unroll 4
+        for (int k0 = 0; k0 < DK; k0 += 16) {
+          uint32_t a[4];
+          frag_a(a, Xs, L::kLdK, 16 * mt, k0, g, t);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            uint32_t b[2];
+            frag_b_n(b, Ys, L::kLdK, k0, 32 * nh + 8 * j, g, t);
+            O::mma(acc[j], a, b);
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int a_ = 16 * mt + g + 8 * (r / 2);
+          const int b_ = 32 * nh + 8 * j + 2 * t + (r % 2);
+          const float v = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
+          const T hi = O::from_f(v);
+          AHi[a_ * L::kLdC + b_] = hi;
+          ALo[a_ * L::kLdC + b_] = O::from_f(v - O::to_f(hi));
+        }
+    }
+    __syncthreads();
+
+    if (!kLocal) {
+      // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns 32 nh.
+      float oa[4][4], os[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
+      for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
+        uint32_t ah[4], al[4];
+        frag_a(ah, AHi, L::kLdC, 16 * mt, k0, g, t);
+        frag_a(al, ALo, L::kLdC, 16 * mt, k0, g, t);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          uint32_t b[2];
+          frag_b_k(b, Zs, L::kLdE, k0, 32 * nh + 8 * j, g, t);
+          O::mma(oa[j], ah, b);
+          O::mma(oa[j], al, b);
+        }
+      }
+#pragma unroll 4
+      for (int k0 = 0; k0 < DK; k0 += 16) {
+        uint32_t a[4];
+        frag_a(a, Xs, L::kLdK, 16 * mt, k0, g, t);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          uint32_t bh[2], bl[2];
+          frag_b_k(bh, SHi, L::kLdE, k0, 32 * nh + 8 * j, g, t);
+          frag_b_k(bl, SLo, L::kLdE, k0, 32 * nh + 8 * j, g, t);
+          O::mma(os[j], a, bh);
+          O::mma(os[j], a, bl);
+        }
+      }
+      T* out = static_cast<T*>(p.out);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int a_ = 16 * mt + g + 8 * half;
+        if (a_ >= n) continue;
+        const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
+        const float coef = p.alpha * dec[a_ + p.off_out];
+        T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const int e = e0 + 32 * nh + 8 * j + 2 * t + c;
+            const int r = 2 * half + c;
+            if (e < p.dv) row[e] = O::from_f(oa[j][r] + coef * os[j][r]);
+          }
+      }
+    }
+
+    // Phase 3: S = λ^n S + Yᵀ Zw (hi + lo), this warp's state fragments.
+    {
+      const float dn = dec[n];
+#pragma unroll
+      for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int j = 0; j < kNT; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) st[i][j][r] *= dn;
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16) {
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+          uint32_t a[4];
+          frag_a_t(a, Ys, L::kLdK, 16 * (m_base + i), k0, g, t);
+#pragma unroll
+          for (int j = 0; j < kNT; ++j) {
+            uint32_t bh[2], bl[2];
+            frag_b_k(bh, ZwHi, L::kLdE, k0, 8 * (n_base + j), g, t);
+            frag_b_k(bl, ZwLo, L::kLdE, k0, 8 * (n_base + j), g, t);
+            O::mma(st[i][j], a, bh);
+            O::mma(st[i][j], a, bl);
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  float* dst = nullptr;
+  if (kLocal) {
+    dst = p.seg_states + (shd * p.num_segs + seg) * p.dk * p.dv;
+  } else if (p.final_state && seg == p.num_segs - 1) {
+    dst = p.final_state + state_off;
+  }
+  if (dst) {
+#pragma unroll
+    for (int i = 0; i < kMT; ++i)
+#pragma unroll
+      for (int j = 0; j < kNT; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int d = 16 * (m_base + i) + g + 8 * (r / 2);
+          const int e = e0 + 8 * (n_base + j) + 2 * t + (r % 2);
+          if (d < p.dk && e < p.dv) dst[(int64_t)d * p.dv + e] = st[i][j][r];
+        }
+  }
+}
+
+template <class T, int DK>
+void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  using L = Smem<DK>;
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
+  // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
+  auto al = [](const Rows& r) {
+    return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
+           r.sh % 8 == 0;
+  };
+  const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) && (local_pass || al(p.x));
+  if (local_pass) {
+    auto kern = chunk_scan_tc_kernel<T, DK, true>;
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)L::kBytes));
+    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec);
+    TNL_CUDA_CHECK_LAUNCH();
+  } else {
+    auto kern = chunk_scan_tc_kernel<T, DK, false>;
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)L::kBytes));
+    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec);
+    TNL_CUDA_CHECK_LAUNCH();
+  }
+}
+
+template <class T>
+void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if (p.dk <= 64) return launch_dk<T, 64>(p, sl, local_pass, stream);
+  if (p.dk <= 128) return launch_dk<T, 128>(p, sl, local_pass, stream);
+  return launch_dk<T, 256>(p, sl, local_pass, stream);
+}
+
+}  // namespace tc
+}  // namespace tnl::cuda
