@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 namespace tnl::testing {
@@ -116,7 +117,9 @@ std::vector<double> StateBuffer::values() const {
 
 std::string AttnCaseConfig::describe() const {
   std::ostringstream os;
-  os << "B=" << batch << " N=" << seqlen << " H=" << heads << " D=" << dim_qk << " E=" << dim_v
+  int64_t total = seqlen;
+  if (!varlen.empty()) total = std::accumulate(varlen.begin(), varlen.end(), (int64_t)0);
+  os << "B=" << batch << " N=" << total << " H=" << heads << " D=" << dim_qk << " E=" << dim_v
      << " dtype=" << dtype_name(dtype) << " layout=" << layout_name(layout);
   if (!varlen.empty()) {
     os << " varlen=[";

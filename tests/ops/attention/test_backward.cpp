@@ -4,7 +4,7 @@
 //    Bar: ‖grad − fd‖/‖fd‖ ≤ 1e-8 (the loss is multilinear, so differences are exact up to
 //    fp64 rounding).
 // 2. The fast backward (tnl::attention_backward) against the reference backward:
-//    fp32 ≤ 1e-5 for dq, dk, dv, d_initial_state (spec §4, CPU), every (sequence, head) block;
+//    fp32 ≤ 1e-5 for dq, dk, dv, d_initial_state (spec §4, CPU; blocks: see attn_checks.h);
 //    fp16 / bf16 ≤ 2 × the torch-like baseline's error and ≤ 1e-2.
 //    Covers N = 1, 2, C-1, C, C+1, 2C+1, 1000, head dims incl. D ≠ E, slopes 0 / 1e-4 / 1 /
 //    mixed, with / without S0 and dS_final, every layout, scale ≠ 1.
