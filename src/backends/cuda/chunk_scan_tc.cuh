@@ -76,47 +76,50 @@ struct Ops<__half> {
   }
 };
 
-__device__ __forceinline__ uint32_t pack(__nv_bfloat16 lo, __nv_bfloat16 hi) {
-  return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+// Fragment loads through ldmatrix (each lane gives one 16-byte row address of an 8 x 8 tile).
+// A (16 x 16) at (m0, k0): row-major storage A(m, k) = s[m·ld + k], or transposed storage
+// A(m, k) = s[k·ld + m]. B for two n-tiles (16 x 8 each) at (k0, n0) and (k0, n0 + 8):
+// n-major storage B(k, n) = s[n·ld + k], or k-major B(k, n) = s[k·ld + n].
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
 }
-__device__ __forceinline__ uint32_t pack(__half lo, __half hi) {
-  return (uint32_t)__half_as_ushort(lo) | ((uint32_t)__half_as_ushort(hi) << 16);
+__device__ __forceinline__ void ldsm4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
 }
-template <class T>
-__device__ __forceinline__ uint32_t ld32(const T* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
-
-// Fragment loads (g = lane / 4, t = lane % 4). A (16 x 16) at (m0, k0):
-//   row-major storage A(m, k) = s[m·ld + k]; transposed storage A(m, k) = s[k·ld + m].
-template <class T>
-__device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int g, int t) {
-  const T* p = s + (m0 + g) * ld + k0 + 2 * t;
-  a[0] = ld32(p);
-  a[1] = ld32(p + 8 * ld);
-  a[2] = ld32(p + 8);
-  a[3] = ld32(p + 8 * ld + 8);
+__device__ __forceinline__ void ldsm4_t(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
 }
 template <class T>
-__device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int g, int t) {
-  const T* p = s + (k0 + 2 * t) * ld + m0 + g;
-  a[0] = pack(p[0], p[ld]);
-  a[1] = pack(p[8], p[ld + 8]);
-  a[2] = pack(p[8 * ld], p[9 * ld]);
-  a[3] = pack(p[8 * ld + 8], p[9 * ld + 8]);
-}
-// B (16 x 8) at (k0, n0): n-major storage B(k, n) = s[n·ld + k]; k-major B(k, n) = s[k·ld + n].
-template <class T>
-__device__ __forceinline__ void frag_b_n(uint32_t* b, const T* s, int ld, int k0, int n0, int g, int t) {
-  const T* p = s + (n0 + g) * ld + k0 + 2 * t;
-  b[0] = ld32(p);
-  b[1] = ld32(p + 8);
+__device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
+  ldsm4(a, s + (m0 + (lane % 16)) * ld + k0 + (lane / 16) * 8);
 }
 template <class T>
-__device__ __forceinline__ void frag_b_k(uint32_t* b, const T* s, int ld, int k0, int n0, int g, int t) {
-  const T* p = s + (k0 + 2 * t) * ld + n0 + g;
-  b[0] = pack(p[0], p[ld]);
-  b[1] = pack(p[8 * ld], p[9 * ld]);
+__device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
+  ldsm4_t(a, s + (k0 + (lane % 8) + (lane / 16) * 8) * ld + m0 + ((lane / 8) % 2) * 8);
+}
+template <class T>
+__device__ __forceinline__ void frag_b_n2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
+                                          int n0, int lane) {
+  uint32_t r[4];
+  ldsm4(r, s + (n0 + (lane % 8) + (lane / 16) * 8) * ld + k0 + ((lane / 8) % 2) * 8);
+  b0[0] = r[0];
+  b0[1] = r[1];
+  b1[0] = r[2];
+  b1[1] = r[3];
+}
+template <class T>
+__device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
+                                          int n0, int lane) {
+  uint32_t r[4];
+  ldsm4_t(r, s + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + n0 + (lane / 16) * 8);
+  b0[0] = r[0];
+  b0[1] = r[1];
+  b1[0] = r[2];
+  b1[1] = r[3];
 }
 
 struct SeqLoc {
@@ -137,18 +140,27 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
                                           bool reverse, int64_t tau0, int64_t tau_end, int col0,
                                           int dim, bool vec) {
   const T* base = static_cast<const T*>(r.data);
-  if (vec) {  // dim % 8 == 0, rows 16-byte aligned
+  if (vec) {  // dim % 8 == 0, rows 16-byte aligned: all of this thread's loads in flight at once
     constexpr int kV = W / 8;
-    for (int i = threadIdx.x; i < kC * kV; i += kThreads) {
+    constexpr int kIters = (kC * kV + kThreads - 1) / kThreads;
+    uint4 val[kIters];
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
       const int row = i / kV, col = (i % kV) * 8;
       const int64_t tau = tau0 + row;
-      uint4 val = make_uint4(0, 0, 0, 0);
-      if (tau < tau_end && col0 + col < dim) {
+      val[it] = make_uint4(0, 0, 0, 0);
+      if (i < kC * kV && tau < tau_end && col0 + col < dim) {
         const int64_t tok = reverse ? sq.len - 1 - tau : tau;
-        val = *reinterpret_cast<const uint4*>(base + sq.batch * r.sb + (sq.begin + tok) * r.sn +
-                                              h * r.sh + col0 + col);
+        val[it] = __ldg(reinterpret_cast<const uint4*>(base + sq.batch * r.sb + (sq.begin + tok) * r.sn +
+                                                       h * r.sh + col0 + col));
       }
-      *reinterpret_cast<uint4*>(dst + row * ld + col) = val;
+    }
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      const int row = i / kV, col = (i % kV) * 8;
+      if (i < kC * kV) *reinterpret_cast<uint4*>(dst + row * ld + col) = val[it];
     }
     return;
   }
@@ -273,12 +285,13 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
 #pragma unroll 4
         for (int k0 = 0; k0 < DK; k0 += 16) {
           uint32_t a[4];
-          frag_a(a, Xs, L::kLdK, 16 * mt, k0, g, t);
+          frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            uint32_t b[2];
-            frag_b_n(b, Ys, L::kLdK, k0, 32 * nh + 8 * j, g, t);
-            O::mma(acc[j], a, b);
+          for (int j = 0; j < 4; j += 2) {
+            uint32_t b0[2], b1[2];
+            frag_b_n2(b0, b1, Ys, L::kLdK, k0, 32 * nh + 8 * j, lane);
+            O::mma(acc[j], a, b0);
+            O::mma(acc[j + 1], a, b1);
           }
         }
       }
@@ -305,27 +318,31 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
       for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
         uint32_t ah[4], al[4];
-        frag_a(ah, AHi, L::kLdC, 16 * mt, k0, g, t);
-        frag_a(al, ALo, L::kLdC, 16 * mt, k0, g, t);
+        frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
+        frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t b[2];
-          frag_b_k(b, Zs, L::kLdE, k0, 32 * nh + 8 * j, g, t);
-          O::mma(oa[j], ah, b);
-          O::mma(oa[j], al, b);
+        for (int j = 0; j < 4; j += 2) {
+          uint32_t b0[2], b1[2];
+          frag_b_k2(b0, b1, Zs, L::kLdE, k0, 32 * nh + 8 * j, lane);
+          O::mma(oa[j], ah, b0);
+          O::mma(oa[j], al, b0);
+          O::mma(oa[j + 1], ah, b1);
+          O::mma(oa[j + 1], al, b1);
         }
       }
 #pragma unroll 4
       for (int k0 = 0; k0 < DK; k0 += 16) {
         uint32_t a[4];
-        frag_a(a, Xs, L::kLdK, 16 * mt, k0, g, t);
+        frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t bh[2], bl[2];
-          frag_b_k(bh, SHi, L::kLdE, k0, 32 * nh + 8 * j, g, t);
-          frag_b_k(bl, SLo, L::kLdE, k0, 32 * nh + 8 * j, g, t);
-          O::mma(os[j], a, bh);
-          O::mma(os[j], a, bl);
+        for (int j = 0; j < 4; j += 2) {
+          uint32_t h0[2], h1[2], l0[2], l1[2];
+          frag_b_k2(h0, h1, SHi, L::kLdE, k0, 32 * nh + 8 * j, lane);
+          frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
+          O::mma(os[j], a, h0);
+          O::mma(os[j], a, l0);
+          O::mma(os[j + 1], a, h1);
+          O::mma(os[j + 1], a, l1);
         }
       }
       T* out = static_cast<T*>(p.out);
@@ -361,14 +378,16 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
 #pragma unroll
         for (int i = 0; i < kMT; ++i) {
           uint32_t a[4];
-          frag_a_t(a, Ys, L::kLdK, 16 * (m_base + i), k0, g, t);
+          frag_a_t(a, Ys, L::kLdK, 16 * (m_base + i), k0, lane);
 #pragma unroll
-          for (int j = 0; j < kNT; ++j) {
-            uint32_t bh[2], bl[2];
-            frag_b_k(bh, ZwHi, L::kLdE, k0, 8 * (n_base + j), g, t);
-            frag_b_k(bl, ZwLo, L::kLdE, k0, 8 * (n_base + j), g, t);
-            O::mma(st[i][j], a, bh);
-            O::mma(st[i][j], a, bl);
+          for (int j = 0; j < kNT; j += 2) {
+            uint32_t h0[2], h1[2], l0[2], l1[2];
+            frag_b_k2(h0, h1, ZwHi, L::kLdE, k0, 8 * (n_base + j), lane);
+            frag_b_k2(l0, l1, ZwLo, L::kLdE, k0, 8 * (n_base + j), lane);
+            O::mma(st[i][j], a, h0);
+            O::mma(st[i][j], a, l0);
+            O::mma(st[i][j + 1], a, h1);
+            O::mma(st[i][j + 1], a, l1);
           }
         }
       }
