@@ -1,4 +1,4 @@
-# setup.py: builds the extension tnl._C with the repository's CMake build (no downloads, no PyTorch).
+# setup.py: builds the extension tnl._C with the repository's CMake build (no downloads, no torch).
 #
 #   pip install --no-build-isolation --no-index .
 #

@@ -1,6 +1,6 @@
 # tnl: Lightning Attention for PyTorch (and NumPy), a thin binding of the tnl C++/CUDA library.
 #
-#   o = tnl.lightning_attn(q, k, v, slope)                         # (B, H, N, D), paper/Triton style
+#   o = tnl.lightning_attn(q, k, v, slope)                         # (B, H, N, D): paper style
 #   o, s = tnl.lightning_attn(q, k, v, slope, layout="bnhd", output_final_state=True)  # FLA style
 #   o = tnl.lightning_attn_func(q, k, v, s)                        # the Triton package's call
 #   o = tnl.decode_step(q, k, v, state, slope)                     # one token, state in place

@@ -29,7 +29,7 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
     Returns o (like v), or (o, final_state) when output_final_state; final_state is S_{N-1},
     (S, H, D, E) float32, differentiable.
     """
-    if _core.is_numpy(q):
+    if not _core.is_torch(q):  # NumPy (or an error naming q)
         o, sf = _core.forward(_ATTN, q, k, v, slope, scale, layout, initial_state,
                               bool(output_final_state), cu_seqlens)
         return (o, sf) if output_final_state else o
@@ -59,7 +59,7 @@ def decode_step(q, k, v, state, slope, *, scale=1.0):
     q, k: (B, H, D); v: (B, H, E); state: (B, H, D, E) float32, contiguous (e.g. the
     final_state of lightning_attn); CPU or CUDA tensors, or NumPy arrays. No autograd.
     """
-    if _core.is_numpy(q):
+    if not _core.is_torch(q):
         return _core.decode(_DECODE, q, k, v, state, slope, scale)
     ops = _torch_ops()
     sz = _core.check_decode(_DECODE, q, k, v, state)

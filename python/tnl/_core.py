@@ -17,11 +17,12 @@ except ImportError:
 ArgumentError = _C.ArgumentError
 LAYOUTS = ("bhnd", "bnhd")
 
-_TORCH_DTYPES = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16",
-                 "torch.float64": "f64"}
+# Keyed by dtype object (not by name), so that torch.compile traces the checks without breaks.
+_TORCH_DTYPES = {} if _torch is None else {_torch.float32: "f32", _torch.float16: "f16",
+                                           _torch.bfloat16: "bf16", _torch.float64: "f64"}
 _NUMPY_DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64"}
 
-# Sizes of one call: (B, N, H, D, E), S = number of sequences (states), dtype name, device.
+# Sizes of one call: (B, N, H, D, E), S = number of sequences (states), dtype name, device kind.
 Sizes = namedtuple("Sizes", "B N H D E S dtype device")
 
 
@@ -30,7 +31,7 @@ def arg_error(fn, arg, msg):
 
 
 def is_numpy(x):
-    return type(x).__module__ == "numpy" and type(x).__name__ == "ndarray"
+    return not is_torch(x) and type(x).__module__ == "numpy" and type(x).__name__ == "ndarray"
 
 
 def is_torch(x):
@@ -41,15 +42,26 @@ def dtype_of(x):
     """tnl dtype name of a tensor or array, or None when it has no tnl equivalent."""
     if is_numpy(x):
         return _NUMPY_DTYPES.get(str(x.dtype))
-    return _TORCH_DTYPES.get(str(x.dtype))
+    return _TORCH_DTYPES.get(x.dtype)
 
 
 def device_of(x):
-    """'cpu' or 'cuda:<i>' (NumPy arrays live on the CPU)."""
+    """'cpu' or 'cuda:<i>' (NumPy arrays live on the CPU), for messages."""
     if is_numpy(x):
         return "cpu"
     d = x.device
     return "cpu" if d.type == "cpu" else f"{d.type}:{d.index if d.index is not None else 0}"
+
+
+def device_kind(x):
+    """'cpu', 'cuda' (or another torch device type, which the C++ library rejects)."""
+    return "cpu" if is_numpy(x) else x.device.type
+
+
+def same_device(x, ref):
+    if is_numpy(x) or is_numpy(ref):
+        return is_numpy(x) and is_numpy(ref)
+    return x.device == ref.device
 
 
 def strides_of(x):
@@ -89,7 +101,8 @@ def head_view(x):
 def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
     """Rank, dtype, device (that of `ref`), innermost stride of one operand."""
     if not (is_torch(x) or is_numpy(x)):
-        raise arg_error(fn, name, f"expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+        raise arg_error(fn, name, f"expected a torch.Tensor or numpy.ndarray, got "
+                                  f"{type(x).__name__}")
     if x.ndim != ndim:
         raise arg_error(fn, name, f"expected a {ndim}-d tensor ({dims_text}), got shape "
                                   f"{tuple(x.shape)}")
@@ -102,7 +115,7 @@ def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
                                       "all numpy.ndarray)")
         if dtype_of(x) != dtype_of(ref):
             raise arg_error(fn, name, f"expected the dtype of q ({ref.dtype}), got {x.dtype}")
-        if device_of(x) != device_of(ref):
+        if not same_device(x, ref):
             raise arg_error(fn, name, f"expected the device of q ({device_of(ref)}), got "
                                       f"{device_of(x)}")
     st = strides_of(x)
@@ -122,7 +135,7 @@ def _check_state(fn, name, x, shape, state_dtype, q):
     if dtype_of(x) != state_dtype:
         want = "float64 (the dtype of q)" if state_dtype == "f64" else "float32"
         raise arg_error(fn, name, f"expected {want}, got {x.dtype}")
-    if device_of(x) != device_of(q):
+    if not same_device(x, q):
         raise arg_error(fn, name, f"expected the device of q ({device_of(q)}), got {device_of(x)}")
     if not is_contiguous(x):
         raise arg_error(fn, name, "expected a contiguous tensor (call .contiguous() first)")
@@ -149,15 +162,17 @@ def check_inputs(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
                                  f"{tuple(v.shape)}")
     S = B
     if cu_seqlens is not None:
-        if not (is_torch(cu_seqlens) or is_numpy(cu_seqlens)) or is_numpy(cu_seqlens) != is_numpy(q):
+        kind_ok = is_torch(cu_seqlens) if is_torch(q) else is_numpy(cu_seqlens)
+        if not kind_ok:
             raise arg_error(fn, "cu_seqlens", "expected an int32 tensor of the same kind as q")
         if cu_seqlens.ndim != 1 or cu_seqlens.shape[0] < 2:
             raise arg_error(fn, "cu_seqlens", f"expected a 1-d tensor of num_seqs + 1 >= 2 "
                                               f"offsets, got shape {tuple(cu_seqlens.shape)}")
-        if str(cu_seqlens.dtype) not in ("int32", "torch.int32"):
+        if not (str(cu_seqlens.dtype) == "int32" if is_numpy(cu_seqlens)
+                else cu_seqlens.dtype == _torch.int32):
             raise arg_error(fn, "cu_seqlens", f"expected int32 (FlashAttention's convention), got "
                                               f"{cu_seqlens.dtype}")
-        if device_of(cu_seqlens) != device_of(q):
+        if not same_device(cu_seqlens, q):
             raise arg_error(fn, "cu_seqlens", f"expected the device of q ({device_of(q)}), got "
                                               f"{device_of(cu_seqlens)}")
         if not is_contiguous(cu_seqlens):
@@ -166,7 +181,7 @@ def check_inputs(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
     dtype = dtype_of(q)
     if initial_state is not None:
         _check_state(fn, "initial_state", initial_state, (S, H, D, E), state_dtype(dtype), q)
-    return Sizes(B, N, H, D, E, S, dtype, device_of(q))
+    return Sizes(B, N, H, D, E, S, dtype, device_kind(q))
 
 
 def check_decode(fn, q, k, v, state):
@@ -185,7 +200,7 @@ def check_decode(fn, q, k, v, state):
         raise arg_error(fn, "state", "expected a (B, H, D, E) state tensor")
     dtype = dtype_of(q)
     _check_state(fn, "state", state, (B, H, D, E), state_dtype(dtype), q)
-    return Sizes(B, 1, H, D, E, B, dtype, device_of(q))
+    return Sizes(B, 1, H, D, E, B, dtype, device_kind(q))
 
 
 def slopes_array(fn, slope, heads):
@@ -243,10 +258,6 @@ class _Call:
         return False
 
 
-def device_kind(sz):
-    return "cpu" if sz.device == "cpu" else "cuda"
-
-
 def use_reference(sz):
     # The fast paths take f32/f16/bf16; f64 on the CPU runs the fp64 reference (gradcheck).
     # f64 elsewhere goes to the fast path, which rejects it with the C++ message.
@@ -256,7 +267,8 @@ def use_reference(sz):
 def _empty_like_kind(x, shape, dtype_name):
     if is_numpy(x):
         import numpy as np
-        return np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name])
+        dt = {"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name]
+        return np.empty(shape, dtype=dt)
     import torch
     dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
           "f64": torch.float64}[dtype_name]
@@ -275,7 +287,7 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
     sf = _empty_like_kind(q, (sz.S, sz.H, sz.D, sz.E) if want_final_state else (0,), sdt)
     num_seqs = sz.S if cu_seqlens is not None else 0
     with _Call(q) as (threads, stream):
-        _C.forward(sz.dtype, device_kind(sz), (sz.B, sz.N, sz.H, sz.D, sz.E),
+        _C.forward(sz.dtype, sz.device, (sz.B, sz.N, sz.H, sz.D, sz.E),
                    seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
                    seq_view(o, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                    address(initial_state), address(sf) if want_final_state else 0,
@@ -304,7 +316,7 @@ def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_stat
                            state_dtype(sz.dtype))
     num_seqs = sz.S if cu_seqlens is not None else 0
     with _Call(q) as (threads, stream):
-        _C.backward(sz.dtype, device_kind(sz), (sz.B, sz.N, sz.H, sz.D, sz.E),
+        _C.backward(sz.dtype, sz.device, (sz.B, sz.N, sz.H, sz.D, sz.E),
                     seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
                     seq_view(do, layout), seq_view(dq, layout), seq_view(dk, layout),
                     seq_view(dv, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
@@ -320,7 +332,7 @@ def decode(fn, q, k, v, state, slopes, scale):
     owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
     o = _empty_like_kind(v, tuple(v.shape), sz.dtype)
     with _Call(q) as (threads, stream):
-        _C.decode(sz.dtype, device_kind(sz), (sz.B, sz.H, sz.D, sz.E), head_view(q), head_view(k),
+        _C.decode(sz.dtype, sz.device, (sz.B, sz.H, sz.D, sz.E), head_view(q), head_view(k),
                   head_view(v), head_view(o), address(state), slopes_ptr, float(scale), threads,
                   stream, use_reference(sz))
     del owner

@@ -51,7 +51,8 @@ if HAS_CUSTOM_OP:
                   need_initial_grad):
         ds0 = (tuple(initial_state.shape) if need_initial_grad and initial_state is not None
                else (0,))
-        dq, dk, dv = (torch.empty(tuple(t.shape), dtype=t.dtype, device=t.device) for t in (q, k, v))
+        dq, dk, dv = (torch.empty(tuple(t.shape), dtype=t.dtype, device=t.device)
+                      for t in (q, k, v))
         return dq, dk, dv, torch.empty(ds0, dtype=_state_dtype(q), device=q.device)
 
     def _setup_context(ctx, inputs, output):
@@ -90,7 +91,7 @@ if HAS_CUSTOM_OP:
 else:
 
     class LightningAttnFunction(torch.autograd.Function):
-        """Forward and backward through tnl's kernels (PyTorch < 2.4: no torch.library.custom_op)."""
+        """Forward and backward through tnl's kernels (PyTorch < 2.4: no custom_op)."""
 
         @staticmethod
         def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
@@ -135,8 +136,21 @@ def slopes_tensor(fn, slope, heads):
             raise _core.arg_error(fn, "slope", f"expected {heads} values (one per head), got "
                                                f"{slope.numel()}")
         return slope.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
-    owner, _ = _core.slopes_array(fn, slope, heads)
-    return torch.tensor(list(owner), dtype=torch.float32)
+    if isinstance(slope, (int, float)):
+        values = [float(slope)] * heads
+    elif _core.is_numpy(slope):
+        values = [float(x) for x in slope.reshape(-1)]
+    else:
+        try:
+            values = [float(x) for x in slope]
+        except TypeError:
+            raise _core.arg_error(fn, "slope", f"expected a number, a sequence or a tensor of "
+                                               f"{heads} values, got {type(slope).__name__}"
+                                  ) from None
+    if len(values) != heads:
+        raise _core.arg_error(fn, "slope", f"expected {heads} values (one per head), got "
+                                           f"{len(values)}")
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def int32_offsets(cu_seqlens):

@@ -25,5 +25,5 @@ def slopes_minimax(heads, layer=0, num_layers=1):
 
 
 def alibi_slopes(heads):
-    """The bare ALiBi ladder, no layer factor (what the Triton package's _build_slope_tensor gives)."""
+    """The bare ALiBi ladder, no layer factor (the Triton package's _build_slope_tensor)."""
     return _as_tensor(_C.alibi_slopes(heads))

@@ -99,9 +99,25 @@ def test_gradcheck_fp64_varlen():
 
 def test_gradcheck_fp64_output_only():
     q, k, v = make_qkv(1, 1, 4, 2, 3, dtype=torch.float64)
-    inputs = [x.requires_grad_() for x in (q, k, v)]
-    assert torch.autograd.gradcheck(lambda q, k, v: tnl.lightning_attn(q, k, v, [0.5]), inputs,
-                                    eps=1e-6, atol=1e-8, rtol=1e-6)
+    s0 = torch.randn(1, 1, 2, 3, dtype=torch.float64)
+    inputs = [x.requires_grad_() for x in (q, k, v, s0)]
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, s0: tnl.lightning_attn(q, k, v, [0.5], initial_state=s0), inputs,
+        eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gradients(dtype):
+    q, k, v = make_qkv(1, 2, 70, 32, 16, "bnhd", dtype=dtype)
+    s = make_slopes(2)
+    w = torch.randn(v.shape)
+    ours = [x.clone().requires_grad_() for x in (q, k, v)]
+    (tnl.lightning_attn(*ours, s, layout="bnhd").float() * w).sum().backward()
+    ref = [x.double().requires_grad_() for x in (q, k, v)]
+    (lightning_attn_ref(*ref, s, layout="bnhd")[0] * w.double()).sum().backward()
+    for name, a, r in zip(["dq", "dk", "dv"], ours, ref):
+        assert a.grad.dtype == dtype
+        assert rel_err(a.grad, r.grad) <= 1e-2, name  # spec §4: fp16/bf16 bound
 
 
 def test_only_final_state_used_and_expanded_grads():

@@ -1,6 +1,6 @@
 # test_forward.py: tnl.lightning_attn's outputs and final states against the pure-PyTorch fp64
 # reference: both layouts, any strides, D != E, N around the block size, scale, initial states,
-# variable length, fp16/bf16, NumPy arrays. Bound: the spec's ‖out − ref‖/‖ref‖ (fp32 1e-5).
+# variable length, fp16/bf16, NumPy arrays. Bound: the spec's ‖out − ref‖/‖ref‖ (fp32: 1e-5).
 import numpy as np
 import pytest
 import torch
