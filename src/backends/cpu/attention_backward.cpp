@@ -30,14 +30,16 @@ struct Pass1Tiles {
   float* p;   // (C, C)   masked dO Vᵀ
   float* dq;  // (C, Dp)
   float* st;  // (Ep, Dp) Sᵀ
-  float* s0;  // (Dp, Ep) S0 before its transpose
+  float* ds;  // (Ep, Dp) the block's contribution to Sᵀ; (Dp, Ep) S0 before its transpose
+  float* sc;  // (Ep, Dp) compensation of Sᵀ's running sum
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
-    return 2 * C * Ep + Ep * C + 2 * C * Dp + C * C + 2 * Dp * Ep + 16 * 8;
+    return 2 * C * Ep + Ep * C + 2 * C * Dp + C * C + 3 * Dp * Ep + 16 * 9;
   }
-  Pass1Tiles(Scratch& sc, int64_t Dp, int64_t Ep)
-      : g(sc.take(C * Ep)), v(sc.take(C * Ep)), vt(sc.take(Ep * C)), k(sc.take(C * Dp)),
-        p(sc.take(C * C)), dq(sc.take(C * Dp)), st(sc.take(Ep * Dp)), s0(sc.take(Dp * Ep)) {}
+  Pass1Tiles(Scratch& m, int64_t Dp, int64_t Ep)
+      : g(m.take(C * Ep)), v(m.take(C * Ep)), vt(m.take(Ep * C)), k(m.take(C * Dp)),
+        p(m.take(C * C)), dq(m.take(C * Dp)), st(m.take(Ep * Dp)), ds(m.take(Dp * Ep)),
+        sc(m.take(Ep * Dp)) {}
 };
 
 struct Pass2Tiles {
@@ -53,14 +55,17 @@ struct Pass2Tiles {
   float* dv;  // (C, Ep)
   float* r;   // (Dp, Ep) R
   float* rt;  // (Ep, Dp) Rᵀ
+  float* dr;  // (Dp, Ep) the block's contribution to R
+  float* rc;  // (Dp, Ep) compensation of R's running sum
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
-    return 3 * C * Dp + Dp * C + 4 * C * Ep + Ep * C + 2 * C * C + 2 * Dp * Ep + 16 * 12;
+    return 3 * C * Dp + Dp * C + 4 * C * Ep + Ep * C + 2 * C * C + 4 * Dp * Ep + 16 * 14;
   }
-  Pass2Tiles(Scratch& sc, int64_t Dp, int64_t Ep)
-      : q(sc.take(C * Dp)), k(sc.take(C * Dp)), kt(sc.take(Dp * C)), v(sc.take(C * Ep)),
-        vt(sc.take(Ep * C)), g(sc.take(C * Ep)), a(sc.take(C * C)), p(sc.take(C * C)),
-        dk(sc.take(C * Dp)), dv(sc.take(C * Ep)), r(sc.take(Dp * Ep)), rt(sc.take(Ep * Dp)) {}
+  Pass2Tiles(Scratch& m, int64_t Dp, int64_t Ep)
+      : q(m.take(C * Dp)), k(m.take(C * Dp)), kt(m.take(Dp * C)), v(m.take(C * Ep)),
+        vt(m.take(Ep * C)), g(m.take(C * Ep)), a(m.take(C * C)), p(m.take(C * C)),
+        dk(m.take(C * Dp)), dv(m.take(C * Ep)), r(m.take(Dp * Ep)), rt(m.take(Ep * Dp)),
+        dr(m.take(Dp * Ep)), rc(m.take(Dp * Ep)) {}
 };
 
 // Everything a task needs about its (sequence, head).
@@ -97,9 +102,10 @@ void pass1_dq(const AttnBackwardParams& p, const Task& tk, Pass1Tiles& t) {
   const float* s0 = state_ptr(p.initial_state, tk.state_off);
   bool s_zero = s0 == nullptr;
   if (!s_zero) {
-    load_state(s0, E, D, 0, E, t.s0, Ep, Dp);  // (Dp, Ep)
-    transpose(Dp, Ep, t.s0, Ep, t.st, Dp);     // (Ep, Dp)
+    load_state(s0, E, D, 0, E, t.ds, Ep, Dp);  // (Dp, Ep)
+    transpose(Dp, Ep, t.ds, Ep, t.st, Dp);     // (Ep, Dp)
   }
+  std::fill(t.sc, t.sc + (int64_t)Ep * Dp, 0.0f);
   for (int64_t n0 = 0; n0 < tk.r.len; n0 += C) {
     const int l = (int)std::min<int64_t>(C, tk.r.len - n0);
     const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
@@ -120,7 +126,8 @@ void pass1_dq(const AttnBackwardParams& p, const Task& tk, Pass1Tiles& t) {
     store_rows(t.dq, Dp, l, D, 1.0f, p.dq, dt, tk.r, tk.h, n0, 0);
     // Sᵀ ← λ^l Sᵀ + Vᵀ diag(λ^{l-1-b}) K                            // (Ep, Dp)
     scale_cols(Ep, l16, t.vt, C, dec.rev + (C - l), 1.0f, t.vt, C);
-    gemm<false>(Ep, Dp, l, t.vt, C, t.k, Dp, t.st, Dp, s_zero ? 0.0f : dec.pw[l]);
+    gemm<false>(Ep, Dp, l, t.vt, C, t.k, Dp, s_zero ? t.st : t.ds, Dp, 0.0f);
+    if (!s_zero) accumulate_state(E, Dp, t.st, t.sc, t.ds, Dp, dec.pw[l]);
     s_zero = false;
   }
 }
@@ -135,6 +142,7 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
   load_state(dsf, E, D, 0, E, t.r, Ep, Dp);  // (Dp, Ep)
   bool r_zero = dsf == nullptr;
   if (!r_zero) transpose(Dp, Ep, t.r, Ep, t.rt, Dp);  // (Ep, Dp)
+  std::fill(t.rc, t.rc + (int64_t)Dp * Ep, 0.0f);
 
   for (int64_t blk = ceil_div(tk.r.len, C) - 1; blk >= 0; --blk) {
     const int64_t n0 = blk * C;
@@ -169,7 +177,8 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
 
     // R ← λ^l R + (c·diag(λ^{u+1}) Q)ᵀ dO, and its transpose for the next block  // (Dp, Ep)
     scale_rows(l, Dp, t.q, Dp, dec.pw + 1, p.scale, t.q, Dp);
-    gemm<true>(Dp, Ep, l, t.q, Dp, t.g, Ep, t.r, Ep, r_zero ? 0.0f : dec.pw[l]);
+    gemm<true>(Dp, Ep, l, t.q, Dp, t.g, Ep, r_zero ? t.r : t.dr, Ep, 0.0f);
+    if (!r_zero) accumulate_state(D, Ep, t.r, t.rc, t.dr, Ep, dec.pw[l]);
     transpose(Dp, Ep, t.r, Ep, t.rt, Dp);
     r_zero = false;
   }

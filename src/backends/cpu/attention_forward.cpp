@@ -44,13 +44,16 @@ struct ForwardTiles {
   float* a;   // (C, C)   scores
   float* o;   // (C, Ep)  output tile
   float* s;   // (Dp, Ep) state
+  float* ds;  // (Dp, Ep) the block's contribution to the state
+  float* sc;  // (Dp, Ep) compensation of the state's running sum
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
-    return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + Dp * Ep + 16 * 8;
+    return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + 3 * Dp * Ep + 16 * 10;
   }
-  ForwardTiles(Scratch& sc, int64_t Dp, int64_t Ep)
-      : q(sc.take(C * Dp)), qd(sc.take(C * Dp)), k(sc.take(C * Dp)), kt(sc.take(Dp * C)),
-        v(sc.take(C * Ep)), a(sc.take(C * C)), o(sc.take(C * Ep)), s(sc.take(Dp * Ep)) {}
+  ForwardTiles(Scratch& m, int64_t Dp, int64_t Ep)
+      : q(m.take(C * Dp)), qd(m.take(C * Dp)), k(m.take(C * Dp)), kt(m.take(Dp * C)),
+        v(m.take(C * Ep)), a(m.take(C * C)), o(m.take(C * Ep)), s(m.take(Dp * Ep)),
+        ds(m.take(Dp * Ep)), sc(m.take(Dp * Ep)) {}
 };
 
 void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0, int et,
@@ -68,6 +71,7 @@ void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0
   const float* s0 = p.initial_state ? static_cast<const float*>(p.initial_state) + state_off
                                     : nullptr;
   load_state(s0, E, D, e0, et, t.s, Ep, Dp);  // (Dp, Ep)
+  std::fill(t.sc, t.sc + (int64_t)Dp * Ep, 0.0f);
   bool s_zero = s0 == nullptr;
 
   for (int64_t n0 = 0; n0 < r.len; n0 += C) {
@@ -92,7 +96,8 @@ void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0
 
     // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
     scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
-    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, t.s, Ep, s_zero ? 0.0f : dec.pw[l]);
+    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, s_zero ? t.s : t.ds, Ep, 0.0f);
+    if (!s_zero) accumulate_state(D, Ep, t.s, t.sc, t.ds, Ep, dec.pw[l]);
     s_zero = false;
   }
   if (p.final_state)
