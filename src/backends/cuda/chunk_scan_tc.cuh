@@ -30,10 +30,12 @@ constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-
 template <int DK>
 struct Smem {  // offsets in 16-bit elements
   static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
-  static constexpr int kX = 0;                      // (C, DK)
-  static constexpr int kY = kX + kC * kLdK;         // (C, DK)
-  static constexpr int kZ = kY + kC * kLdK;         // (C, ET)
-  static constexpr int kZwHi = kZ + kC * kLdE;      // (C, ET)
+  // Input tiles X, Y (C, DK) and Z (C, ET), double-buffered (cp.async prefetch of the next
+  // chunk) when DK <= 128; a single buffer for DK = 256 (shared memory).
+  static constexpr int kBuffers = DK <= 128 ? 2 : 1;
+  static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
+  static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
+  static constexpr int kZwHi = kBuffers * kTile;    // (C, ET)
   static constexpr int kZwLo = kZwHi + kC * kLdE;   // (C, ET)
   static constexpr int kAHi = kZwLo + kC * kLdE;    // (C, C)
   static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
@@ -55,6 +57,9 @@ template <>
 struct Ops<__nv_bfloat16> {
   static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
   static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+  using T2 = __nv_bfloat162;
+  static __device__ __forceinline__ T2 from_f2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  static __device__ __forceinline__ float2 to_f2(T2 x) { return __bfloat1622float2(x); }
   static __device__ __forceinline__ void mma(float* c, const uint32_t* a, const uint32_t* b) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -67,6 +72,9 @@ template <>
 struct Ops<__half> {
   static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
   static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+  using T2 = __half2;
+  static __device__ __forceinline__ T2 from_f2(float a, float b) { return __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 to_f2(T2 x) { return __half22float2(x); }
   static __device__ __forceinline__ void mma(float* c, const uint32_t* a, const uint32_t* b) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -122,6 +130,24 @@ __device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s
   b1[1] = r[3];
 }
 
+// Stores (a, b) at p[0], p[1] as hi parts and their remainders at q[0], q[1] as lo parts.
+template <class T>
+__device__ __forceinline__ void store_split2(T* hi, T* lo, float a, float b) {
+  using O = Ops<T>;
+  const typename O::T2 h = O::from_f2(a, b);
+  const float2 hf = O::to_f2(h);
+  *reinterpret_cast<typename O::T2*>(hi) = h;
+  *reinterpret_cast<typename O::T2*>(lo) = O::from_f2(a - hf.x, b - hf.y);
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
 struct SeqLoc {
   int64_t batch, begin, len;
 };
@@ -176,16 +202,33 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
   }
 }
 
+// As load_tile's vector path, through cp.async (zero-filled outside the valid rows/columns);
+// completes at the next cp_async_wait_* of this thread.
+template <class T, int W>
+__device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, const SeqLoc& sq,
+                                                int h, bool reverse, int64_t tau0, int64_t tau_end,
+                                                int col0, int dim) {
+  const T* base = static_cast<const T*>(r.data);
+  constexpr int kV = W / 8;
+  for (int i = threadIdx.x; i < kC * kV; i += kThreads) {
+    const int row = i / kV, col = (i % kV) * 8;
+    const int64_t tau = tau0 + row;
+    const bool valid = tau < tau_end && col0 + col < dim;
+    const int64_t tok = valid ? (reverse ? sq.len - 1 - tau : tau) : 0;
+    const T* src = valid ? base + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col
+                         : base;
+    cp_async16(dst + row * ld + col, src, valid);
+  }
+}
+
 template <class T, int DK, bool kLocal>
 __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
-                                                                 const Slopes sl, bool vec) {
+                                                                 const Slopes sl, bool vec,
+                                                                 bool out_vec2) {
   using L = Smem<DK>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
-  T* Xs = sm + L::kX;      // (C, DK)
-  T* Ys = sm + L::kY;      // (C, DK)
-  T* Zs = sm + L::kZ;      // (C, ET)
   T* ZwHi = sm + L::kZwHi;  // (C, ET)
   T* ZwLo = sm + L::kZwLo;
   T* AHi = sm + L::kAHi;   // (C, C)
@@ -243,35 +286,53 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
-  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC) {
+  const bool async = vec && L::kBuffers == 2;
+  auto load_async = [&](int buf, int64_t tau) {
+    T* base = sm + buf * L::kTile;
+    if (!kLocal) load_tile_async<T, DK>(base + L::kXo, L::kLdK, p.x, sq, h, p.reverse, tau, seg_end, 0, p.dk);
+    load_tile_async<T, DK>(base + L::kYo, L::kLdK, p.y, sq, h, p.reverse, tau, seg_end, 0, p.dk);
+    load_tile_async<T, kET>(base + L::kZo, L::kLdE, p.z, sq, h, p.reverse, tau, seg_end, e0, p.dv);
+    cp_async_commit();
+  };
+  if (async && seg_begin < seg_end) load_async(0, seg_begin);
+  int buf = 0;
+  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, buf ^= (L::kBuffers - 1)) {
     const int n = (int)min((int64_t)kC, seg_end - tau0);
-    if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-    load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-    load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
+    T* Xs = sm + buf * L::kTile + L::kXo;  // (C, DK)
+    T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
+    T* Zs = sm + buf * L::kTile + L::kZo;  // (C, ET)
+    if (async) {
+      if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
+        load_async(buf ^ 1, tau0 + kC);
+        cp_async_wait_one();
+      } else {
+        cp_async_wait_all();
+      }
+    } else {
+      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
+      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
+      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
+    }
     if (!kLocal) {  // S (hi, lo) for this chunk's X S
 #pragma unroll
       for (int i = 0; i < kMT; ++i)
 #pragma unroll
         for (int j = 0; j < kNT; ++j)
 #pragma unroll
-          for (int r = 0; r < 4; ++r) {
+          for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
-            const int e = 8 * (n_base + j) + 2 * t + (r % 2);
-            const T hi = O::from_f(st[i][j][r]);
-            SHi[d * L::kLdE + e] = hi;
-            SLo[d * L::kLdE + e] = O::from_f(st[i][j][r] - O::to_f(hi));
+            const int e = 8 * (n_base + j) + 2 * t;
+            store_split2(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
           }
     }
     __syncthreads();
 
     // Zw = β λ^{n-1-b+off} z_b, split hi + lo.
-    for (int i = threadIdx.x; i < kC * kET; i += kThreads) {
-      const int b = i / kET, e = i % kET;
+    for (int i = threadIdx.x; i < kC * kET / 2; i += kThreads) {
+      const int b = i / (kET / 2), e = 2 * (i % (kET / 2));
       const float w = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
-      const float zw = w * O::to_f(Zs[b * L::kLdE + e]);
-      const T hi = O::from_f(zw);
-      ZwHi[b * L::kLdE + e] = hi;
-      ZwLo[b * L::kLdE + e] = O::from_f(zw - O::to_f(hi));
+      const float2 z = O::to_f2(*reinterpret_cast<const typename O::T2*>(Zs + b * L::kLdE + e));
+      store_split2(ZwHi + b * L::kLdE + e, ZwLo + b * L::kLdE + e, w * z.x, w * z.y);
     }
     if (!kLocal) {
       // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
@@ -298,13 +359,12 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
+        for (int r = 0; r < 4; r += 2) {
           const int a_ = 16 * mt + g + 8 * (r / 2);
-          const int b_ = 32 * nh + 8 * j + 2 * t + (r % 2);
-          const float v = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
-          const T hi = O::from_f(v);
-          AHi[a_ * L::kLdC + b_] = hi;
-          ALo[a_ * L::kLdC + b_] = O::from_f(v - O::to_f(hi));
+          const int b_ = 32 * nh + 8 * j + 2 * t;
+          const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
+          const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
+          store_split2(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
         }
     }
     __syncthreads();
@@ -354,13 +414,17 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         const float coef = p.alpha * dec[a_ + p.off_out];
         T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int e = e0 + 32 * nh + 8 * j + 2 * t + c;
-            const int r = 2 * half + c;
-            if (e < p.dv) row[e] = O::from_f(oa[j][r] + coef * os[j][r]);
+        for (int j = 0; j < 4; ++j) {
+          const int e = e0 + 32 * nh + 8 * j + 2 * t;  // even
+          const float v0 = oa[j][2 * half] + coef * os[j][2 * half];
+          const float v1 = oa[j][2 * half + 1] + coef * os[j][2 * half + 1];
+          if (out_vec2) {
+            if (e < p.dv) *reinterpret_cast<typename O::T2*>(row + e) = O::from_f2(v0, v1);
+          } else {
+            if (e < p.dv) row[e] = O::from_f(v0);
+            if (e + 1 < p.dv) row[e + 1] = O::from_f(v1);
           }
+        }
       }
     }
 
@@ -425,17 +489,20 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
            r.sh % 8 == 0;
   };
   const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) && (local_pass || al(p.x));
+  // 4-byte output stores of column pairs when every pair is aligned.
+  const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
+                        p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
   if (local_pass) {
     auto kern = chunk_scan_tc_kernel<T, DK, true>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
-    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec);
+    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
     TNL_CUDA_CHECK_LAUNCH();
   } else {
     auto kern = chunk_scan_tc_kernel<T, DK, false>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
-    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec);
+    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
     TNL_CUDA_CHECK_LAUNCH();
   }
 }
