@@ -33,6 +33,7 @@ struct HostTensor {
 // When ‖ref‖ is 0, returns ‖out‖ (absolute).
 double rel_error(const HostTensor& out, const HostTensor& ref);
 double rel_error(const std::vector<double>& out, const std::vector<double>& ref);
+double rel_error(const double* out, const double* ref, size_t n);
 
 // A seed that differs on every run (fresh inputs each time); printed by the tests that use it.
 uint64_t fresh_seed();
