@@ -86,7 +86,7 @@ def main():
     name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
     print(f"device {dev} ({name}), {args.dtype}, "
           f"layout {args.layout}; validated (rel err {err:.2e}); floor: copy {bw:.0f} GB/s, "
-          f"GEMM {gemm:.1f} TFLOP/s")
+          f"GEMM {gemm:.2f} TFLOP/s")
     print("| B, H, N, D | op | fwd ms | fwd GB/s | fwd TFLOP/s | fwd % floor | fwd+bwd ms | "
           "fwd+bwd % floor | SDPA fwd ms | SDPA fwd+bwd ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
