@@ -1,0 +1,60 @@
+// layers_cpu.cpp: see layers_cpu.h.
+#include "model/layers_cpu.h"
+
+#include <cblas.h>
+
+#include <cmath>
+
+namespace tnl::model::cpu {
+
+void linear(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, float* y, float beta) {
+  if (rows == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w,
+              (int)k, beta, y, (int)n);
+}
+
+void srms_norm(const float* x, int64_t rows, int64_t cols, int64_t ld_x, float* y, int64_t ld_y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ld_x;
+    float* yr = y + r * ld_y;
+    double ss = 0;
+    for (int64_t c = 0; c < cols; ++c) ss += (double)xr[c] * xr[c];
+    const float inv = (float)(1.0 / std::sqrt(ss / (double)cols + 1e-6));
+    for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * inv;
+  }
+}
+
+void silu_inplace(float* x, int64_t rows, int64_t cols, int64_t ld) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      float& v = x[r * ld + c];
+      v = v / (1.0f + std::exp(-v));
+    }
+}
+
+void lrpe(const float* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x, const float* theta,
+          const int64_t* positions, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float p = (float)positions[r];
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* xh = x + r * ld_x + h * dh;
+      float* oh = out + (r * heads + h) * 2 * dh;
+      for (int64_t c = 0; c < dh; ++c) {
+        const float angle = theta[h * dh + c] * p;  // fp32, as the released model computes it
+        oh[c] = xh[c] * std::cos(angle);
+        oh[dh + c] = xh[c] * std::sin(angle);
+      }
+    }
+  }
+}
+
+void mul_inplace(float* y, int64_t ld_y, const float* a, int64_t ld_a, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * ld_y + c] *= a[r * ld_a + c];
+}
+
+}  // namespace tnl::model::cpu
