@@ -139,6 +139,12 @@ std::vector<NamedCase> backward_cases() {
   cfg = make_config(4, 65, 8, 32, 32);
   cfg.initial_state = cfg.d_final_state = true, cfg.num_threads = 2;
   cases.push_back({"B4_H8_2threads", cfg});
+  // Fewer (sequence, head) pairs than threads: backends may split E or the sequence.
+  cfg = make_config(1, 300, 1, 128, 256, DType::f32, CaseLayout::padded);
+  cfg.initial_state = cfg.d_final_state = true, cfg.num_threads = 4, cfg.slopes = {0.05f};
+  cases.push_back({"one_head_E256_threads4", cfg});
+  cfg.dim_qk = 192, cfg.dim_v = 96, cfg.num_threads = 8, cfg.layout = CaseLayout::bhnd;
+  cases.push_back({"one_head_D192_E96_threads8", cfg});
   // Low precision.
   for (DType dt : {DType::f16, DType::bf16}) {
     const std::string d = dtype_name(dt);

@@ -78,6 +78,13 @@ std::vector<NamedCase> forward_cases() {
     cfg = make_config(4, 65, 8, 32, 32);
     cfg.initial_state = true;
     cases.push_back({"B4_H8", cfg});
+    // Fewer (sequence, head) pairs than threads: backends may split E or the sequence.
+    for (const auto& [e, threads] : {std::make_pair(256, 4), std::make_pair(96, 8),
+                                     std::make_pair(200, 3)}) {
+      cfg = make_config(1, 300, 1, 64, e, DType::f32, CaseLayout::padded);
+      cfg.initial_state = true, cfg.num_threads = threads, cfg.slopes = {0.05f};
+      cases.push_back({detail::cat("one_head_E", e, "_threads", threads), cfg});
+    }
   }
   return cases;
 }

@@ -43,6 +43,9 @@ std::vector<NamedCase> lowp_forward_cases() {
     cases.push_back({d + "_scale_0_125", cfg});
     cfg.final_state = false, cfg.num_threads = 1;
     cases.push_back({d + "_no_final_state_1thread", cfg});
+    cfg = make_config(1, 300, 1, 128, 256, dt, CaseLayout::bhnd);
+    cfg.initial_state = true, cfg.num_threads = 4;
+    cases.push_back({d + "_one_head_E256_threads4", cfg});
   }
   return cases;
 }
