@@ -82,30 +82,57 @@ TEST_F(TransNormerRef, LogitsMatchPyTorchReference) {
   }
 }
 
+// Logits of sequence b at position t from the reference.
+std::vector<double> ref_row(const Case& c, int64_t b, int64_t t) {
+  return std::vector<double>(c.logits.begin() + (b * c.N + t) * c.V, c.logits.begin() + (b * c.N + t + 1) * c.V);
+}
+
 TEST_F(TransNormerRef, PrefillThenDecodeEqualsForward) {
+  // Prompts of different lengths (packed), prefilled in chunks that cross attention blocks;
+  // then decode steps; every logit row against the reference's forward over the whole sequence.
   for (const char* name : kCases) {
     SCOPED_TRACE(name);
     const Case c(name);
     const TransNormer model{Checkpoint(c.dir)};
-    const int64_t prompt = 70, steps = c.N - prompt;  // prefill crosses a block boundary
-    std::vector<int32_t> head(c.B * prompt);
+    const int64_t prompt_len[2] = {70, 97};
+    std::vector<std::vector<int32_t>> prompts(c.B);
     for (int64_t b = 0; b < c.B; ++b)
-      for (int64_t t = 0; t < prompt; ++t) head[b * prompt + t] = c.ids[b * c.N + t];
-    std::vector<float> prefill(c.B * prompt * c.V);
-    GenState st;
-    model.forward(head.data(), c.B, prompt, prefill.data(), &st);
+      prompts[b].assign(c.ids.begin() + b * c.N, c.ids.begin() + b * c.N + prompt_len[b % 2]);
     std::vector<float> got(c.B * c.V);
-    std::vector<double> want(c.B * c.V);
-    std::vector<int32_t> tok(c.B);
-    for (int64_t s = 0; s < steps; ++s) {
-      for (int64_t b = 0; b < c.B; ++b) tok[b] = c.ids[b * c.N + prompt + s];
-      model.decode(tok.data(), got.data(), st);
-      for (int64_t b = 0; b < c.B; ++b)
-        for (int64_t v = 0; v < c.V; ++v) want[b * c.V + v] = c.logits[(b * c.N + prompt + s) * c.V + v];
-      ASSERT_LE(rel_err(got.data(), want.data(), got.size()), 1e-5) << "decode step " << s;
+    GenState st;
+    model.prefill(prompts, st, got.data(), /*chunk=*/40);
+    for (int64_t b = 0; b < c.B; ++b) {
+      const std::vector<double> want = ref_row(c, b, prompt_len[b % 2] - 1);
+      EXPECT_LE(rel_err(got.data() + b * c.V, want.data(), c.V), 1e-5) << "prefill, sequence " << b;
     }
-    EXPECT_EQ(st.position, c.N);
+    // Decode: each sequence continues from its own position.
+    std::vector<int32_t> tok(c.B);
+    for (int64_t s = 0; s < 40; ++s) {
+      for (int64_t b = 0; b < c.B; ++b) tok[b] = c.ids[b * c.N + prompt_len[b % 2] + s];
+      model.decode(tok.data(), got.data(), st);
+      for (int64_t b = 0; b < c.B; ++b) {
+        const std::vector<double> want = ref_row(c, b, prompt_len[b % 2] + s);
+        ASSERT_LE(rel_err(got.data() + b * c.V, want.data(), c.V), 1e-5) << "step " << s << " seq " << b;
+      }
+    }
+    EXPECT_EQ(st.positions[0], prompt_len[0] + 40);
   }
+}
+
+TEST_F(TransNormerRef, ExtendByChunksEqualsForward) {
+  // Streaming evaluation: one sequence fed in chunks through the carried state.
+  const Case c(kCases[0]);
+  const TransNormer model{Checkpoint(c.dir)};
+  GenState st;
+  std::vector<float> logits(c.N * c.V);
+  model.prefill({std::vector<int32_t>(c.ids.begin(), c.ids.begin() + 1)}, st, logits.data());
+  int64_t done = 1;
+  for (const int64_t n : {63, 1, 50, 35}) {
+    model.extend(c.ids.data() + done, n, st, logits.data() + done * c.V);
+    done += n;
+  }
+  ASSERT_EQ(done, c.N);
+  EXPECT_LE(rel_err(logits.data() + c.V, c.logits.data() + c.V, (c.N - 1) * c.V), 1e-5);
 }
 
 TEST_F(TransNormerRef, HostilePickleIsRefusedNotRun) {
