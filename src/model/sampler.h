@@ -1,0 +1,34 @@
+// sampler.h: next-token choice from logits: greedy, or sampling with temperature, top-k, top-p
+// and a repetition penalty (the released defaults: temperature 1.0, repetition_penalty 1.03).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace tnl::model {
+
+struct SamplingOptions {
+  bool greedy = false;             // argmax (after the repetition penalty)
+  float temperature = 1.0f;        // > 0
+  int64_t top_k = 0;               // 0 = all
+  float top_p = 1.0f;              // nucleus mass in (0, 1]
+  float repetition_penalty = 1.03f;  // >= 1; 1 = off
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingOptions& o);  // throws tnl::ArgumentError naming the option
+  // logits (V), modified in place; `history` are the tokens of this sequence so far.
+  int32_t next(float* logits, int64_t vocab, const std::vector<int32_t>& history);
+
+ private:
+  SamplingOptions opt_;
+  std::mt19937_64 rng_;
+};
+
+// The repetition penalty as in Hugging Face: a seen token's logit l becomes l/p if l > 0, else l·p.
+void apply_repetition_penalty(float* logits, int64_t vocab, const std::vector<int32_t>& history, float p);
+
+}  // namespace tnl::model
