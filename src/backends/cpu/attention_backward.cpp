@@ -32,6 +32,7 @@ struct Pass1Tiles {
   float* st;  // (Ep, Dp) Sᵀ
   float* ds;  // (Ep, Dp) the block's contribution to Sᵀ; (Dp, Ep) S0 before its transpose
   float* sc;  // (Ep, Dp) compensation of Sᵀ's running sum
+  Prefetcher pf;
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
     return 2 * C * Ep + Ep * C + 2 * C * Dp + C * C + 3 * Dp * Ep + 16 * 9;
@@ -57,6 +58,7 @@ struct Pass2Tiles {
   float* rt;  // (Ep, Dp) Rᵀ
   float* dr;  // (Dp, Ep) the block's contribution to R
   float* rc;  // (Dp, Ep) compensation of R's running sum
+  Prefetcher pf;
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
     return 3 * C * Dp + Dp * C + 4 * C * Ep + Ep * C + 2 * C * C + 4 * Dp * Ep + 16 * 14;
@@ -98,7 +100,8 @@ void pass1_dq(const AttnBackwardParams& p, const Task& tk, Pass1Tiles& t) {
   const int D = tk.D, E = tk.E, Dp = tk.Dp, Ep = tk.Ep;
   const DecayTable dec(p.slopes[tk.h]);
   const RowView kv = row_view(p.k, dt, tk.r, tk.h), vv = row_view(p.v, dt, tk.r, tk.h),
-                gv = row_view(p.d_o, dt, tk.r, tk.h);
+                gv = row_view(p.d_o, dt, tk.r, tk.h), dqv = row_view(p.dq, dt, tk.r, tk.h);
+  const int64_t es = dtype_size(dt);
   const float* s0 = state_ptr(p.initial_state, tk.state_off);
   bool s_zero = s0 == nullptr;
   if (!s_zero) {
@@ -109,24 +112,35 @@ void pass1_dq(const AttnBackwardParams& p, const Task& tk, Pass1Tiles& t) {
   for (int64_t n0 = 0; n0 < tk.r.len; n0 += C) {
     const int l = (int)std::min<int64_t>(C, tk.r.len - n0);
     const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
+    t.pf.clear();  // the next block's rows, fetched while this one computes
+    if (n0 + C < tk.r.len) {
+      const int ln = (int)std::min<int64_t>(C, tk.r.len - n0 - C);
+      t.pf.add_rows(gv, n0 + C, ln, 0, E * es, false);
+      t.pf.add_rows(vv, n0 + C, ln, 0, E * es, false);
+      t.pf.add_rows(kv, n0 + C, ln, 0, D * es, false);
+      t.pf.add_rows(dqv, n0 + C, ln, 0, D * es, true);
+      t.pf.plan(3 * l8 / kMR + Ep / kMR);
+    }
     pack_rows(gv, dt, n0, l, 0, E, t.g, Ep, l8);   // (l8, Ep)
     pack_rows(vv, dt, n0, l, 0, E, t.v, Ep, l16);  // (l16, Ep)
     pack_rows(kv, dt, n0, l, 0, D, t.k, Dp, l8);   // (l8, Dp)
     transpose(l16, Ep, t.v, Ep, t.vt, C);           // (Ep, l16)
 
     // P = c·(dO Vᵀ) ⊙ M                                            // (l8, l16)
-    gemm<false>(l8, l16, E, t.g, Ep, t.vt, C, t.p, C, 0.0f, Tri::lower);
+    gemm<false>(l8, l16, E, t.g, Ep, t.vt, C, t.p, C, 0.0f, Tri::lower, Tri::none, &t.pf);
     apply_decay_mask(t.p, C, l, p.scale, dec);
     // dQ = c·diag(λ^{a+1}) dO Sᵀ + P K                               // (l8, Dp)
     if (!s_zero) {
       scale_rows(l8, Ep, t.g, Ep, dec.pw + 1, p.scale, t.g, Ep);
-      gemm<false>(l8, Dp, E, t.g, Ep, t.st, Dp, t.dq, Dp, 0.0f);
+      gemm<false>(l8, Dp, E, t.g, Ep, t.st, Dp, t.dq, Dp, 0.0f, Tri::none, Tri::none, &t.pf);
     }
-    gemm<false>(l8, Dp, l, t.p, C, t.k, Dp, t.dq, Dp, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower);
+    gemm<false>(l8, Dp, l, t.p, C, t.k, Dp, t.dq, Dp, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower,
+                &t.pf);
     store_rows(t.dq, Dp, l, D, 1.0f, p.dq, dt, tk.r, tk.h, n0, 0);
     // Sᵀ ← λ^l Sᵀ + Vᵀ diag(λ^{l-1-b}) K                            // (Ep, Dp)
     scale_cols(Ep, l16, t.vt, C, dec.rev + (C - l), 1.0f, t.vt, C);
-    gemm<false>(Ep, Dp, l, t.vt, C, t.k, Dp, s_zero ? t.st : t.ds, Dp, 0.0f);
+    gemm<false>(Ep, Dp, l, t.vt, C, t.k, Dp, s_zero ? t.st : t.ds, Dp, 0.0f, Tri::none, Tri::none,
+                &t.pf);
     if (!s_zero) accumulate_state(E, Dp, t.st, t.sc, t.ds, Dp, dec.pw[l]);
     s_zero = false;
   }
@@ -137,7 +151,9 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
   const int D = tk.D, E = tk.E, Dp = tk.Dp, Ep = tk.Ep;
   const DecayTable dec(p.slopes[tk.h]);
   const RowView qv = row_view(p.q, dt, tk.r, tk.h), kv = row_view(p.k, dt, tk.r, tk.h),
-                vv = row_view(p.v, dt, tk.r, tk.h), gv = row_view(p.d_o, dt, tk.r, tk.h);
+                vv = row_view(p.v, dt, tk.r, tk.h), gv = row_view(p.d_o, dt, tk.r, tk.h),
+                dkv = row_view(p.dk, dt, tk.r, tk.h), dvv = row_view(p.dv, dt, tk.r, tk.h);
+  const int64_t es = dtype_size(dt);
   const float* dsf = state_ptr(p.d_final_state, tk.state_off);
   load_state(dsf, E, D, 0, E, t.r, Ep, Dp);  // (Dp, Ep)
   bool r_zero = dsf == nullptr;
@@ -148,6 +164,14 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
     const int64_t n0 = blk * C;
     const int l = (int)std::min<int64_t>(C, tk.r.len - n0);
     const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
+    t.pf.clear();  // the previous block's rows (a full block), fetched while this one computes
+    if (blk > 0) {
+      for (const RowView* in : {&qv, &kv}) t.pf.add_rows(*in, n0 - C, C, 0, D * es, false);
+      for (const RowView* in : {&vv, &gv}) t.pf.add_rows(*in, n0 - C, C, 0, E * es, false);
+      t.pf.add_rows(dkv, n0 - C, C, 0, D * es, true);
+      t.pf.add_rows(dvv, n0 - C, C, 0, E * es, true);
+      t.pf.plan(6 * l8 / kMR + Dp / kMR);
+    }
     pack_rows(qv, dt, n0, l, 0, D, t.q, Dp, l8);   // (l8, Dp)
     pack_rows(kv, dt, n0, l, 0, D, t.k, Dp, l16);  // (l16, Dp)
     pack_rows(vv, dt, n0, l, 0, E, t.v, Ep, l16);  // (l16, Ep)
@@ -156,9 +180,9 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
     transpose(l16, Ep, t.v, Ep, t.vt, C);           // (Ep, l16)
 
     // Scores and their gradient counterpart, lower triangles, scaled by c      // (l8, l16)
-    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower);
+    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower, Tri::none, &t.pf);
     apply_decay_mask(t.a, C, l, p.scale, dec);
-    gemm<false>(l8, l16, E, t.g, Ep, t.vt, C, t.p, C, 0.0f, Tri::lower);
+    gemm<false>(l8, l16, E, t.g, Ep, t.vt, C, t.p, C, 0.0f, Tri::lower, Tri::none, &t.pf);
     apply_decay_mask(t.p, C, l, p.scale, dec);
 
     // dK = diag(λ^{l-1-b}) V Rᵀ + Pᵀ Q   (Pᵀ read in place: upper triangular)  // (l8, Dp)
@@ -166,18 +190,19 @@ void pass2_dkdv(const AttnBackwardParams& p, const Task& tk, Pass2Tiles& t) {
     if (!r_zero) {
       scale_rows(l8, Ep, t.v, Ep, dec.rev + (C - l), 1.0f, t.v, Ep);
       scale_rows(l8, Dp, t.k, Dp, dec.rev + (C - l), 1.0f, t.k, Dp);
-      gemm<false>(l8, Dp, E, t.v, Ep, t.rt, Dp, t.dk, Dp, 0.0f);
-      gemm<false>(l8, Ep, D, t.k, Dp, t.r, Ep, t.dv, Ep, 0.0f);
+      gemm<false>(l8, Dp, E, t.v, Ep, t.rt, Dp, t.dk, Dp, 0.0f, Tri::none, Tri::none, &t.pf);
+      gemm<false>(l8, Ep, D, t.k, Dp, t.r, Ep, t.dv, Ep, 0.0f, Tri::none, Tri::none, &t.pf);
     }
     const float beta = r_zero ? 0.0f : 1.0f;
-    gemm<true>(l8, Dp, l, t.p, C, t.q, Dp, t.dk, Dp, beta, Tri::none, Tri::upper);
-    gemm<true>(l8, Ep, l, t.a, C, t.g, Ep, t.dv, Ep, beta, Tri::none, Tri::upper);
+    gemm<true>(l8, Dp, l, t.p, C, t.q, Dp, t.dk, Dp, beta, Tri::none, Tri::upper, &t.pf);
+    gemm<true>(l8, Ep, l, t.a, C, t.g, Ep, t.dv, Ep, beta, Tri::none, Tri::upper, &t.pf);
     store_rows(t.dk, Dp, l, D, 1.0f, p.dk, dt, tk.r, tk.h, n0, 0);
     store_rows(t.dv, Ep, l, E, 1.0f, p.dv, dt, tk.r, tk.h, n0, 0);
 
     // R ← λ^l R + (c·diag(λ^{u+1}) Q)ᵀ dO, and its transpose for the next block  // (Dp, Ep)
     scale_rows(l, Dp, t.q, Dp, dec.pw + 1, p.scale, t.q, Dp);
-    gemm<true>(Dp, Ep, l, t.q, Dp, t.g, Ep, r_zero ? t.r : t.dr, Ep, 0.0f);
+    gemm<true>(Dp, Ep, l, t.q, Dp, t.g, Ep, r_zero ? t.r : t.dr, Ep, 0.0f, Tri::none, Tri::none,
+               &t.pf);
     if (!r_zero) accumulate_state(D, Ep, t.r, t.rc, t.dr, Ep, dec.pw[l]);
     transpose(Dp, Ep, t.r, Ep, t.rt, Dp);
     r_zero = false;

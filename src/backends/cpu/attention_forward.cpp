@@ -46,6 +46,7 @@ struct ForwardTiles {
   float* s;   // (Dp, Ep) state
   float* ds;  // (Dp, Ep) the block's contribution to the state
   float* sc;  // (Dp, Ep) compensation of the state's running sum
+  Prefetcher pf;
 
   static int64_t floats(int64_t Dp, int64_t Ep) {
     return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + 3 * Dp * Ep + 16 * 10;
@@ -66,7 +67,8 @@ void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0
   const SeqRange r = seq_range(sh, p.cu_seqlens, seq);
   const DecayTable dec(p.slopes[h]);
   const RowView qv = row_view(p.q, dt, r, h), kv = row_view(p.k, dt, r, h),
-                vv = row_view(p.v, dt, r, h);
+                vv = row_view(p.v, dt, r, h), ov = row_view(p.o, dt, r, h);
+  const int64_t es = dtype_size(dt);
   const int64_t state_off = (seq * H + h) * D * E;
   const float* s0 = p.initial_state ? static_cast<const float*>(p.initial_state) + state_off
                                     : nullptr;
@@ -77,26 +79,37 @@ void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0
   for (int64_t n0 = 0; n0 < r.len; n0 += C) {
     const int l = (int)std::min<int64_t>(C, r.len - n0);
     const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
+    t.pf.clear();  // the next block's rows, fetched while this one computes
+    if (n0 + C < r.len) {
+      const int ln = (int)std::min<int64_t>(C, r.len - n0 - C);
+      t.pf.add_rows(qv, n0 + C, ln, 0, D * es, false);
+      t.pf.add_rows(kv, n0 + C, ln, 0, D * es, false);
+      t.pf.add_rows(vv, n0 + C, ln, e0 * es, et * es, false);
+      t.pf.add_rows(ov, n0 + C, ln, e0 * es, et * es, true);
+      t.pf.plan(3 * l8 / kMR + Dp / kMR);
+    }
     pack_rows(qv, dt, n0, l, 0, D, t.q, Dp, l8);        // (l8, Dp)
     pack_rows(kv, dt, n0, l, 0, D, t.k, Dp, l16);       // (l16, Dp)
     transpose(l16, Dp, t.k, Dp, t.kt, C);               // (Dp, l16)
     pack_rows(vv, dt, n0, l, e0, et, t.v, Ep, l8);      // (l8, Ep)
 
     // Intra-block scores, lower triangle only: A = (Q Kᵀ) ⊙ M        // (l8, l16)
-    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower);
+    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower, Tri::none, &t.pf);
     apply_decay_mask(t.a, C, l, 1.0f, dec);
 
     // O = diag(λ^{a+1}) Q S + A V                                    // (l8, Ep)
     if (!s_zero) {
       scale_rows(l8, Dp, t.q, Dp, dec.pw + 1, 1.0f, t.qd, Dp);
-      gemm<false>(l8, Ep, D, t.qd, Dp, t.s, Ep, t.o, Ep, 0.0f);
+      gemm<false>(l8, Ep, D, t.qd, Dp, t.s, Ep, t.o, Ep, 0.0f, Tri::none, Tri::none, &t.pf);
     }
-    gemm<false>(l8, Ep, l, t.a, C, t.v, Ep, t.o, Ep, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower);
+    gemm<false>(l8, Ep, l, t.a, C, t.v, Ep, t.o, Ep, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower,
+                &t.pf);
     store_rows(t.o, Ep, l, et, p.scale, p.o, dt, r, h, n0, e0);
 
     // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
     scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
-    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, s_zero ? t.s : t.ds, Ep, 0.0f);
+    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, s_zero ? t.s : t.ds, Ep, 0.0f, Tri::none, Tri::none,
+                &t.pf);
     if (!s_zero) accumulate_state(D, Ep, t.s, t.sc, t.ds, Ep, dec.pw[l]);
     s_zero = false;
   }

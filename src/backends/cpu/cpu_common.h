@@ -2,6 +2,7 @@
 // scratch, the per-head decay table, the (sequence, head) task ranges and the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -50,6 +51,44 @@ RowView row_view(const SeqTensorT<Ptr>& t, DType dt, const SeqRange& r, int64_t 
   return {p + (r.batch * t.stride_batch + r.begin * t.stride_seq + h * t.stride_head) * es,
           t.stride_seq * es};
 }
+
+// Software prefetch of the next block's rows, spread over the current block's compute: the rows
+// of a (B, N, H, dim) view are strided (one 4 KiB page per token or two), so the hardware
+// prefetchers miss them, and issuing all of them at once stalls on the miss buffers. The
+// kernels queue the next block's rows (inputs to read, outputs to write) and the GEMM driver
+// issues a few cache lines per row panel.
+class Prefetcher {
+ public:
+  void clear() { n_ = cur_ = 0, pos_ = 0, lines_ = 0; }
+  // Bytes [off, off + bytes) of rows [row0, row0 + rows) of v; `write`: for an output.
+  void add_rows(const RowView& v, int64_t row0, int rows, int64_t off, int64_t bytes, bool write) {
+    for (int r = 0; r < rows && n_ < kMaxRows; ++r, ++n_) {
+      ptr_[n_] = static_cast<const char*>(v.row(row0 + r)) + off;
+      bytes_[n_] = bytes;
+      write_[n_] = write;
+      lines_ += ceil_div(bytes, 64);
+    }
+  }
+  // Spread what is queued over about `steps` calls of step().
+  void plan(int steps) { per_step_ = (int)ceil_div(lines_, std::max(1, steps)) + 1; }
+  void step() {
+    for (int i = 0; i < per_step_ && cur_ < n_; ++i) {
+      const char* p = ptr_[cur_] + pos_;
+      if (write_[cur_]) __builtin_prefetch(p, 1, 3);
+      else __builtin_prefetch(p, 0, 3);
+      pos_ += 64;
+      if (pos_ >= bytes_[cur_]) pos_ = 0, ++cur_;
+    }
+  }
+
+ private:
+  static constexpr int kMaxRows = 6 * kBlock;
+  const char* ptr_[kMaxRows];
+  int64_t bytes_[kMaxRows];
+  bool write_[kMaxRows];
+  int n_ = 0, cur_ = 0, per_step_ = 0;
+  int64_t pos_ = 0, lines_ = 0;
+};
 
 // Per-thread scratch: one zeroed, 64-byte aligned allocation carved into tiles.
 class Scratch {

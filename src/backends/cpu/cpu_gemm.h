@@ -81,10 +81,13 @@ enum class Tri {
 // C (M, N) = beta·C + A (M, K) · B (K, N), with A accessed as in micro_kernel.
 // M % kMR == 0 and N % 16 == 0 (padded tiles). With ntri != none the columns outside each
 // panel's range are left untouched; with ktri != none the skipped products are zeros of A.
+// `pf` (optional) issues a few queued prefetches per row panel.
 template <bool ACol>
 void gemm(int M, int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-          int64_t ldc, float beta, Tri ntri = Tri::none, Tri ktri = Tri::none) {
+          int64_t ldc, float beta, Tri ntri = Tri::none, Tri ktri = Tri::none,
+          Prefetcher* pf = nullptr) {
   for (int m0 = 0; m0 < M; m0 += kMR) {
+    if (pf) pf->step();
     int n_lo = 0, n_hi = N, k_lo = 0, k_hi = K;
     if (ntri == Tri::lower) n_hi = std::min<int>(N, (int)round_up(m0 + kMR, 16));
     if (ntri == Tri::upper) n_lo = m0 / 16 * 16;

@@ -33,6 +33,28 @@ inline __m256i to_bf16(__m512 x) {
   return _mm512_cvtepi32_epi16(r);
 }
 
+// 16 elements, unmasked.
+inline __m512 load16(const void* p, DType dt) {
+  switch (dt) {
+    case DType::f16: return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+    case DType::bf16:
+      return _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p))), 16));
+    default: return _mm512_loadu_ps(p);
+  }
+}
+
+inline void store16(void* p, DType dt, __m512 x) {
+  switch (dt) {
+    case DType::f16:
+      _mm256_storeu_si256(static_cast<__m256i*>(p),
+                          _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      break;
+    case DType::bf16: _mm256_storeu_si256(static_cast<__m256i*>(p), to_bf16(x)); break;
+    default: _mm512_storeu_ps(p, x); break;
+  }
+}
+
 inline void store16(void* p, DType dt, __mmask16 m, __m512 x) {
   switch (dt) {
     case DType::f16:
@@ -52,7 +74,9 @@ inline void load_row(const void* src, DType dt, int n, float scale, float* dst, 
   const char* s = static_cast<const char*>(src);
 #ifdef TNL_CPU_AVX512
   const __m512 vs = _mm512_set1_ps(scale);
-  for (int i = 0; i < npad; i += 16) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(vs, load16(s + i * es, dt)));
+  for (; i < npad; i += 16) {
     const int left = n - i;
     const __m512 x = left > 0 ? load16(s + i * es, dt, tail_mask(left)) : _mm512_setzero_ps();
     _mm512_storeu_ps(dst + i, _mm512_mul_ps(vs, x));
@@ -77,8 +101,9 @@ inline void store_row(const float* src, int n, float scale, void* dst, DType dt)
   char* d = static_cast<char*>(dst);
 #ifdef TNL_CPU_AVX512
   const __m512 vs = _mm512_set1_ps(scale);
-  for (int i = 0; i < n; i += 16)
-    store16(d + i * es, dt, tail_mask(n - i), _mm512_mul_ps(vs, _mm512_loadu_ps(src + i)));
+  int i = 0;  // full vectors unmasked: masked stores are slow on some cores (Zen 4/5)
+  for (; i + 16 <= n; i += 16) store16(d + i * es, dt, _mm512_mul_ps(vs, _mm512_loadu_ps(src + i)));
+  if (i < n) store16(d + i * es, dt, tail_mask(n - i), _mm512_mul_ps(vs, _mm512_loadu_ps(src + i)));
 #else
   for (int i = 0; i < n; ++i) {
     const float x = scale * src[i];
