@@ -9,6 +9,7 @@
 
 #include "testing/attn_case.h"
 #include "testing/attn_checks.h"
+#include "testing/recurrent_backward.h"
 #include "testing/torch_baseline.h"
 
 namespace tnl::testing {
@@ -106,6 +107,23 @@ TEST(TorchBaseline, AtF32MatchesTheOracle) {
     const auto bwd = c.compare(torch_like_backward(c), c.reference_backward_outputs());
     expect_all_within(fwd, 1e-5, {"o", "final_state"});
     expect_all_within(bwd, 1e-5, {"dq", "dk", "dv", "d_initial_state"});
+  }
+}
+
+// The O(N·D·E) backward oracle agrees with the quadratic one (varlen with empty sequences,
+// S0 and dS_final on and off).
+TEST(RecurrentBackward, MatchesQuadraticReference) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  for (int mask = 0; mask < 4; ++mask) {
+    AttnCaseConfig cfg = small_config(DType::f32, CaseLayout::bhnd);
+    cfg.initial_state = mask & 1, cfg.d_final_state = mask & 2;
+    if (mask == 3) cfg.varlen = {0, 70, 1, 0, 130};
+    SCOPED_TRACE(cfg.describe());
+    AttnCase c(cfg, seed);
+    c.run_reference_backward();
+    expect_all_within(c.compare(recurrent_backward(c), c.reference_backward_outputs()), 1e-12,
+                      {"dq", "dk", "dv", "d_initial_state"});
   }
 }
 

@@ -70,3 +70,4 @@ uint64_t test_seed() {
 // tests/testing/ are compiled here with it.
 #include "testing/attn_case.cpp"       // NOLINT(bugprone-suspicious-include)
 #include "testing/torch_baseline.cpp"  // NOLINT(bugprone-suspicious-include)
+#include "testing/recurrent_backward.cpp"  // NOLINT(bugprone-suspicious-include)
