@@ -11,6 +11,10 @@
 
 namespace tnl::cli {
 int bench_attn(int argc, char** argv);
+int generate(int argc, char** argv);
+int eval(int argc, char** argv);
+int info(int argc, char** argv);
+int tokenizer_train(int argc, char** argv);
 }
 
 namespace {
@@ -26,6 +30,14 @@ const char* kUsage =
     "                      --dim D  --dim-v E  --seqlens 1k,4k,...  --layout bnhd|bhnd\n"
     "                      --mode fwd|fwdbwd|both  --reps R  --threads T  --decode-batch B\n"
     "                      --no-decode  --no-validate\n"
+    "  generate     continue a prompt with a TransNormerLLM model directory, streaming tokens\n"
+    "               flags: --model DIR  --prompt TEXT | --prompts-file FILE (one per line, batched)\n"
+    "                      --max-tokens N  --temperature T  --top-k K  --top-p P\n"
+    "                      --repetition-penalty R (1.03)  --seed S  --greedy  --add-bos  --device cpu\n"
+    "  eval         perplexity of a model over a text file: --model DIR --text FILE [--chunk N]\n"
+    "  info         a model directory's config, parameters, dtype and memory: --model DIR\n"
+    "  tokenizer train   train a SentencePiece BPE tokenizer (byte fallback):\n"
+    "               --input a.txt,b.txt --output PREFIX [--vocab-size 8000]\n"
     "  device       what this build and machine offer (CPU threads, CUDA devices)\n"
     "  version      print the version\n"
     "  help         this text\n";
@@ -83,6 +95,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "device") return device_info();
+    if (cmd == "generate") return tnl::cli::generate(argc - 2, argv + 2);
+    if (cmd == "eval") return tnl::cli::eval(argc - 2, argv + 2);
+    if (cmd == "info") return tnl::cli::info(argc - 2, argv + 2);
+    if (cmd == "tokenizer") {
+      if (argc < 3 || std::strcmp(argv[2], "train") != 0) {
+        std::fprintf(stderr, "tnl tokenizer: expected: train\n");
+        return 2;
+      }
+      return tnl::cli::tokenizer_train(argc - 3, argv + 3);
+    }
     if (cmd == "bench") {
       if (argc < 3 || std::strcmp(argv[2], "attn") != 0) {
         std::fprintf(stderr, "tnl bench: expected a benchmark name: attn\n");
