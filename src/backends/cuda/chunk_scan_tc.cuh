@@ -16,6 +16,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
 
@@ -27,28 +29,40 @@ constexpr int kC = 64;         // chunk
 constexpr int kET = 64;        // columns of dv per block
 constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
 
-template <int DK>
+template <int DK, int NB>
 struct Smem {  // offsets in 16-bit elements
   static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
-  // Input tiles X, Y (C, DK) and Z (C, ET), double-buffered (cp.async prefetch of the next
-  // chunk) when DK <= 128; a single buffer for DK = 256 (shared memory).
-  static constexpr int kBuffers = DK <= 128 ? 2 : 1;
+  // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
+  // chunk), or 1 (two blocks per multiprocessor at DK = 128; DK = 256 fits only one).
+  static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
   static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
-  static constexpr int kZwHi = kBuffers * kTile;    // (C, ET)
-  static constexpr int kZwLo = kZwHi + kC * kLdE;   // (C, ET)
-  static constexpr int kAHi = kZwLo + kC * kLdE;    // (C, C)
+  static constexpr int kAHi = kBuffers * kTile;     // (C, C)
   static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
   static constexpr int kSHi = kALo + kC * kLdC;     // (DK, ET)
   static constexpr int kSLo = kSHi + DK * kLdE;     // (DK, ET)
   static constexpr int kEnd = kSLo + DK * kLdE;
-  static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (kC + 2);  // + decay table
+  // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
+  static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
 };
 
+// Input buffers for a key dim: DK = 64 double-buffers (two blocks per SM either way), DK = 256
+// has room for one; DK = 128 picks 2 (prefetch, one block per SM) unless the environment
+// variable TNL_CUDA_TC_BUFFERS=1 asks for 1 (no prefetch, two blocks per SM): a tuning knob.
+inline int buffers_for(int dk) {
+  if (dk <= 64) return 2;
+  if (dk > 128) return 1;
+  static const int nb = [] {
+    const char* e = std::getenv("TNL_CUDA_TC_BUFFERS");
+    return e && e[0] == '1' ? 1 : 2;
+  }();
+  return nb;
+}
+
 inline size_t smem_bytes_for(int dk) {
-  if (dk <= 64) return Smem<64>::kBytes;
-  if (dk <= 128) return Smem<128>::kBytes;
-  return Smem<256>::kBytes;
+  if (dk <= 64) return Smem<64, 2>::kBytes;
+  if (dk <= 128) return buffers_for(dk) == 2 ? Smem<128, 2>::kBytes : Smem<128, 1>::kBytes;
+  return Smem<256, 1>::kBytes;
 }
 
 template <class T>
@@ -221,21 +235,20 @@ __device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, c
   }
 }
 
-template <class T, int DK, bool kLocal>
+template <class T, int DK, int NB, bool kLocal>
 __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
                                                                  const Slopes sl, bool vec,
                                                                  bool out_vec2) {
-  using L = Smem<DK>;
+  using L = Smem<DK, NB>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
-  T* ZwHi = sm + L::kZwHi;  // (C, ET)
-  T* ZwLo = sm + L::kZwLo;
   T* AHi = sm + L::kAHi;   // (C, C)
   T* ALo = sm + L::kALo;
   T* SHi = sm + L::kSHi;   // (DK, ET)
   T* SLo = sm + L::kSLo;
   float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
+  float* wt = dec + kC + 2;                              // (C) update weights of this chunk
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int64_t bid = blockIdx.x;
@@ -325,15 +338,12 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
             store_split2(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
           }
     }
+    if (threadIdx.x < kC) {
+      const int b = threadIdx.x;
+      wt[b] = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
+    }
     __syncthreads();
 
-    // Zw = β λ^{n-1-b+off} z_b, split hi + lo.
-    for (int i = threadIdx.x; i < kC * kET / 2; i += kThreads) {
-      const int b = i / (kET / 2), e = 2 * (i % (kET / 2));
-      const float w = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
-      const float2 z = O::to_f2(*reinterpret_cast<const typename O::T2*>(Zs + b * L::kLdE + e));
-      store_split2(ZwHi + b * L::kLdE + e, ZwLo + b * L::kLdE + e, w * z.x, w * z.y);
-    }
     if (!kLocal) {
       // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
       float acc[4][4];
@@ -428,7 +438,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       }
     }
 
-    // Phase 3: S = λ^n S + Yᵀ Zw (hi + lo), this warp's state fragments.
+    // Phase 3: S = λ^n S + (W Y)ᵀ Z, W = diag(β λ^{n-1-b+off}) applied to the Yᵀ fragments in
+    // registers and split hi + lo there (Y and Z enter exactly), this warp's state fragments.
     {
       const float dn = dec[n];
 #pragma unroll
@@ -439,19 +450,31 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           for (int r = 0; r < 4; ++r) st[i][j][r] *= dn;
 #pragma unroll
       for (int k0 = 0; k0 < kC; k0 += 16) {
+        // a[0], a[1] hold k = k0 + 2t, +1; a[2], a[3] hold k = k0 + 2t + 8, +9.
+        const float w0 = wt[k0 + 2 * t], w1 = wt[k0 + 2 * t + 1];
+        const float w8 = wt[k0 + 2 * t + 8], w9 = wt[k0 + 2 * t + 9];
+        uint32_t bz[kNT][2];
+#pragma unroll
+        for (int j = 0; j < kNT; j += 2)
+          frag_b_k2(bz[j], bz[j + 1], Zs, L::kLdE, k0, 8 * (n_base + j), lane);
 #pragma unroll
         for (int i = 0; i < kMT; ++i) {
-          uint32_t a[4];
+          uint32_t a[4], ah[4], al[4];
           frag_a_t(a, Ys, L::kLdK, 16 * (m_base + i), k0, lane);
 #pragma unroll
-          for (int j = 0; j < kNT; j += 2) {
-            uint32_t h0[2], h1[2], l0[2], l1[2];
-            frag_b_k2(h0, h1, ZwHi, L::kLdE, k0, 8 * (n_base + j), lane);
-            frag_b_k2(l0, l1, ZwLo, L::kLdE, k0, 8 * (n_base + j), lane);
-            O::mma(st[i][j], a, h0);
-            O::mma(st[i][j], a, l0);
-            O::mma(st[i][j + 1], a, h1);
-            O::mma(st[i][j + 1], a, l1);
+          for (int q = 0; q < 4; ++q) {
+            const float2 y = O::to_f2(*reinterpret_cast<const typename O::T2*>(&a[q]));
+            const float x0 = y.x * (q < 2 ? w0 : w8), x1 = y.y * (q < 2 ? w1 : w9);
+            const typename O::T2 hi = O::from_f2(x0, x1);
+            const float2 hf = O::to_f2(hi);
+            const typename O::T2 lo = O::from_f2(x0 - hf.x, x1 - hf.y);
+            ah[q] = *reinterpret_cast<const uint32_t*>(&hi);
+            al[q] = *reinterpret_cast<const uint32_t*>(&lo);
+          }
+#pragma unroll
+          for (int j = 0; j < kNT; ++j) {
+            O::mma(st[i][j], ah, bz[j]);
+            O::mma(st[i][j], al, bz[j]);
           }
         }
       }
@@ -479,9 +502,9 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
   }
 }
 
-template <class T, int DK>
+template <class T, int DK, int NB>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  using L = Smem<DK>;
+  using L = Smem<DK, NB>;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
   auto al = [](const Rows& r) {
@@ -493,13 +516,13 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
                         p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
   if (local_pass) {
-    auto kern = chunk_scan_tc_kernel<T, DK, true>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, true>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
     TNL_CUDA_CHECK_LAUNCH();
   } else {
-    auto kern = chunk_scan_tc_kernel<T, DK, false>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, false>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
@@ -509,9 +532,12 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
 
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  if (p.dk <= 64) return launch_dk<T, 64>(p, sl, local_pass, stream);
-  if (p.dk <= 128) return launch_dk<T, 128>(p, sl, local_pass, stream);
-  return launch_dk<T, 256>(p, sl, local_pass, stream);
+  if (p.dk <= 64) return launch_dk<T, 64, 2>(p, sl, local_pass, stream);
+  if (p.dk <= 128) {
+    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2>(p, sl, local_pass, stream);
+    return launch_dk<T, 128, 1>(p, sl, local_pass, stream);
+  }
+  return launch_dk<T, 256, 1>(p, sl, local_pass, stream);
 }
 
 }  // namespace tc
