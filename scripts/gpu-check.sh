@@ -7,6 +7,8 @@
 #   OUT=<dir>   where logs go (default <build-dir>/out)
 #   QUICK=1     skip the slow tests and the 1M-token benchmark
 #   TESTS=0     benchmark only (no tests, no sanitizers)
+#   FROM_HEAD=1 build the committed tree (git archive HEAD), not the working tree, so that
+#               others' uncommitted edits cannot break the build
 #   build-deps/ if present (GTest, OpenBLAS for a bare machine): used as a CMake prefix
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,14 @@ if [ -d build-deps ]; then
   export CMAKE_PREFIX_PATH=$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
   export LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export LIBRARY_PATH=$DEPS/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+fi
+if [ "${FROM_HEAD:-0}" = 1 ] && git rev-parse -q HEAD >/dev/null 2>&1; then
+  SRC=$PWD/$BUILD-src
+  rm -rf "$SRC" && mkdir -p "$SRC" && git archive HEAD | tar -x -C "$SRC"
+  echo "gpu-check: building HEAD $(git rev-parse --short HEAD) from $SRC"
+  case "$OUT" in /*) ;; *) OUT=$PWD/$OUT ;; esac
+  BUILD=$PWD/$BUILD
+  cd "$SRC"
 fi
 fail=0
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv \
