@@ -107,10 +107,11 @@ inline void check_forward(AttnCase& c) {
     const std::vector<Measured> base =
         c.compare(torch_like_forward(c), c.reference_forward_outputs());
     SCOPED_TRACE("baseline: " + describe(base));
+    ::testing::Test::RecordProperty("baseline_rel_errors", describe(base));
     expect_within_baseline(fast, base, expected);
   }
   EXPECT_EQ(c.check_gaps(), "");
-  ::testing::Test::RecordProperty("errors", describe(fast));
+  ::testing::Test::RecordProperty("rel_errors", describe(fast));
 }
 
 // The backward of `c` (fast path) against the fp64 oracle, with the bar of its dtype.
@@ -127,10 +128,11 @@ inline void check_backward(AttnCase& c) {
     const std::vector<Measured> base =
         c.compare(torch_like_backward(c), c.reference_backward_outputs());
     SCOPED_TRACE("baseline: " + describe(base));
+    ::testing::Test::RecordProperty("baseline_rel_errors", describe(base));
     expect_within_baseline(fast, base, expected);
   }
   EXPECT_EQ(c.check_gaps(), "");
-  ::testing::Test::RecordProperty("errors", describe(fast));
+  ::testing::Test::RecordProperty("rel_errors", describe(fast));
 }
 
 }  // namespace tnl::testing

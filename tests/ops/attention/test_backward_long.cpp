@@ -32,7 +32,7 @@ void check_long_backward(DType dt, CaseLayout layout, double bar) {
     EXPECT_EQ(bad, 0) << name << ": non-finite elements";
   }
   const std::vector<Measured> errs = c.compare(fast, recurrent_backward(c));
-  ::testing::Test::RecordProperty("errors", describe(errs));
+  ::testing::Test::RecordProperty("rel_errors", describe(errs));
   expect_all_within(errs, bar, {"dq", "dk", "dv", "d_initial_state"});
   EXPECT_EQ(c.check_gaps(), "");
 }

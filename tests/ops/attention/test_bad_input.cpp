@@ -61,7 +61,9 @@ template <class Params>
 void expect_rejected(const BadArg<Params>& bad, const std::function<Params(AttnCase&)>& params,
                      const std::function<void(const Params&)>& run, StateBuffer* decode_state) {
   SCOPED_TRACE(::testing::Message() << bad.what << " (expects argument '" << bad.arg << "')");
-  AttnCase c(base_config(bad.varlen), test_seed());
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  AttnCase c(base_config(bad.varlen), seed);
   StateBuffer dummy;
   StateBuffer& dec = decode_state ? *decode_state : dummy;
   Params p = params(c);

@@ -33,7 +33,7 @@ void check_long(DType dt, CaseLayout layout, double bar) {
     EXPECT_EQ(bad, 0) << name << ": non-finite elements";
   }
   const std::vector<Measured> errs = c.compare(fast, c.reference_forward_outputs());
-  ::testing::Test::RecordProperty("errors", describe(errs));
+  ::testing::Test::RecordProperty("rel_errors", describe(errs));
   expect_all_within(errs, bar, {"o", "final_state"});
   EXPECT_EQ(c.check_gaps(), "");
 }
