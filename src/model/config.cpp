@@ -19,6 +19,28 @@ int64_t Config::num_parameters() const {
   return vocab_size * d_model + num_layers * per_layer + lrpe;
 }
 
+Config config_preset(const std::string& name, int64_t vocab) {
+  Config c;
+  c.vocab_size = vocab;
+  auto set = [&](int64_t d, int64_t layers, int64_t heads, int64_t glu, bool no_scale) {
+    c.d_model = c.hidden_dim = d;
+    c.num_layers = layers;
+    c.num_heads = heads;
+    c.glu_dim = glu;
+    c.no_scale_embedding = no_scale;
+    c.use_lrpe.assign(layers, 0);
+    c.use_lrpe[0] = 1;
+  };
+  if (name == "385m") set(1024, 24, 8, 2816, false);
+  else if (name == "1b") set(2048, 16, 16, 5632, false);
+  else if (name == "7b") set(4096, 30, 32, 11008, true);
+  else if (name == "tiny") set(128, 2, 4, 352, false);
+  else if (name == "small") set(256, 6, 4, 704, false);
+  else throw ArgumentError(detail::cat("tnl::model::config_preset: argument 'name': expected 385m, 1b, 7b, "
+                                       "tiny or small, got '", name, "'"));
+  return c;
+}
+
 Config parse_config(const std::string& text, const std::string& src) {
   const json::Value root = json::parse(text, src);
   root.as_object(src);

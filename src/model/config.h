@@ -25,6 +25,10 @@ struct Config {
   int64_t num_parameters() const;  // with the tied embedding counted once
 };
 
+// The released shapes (spec table): "385m", "1b", "7b"; also "tiny" (2 layers, d 128) and
+// "small" (6 layers, d 256) for quick runs. Throws tnl::ArgumentError for other names.
+Config config_preset(const std::string& name, int64_t vocab_size = 64000);
+
 // Parses config.json text; `source` names it in errors. Unknown fields that change the model
 // (a bias, another norm or activation, a different decay) are errors, not silently ignored.
 Config parse_config(const std::string& json_text, const std::string& source);

@@ -2,6 +2,7 @@
 #include "model/transnormer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "model/layers_cpu.h"
@@ -48,6 +49,48 @@ TransNormer::TransNormer(const Checkpoint& ck) : cfg_(ck.config()) {
     L.l3 = to_f32(ck.tensor(p + "channel_mixer.l3.weight"));
     if (cfg_.use_lrpe[l]) L.theta = to_f32(ck.tensor(p + "token_mixer.lrpe.theta"));
     L.slopes = slopes_transnormer(cfg_.num_heads, l, cfg_.num_layers);
+    layers_.push_back(std::move(L));
+  }
+}
+
+TransNormer::TransNormer(const Config& cfg, uint64_t seed) : cfg_(cfg) {
+  uint64_t stream = 0;
+  auto normal = [&](int64_t n) {  // N(0, init_std²), counter-based so threads can fill it
+    std::vector<float> w(n);
+    const uint64_t key = seed * 0x9e3779b97f4a7c15ull + (++stream);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      auto mix = [](uint64_t x) {
+        x += 0x9e3779b97f4a7c15ull;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        return x ^ (x >> 31);
+      };
+      const double u1 = ((double)(mix(key ^ mix(2 * i)) >> 11) + 0.5) * 0x1.0p-53;
+      const double u2 = (double)(mix(key ^ mix(2 * i + 1)) >> 11) * 0x1.0p-53;
+      w[i] = (float)(cfg_.init_std * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+    }
+    return w;
+  };
+  const int64_t d = cfg_.d_model, hid = cfg_.hidden_dim, g = cfg_.glu_dim, H = cfg_.num_heads;
+  const int64_t dh = cfg_.head_dim();
+  embed_ = normal(cfg_.vocab_size * d);
+  if (cfg_.pad_id >= 0 && cfg_.pad_id < cfg_.vocab_size)
+    std::fill(embed_.begin() + cfg_.pad_id * d, embed_.begin() + (cfg_.pad_id + 1) * d, 0.0f);
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    Layer L;
+    L.qkvu = normal(4 * hid * d);
+    L.out = normal(d * hid);
+    L.l1 = normal(g * d);
+    L.l2 = normal(g * d);
+    L.l3 = normal(d * g);
+    if (cfg_.use_lrpe[l]) {
+      L.theta.resize(H * dh);
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t c = 0; c < dh; ++c)
+          L.theta[h * dh + c] = (float)std::pow(10000.0, -2.0 * (double)(h * dh + c) / (double)d);
+    }
+    L.slopes = slopes_transnormer(H, l, cfg_.num_layers);
     layers_.push_back(std::move(L));
   }
 }

@@ -24,6 +24,9 @@ struct GenState {
 class TransNormer {
  public:
   explicit TransNormer(const Checkpoint& ck);
+  // Random weights for training from scratch or benchmarks: Linear and Embedding ~ N(0, init_std),
+  // the pad row of the embedding zeroed, LRPE θ[h, c] = 10000^(-2(h·dh + c)/d_model).
+  TransNormer(const Config& cfg, uint64_t seed);
 
   const Config& config() const { return cfg_; }
 

@@ -15,6 +15,7 @@ int generate(int argc, char** argv);
 int eval(int argc, char** argv);
 int info(int argc, char** argv);
 int tokenizer_train(int argc, char** argv);
+int bench_generate(int argc, char** argv);
 }
 
 namespace {
@@ -30,6 +31,9 @@ const char* kUsage =
     "                      --dim D  --dim-v E  --seqlens 1k,4k,...  --layout bnhd|bhnd\n"
     "                      --mode fwd|fwdbwd|both  --reps R  --threads T  --decode-batch B\n"
     "                      --no-decode  --no-validate\n"
+    "  bench generate  random weights in a released shape: prefill and decode tokens/s by prompt\n"
+    "               length, state size, memory: --shape 385m|1b|7b|small|tiny --prompt-lens 1k,4k\n"
+    "                      --decode-tokens N --batch B\n"
     "  generate     continue a prompt with a TransNormerLLM model directory, streaming tokens\n"
     "               flags: --model DIR  --prompt TEXT | --prompts-file FILE (one per line, batched)\n"
     "                      --max-tokens N  --temperature T  --top-k K  --top-p P\n"
@@ -106,11 +110,10 @@ int main(int argc, char** argv) {
       return tnl::cli::tokenizer_train(argc - 3, argv + 3);
     }
     if (cmd == "bench") {
-      if (argc < 3 || std::strcmp(argv[2], "attn") != 0) {
-        std::fprintf(stderr, "tnl bench: expected a benchmark name: attn\n");
-        return 2;
-      }
-      return tnl::cli::bench_attn(argc - 3, argv + 3);
+      if (argc >= 3 && !std::strcmp(argv[2], "attn")) return tnl::cli::bench_attn(argc - 3, argv + 3);
+      if (argc >= 3 && !std::strcmp(argv[2], "generate")) return tnl::cli::bench_generate(argc - 3, argv + 3);
+      std::fprintf(stderr, "tnl bench: expected a benchmark name: attn or generate\n");
+      return 2;
     }
     std::fprintf(stderr, "tnl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
