@@ -264,6 +264,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
   for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
+  __syncthreads();  // dec is read before the first in-loop barrier (update weights)
 
   // State tiles of this warp: DK >= 128: m-tiles MT·warp + i, n-tiles 0..7;
   // DK = 64: m-tile warp % 4, n-tiles 4·(warp / 4) + j.

@@ -46,20 +46,31 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p, 
     float* S = p.state + bh * (int64_t)p.dk * p.dv;  // (D, E)
     const int e = cg * VEC;
     if constexpr (VEC == 4) {
-#pragma unroll 4
-      for (int d = rg; d < p.dk; d += nrg) {
-        float4* ptr = reinterpret_cast<float4*>(S + (int64_t)d * p.dv + e);
-        float4 s = *ptr;
-        const float kd = ks[d], qd = qs[d];
-        s.x = fmaf(lambda, s.x, kd * vs[e + 0]);
-        s.y = fmaf(lambda, s.y, kd * vs[e + 1]);
-        s.z = fmaf(lambda, s.z, kd * vs[e + 2]);
-        s.w = fmaf(lambda, s.w, kd * vs[e + 3]);
-        *ptr = s;
-        acc[0] = fmaf(qd, s.x, acc[0]);
-        acc[1] = fmaf(qd, s.y, acc[1]);
-        acc[2] = fmaf(qd, s.z, acc[2]);
-        acc[3] = fmaf(qd, s.w, acc[3]);
+      // Four rows per step, all loads issued before any store (streaming: read once, write once).
+      constexpr int kRows = 4;
+      for (int d0 = rg; d0 < p.dk; d0 += kRows * nrg) {
+        float4 sv[kRows];
+#pragma unroll
+        for (int u = 0; u < kRows; ++u) {
+          const int d = d0 + u * nrg;
+          if (d < p.dk) sv[u] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)d * p.dv + e));
+        }
+#pragma unroll
+        for (int u = 0; u < kRows; ++u) {
+          const int d = d0 + u * nrg;
+          if (d >= p.dk) continue;
+          float4 s = sv[u];
+          const float kd = ks[d], qd = qs[d];
+          s.x = fmaf(lambda, s.x, kd * vs[e + 0]);
+          s.y = fmaf(lambda, s.y, kd * vs[e + 1]);
+          s.z = fmaf(lambda, s.z, kd * vs[e + 2]);
+          s.w = fmaf(lambda, s.w, kd * vs[e + 3]);
+          __stcs(reinterpret_cast<float4*>(S + (int64_t)d * p.dv + e), s);
+          acc[0] = fmaf(qd, s.x, acc[0]);
+          acc[1] = fmaf(qd, s.y, acc[1]);
+          acc[2] = fmaf(qd, s.z, acc[2]);
+          acc[3] = fmaf(qd, s.w, acc[3]);
+        }
       }
     } else {
 #pragma unroll 4
