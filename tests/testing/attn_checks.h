@@ -94,10 +94,19 @@ inline std::string describe(const std::vector<Measured>& ms) {
   return s;
 }
 
-// The forward of `c` (fast path) against the quadratic oracle, with the bar of its dtype.
+// The bytes of every input buffer of the fast path (which it must only read).
+inline std::vector<std::vector<unsigned char>> input_bytes(const AttnCase& c) {
+  return {c.q.buf.bytes, c.k.buf.bytes, c.v.buf.bytes, c.d_o.buf.bytes,
+          c.initial_state.buf.bytes, c.d_final_state.buf.bytes};
+}
+
+// The forward of `c` (fast path) against the quadratic oracle, with the bar of its dtype;
+// inputs unchanged, gaps untouched.
 inline void check_forward(AttnCase& c) {
   c.run_reference_forward();
+  const auto inputs = input_bytes(c);
   c.run_forward();
+  EXPECT_TRUE(input_bytes(c) == inputs) << "the forward wrote into an input buffer";
   const std::vector<Measured> fast = c.compare(c.fast_forward_outputs(), c.reference_forward_outputs());
   std::vector<std::string> expected = {"o"};
   if (c.config().final_state) expected.push_back("final_state");
@@ -114,10 +123,13 @@ inline void check_forward(AttnCase& c) {
   ::testing::Test::RecordProperty("rel_errors", describe(fast));
 }
 
-// The backward of `c` (fast path) against the fp64 oracle, with the bar of its dtype.
+// The backward of `c` (fast path) against the fp64 oracle, with the bar of its dtype;
+// inputs unchanged, gaps untouched.
 inline void check_backward(AttnCase& c) {
   c.run_reference_backward();
+  const auto inputs = input_bytes(c);
   c.run_backward();
+  EXPECT_TRUE(input_bytes(c) == inputs) << "the backward wrote into an input buffer";
   const std::vector<Measured> fast =
       c.compare(c.fast_backward_outputs(), c.reference_backward_outputs());
   std::vector<std::string> expected = {"dq", "dk", "dv"};

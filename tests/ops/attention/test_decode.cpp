@@ -62,7 +62,9 @@ TEST_P(DecodeSteps, EqualOneForward) {
   c.run_reference_forward();
   StateBuffer state = c.initial_state;  // (B, H, D, E) fp32, updated in place
   c.poison_fast_outputs();
+  const auto inputs = input_bytes(c);
   for (int64_t t = 0; t < c.config().seqlen; ++t) attention_decode(c.decode_params(t, state.data()));
+  EXPECT_TRUE(input_bytes(c) == inputs) << "the decode wrote into an input buffer";
   const Outputs fast = {{"o", c.canonical(c.o)}, {"final_state", state.values()}};
   expect_bar(c, fast, c.reference_forward_outputs());
   EXPECT_EQ(c.check_gaps(), "");
@@ -105,7 +107,9 @@ TEST_P(DecodeStep, MatchesReferenceDecode) {
 
   StateBuffer state = c.initial_state;  // fp32
   c.poison_fast_outputs();
+  const auto inputs = input_bytes(c);
   attention_decode(c.decode_params(0, state.data()));
+  EXPECT_TRUE(input_bytes(c) == inputs) << "the decode wrote into an input buffer";
   const Outputs fast = {{"o", c.canonical(c.o)}, {"final_state", state.values()}};
   const Outputs want = {{"o", c.canonical(c.o64)}, {"final_state", state64.values()}};
   expect_bar(c, fast, want);
