@@ -2,7 +2,7 @@
 // blocks are masked, never read past"). Every input and output is copied into its own mapping
 // that ends exactly at a PROT_NONE page (or, in the second pass, starts right after one): a
 // vector load or store past the last row (or before the first) faults and kills the test.
-// Head dims that are not multiples of 16 and N not a multiple of the block; fp32, fp16, bf16;
+// Head dims mostly not multiples of 16, N not a multiple of the block; fp32, fp16, bf16;
 // forward, backward and decode; results checked against the oracle with the bars of spec §4.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -52,9 +52,9 @@ size_t tensor_bytes(const StridedTensor& t) {
 }
 size_t state_bytes(const StateBuffer& s) { return (size_t)s.numel * 4; }
 
-void check_fenced(DType dt, bool at_end) {
+void check_fenced(DType dt, bool at_end, int64_t N, int64_t D, int64_t E) {
   const uint64_t seed = test_seed();
-  AttnCaseConfig cfg = make_config(1, 67, 1, 20, 36, dt, CaseLayout::bnhd);
+  AttnCaseConfig cfg = make_config(1, N, 1, D, E, dt, CaseLayout::bnhd);
   cfg.initial_state = cfg.d_final_state = true;
   cfg.slopes = {0.1f};
   SCOPED_TRACE(::testing::Message() << "seed " << seed << "; " << cfg.describe()
@@ -98,8 +98,8 @@ void check_fenced(DType dt, bool at_end) {
   const auto row = [&](StridedTensor& x) {
     return static_cast<char*>(x.buf.data()) + x.offset(0, t, 0, 0) * es;
   };
-  FencedBuffer dqr(row(c.q), 20 * es, at_end), dkr(row(c.k), 20 * es, at_end);
-  FencedBuffer dvr(row(c.v), 36 * es, at_end), dor(nullptr, 36 * es, at_end);
+  FencedBuffer dqr(row(c.q), D * es, at_end), dkr(row(c.k), D * es, at_end);
+  FencedBuffer dvr(row(c.v), E * es, at_end), dor(nullptr, E * es, at_end);
   FencedBuffer state(c.initial_state.data(), state_bytes(c.initial_state), at_end);
   AttnDecodeParams d = c.decode_params(t, state.data());
   d.q.data = dqr.data(), d.k.data = dkr.data(), d.v.data = dvr.data(), d.o.data = dor.data();
@@ -111,11 +111,26 @@ void check_fenced(DType dt, bool at_end) {
   EXPECT_EQ(bad, 0) << "decode state has non-finite elements";
 }
 
-TEST(Bounds, F32NeverTouchesPastTheEnd) { check_fenced(DType::f32, true); }
-TEST(Bounds, F32NeverTouchesBeforeTheStart) { check_fenced(DType::f32, false); }
-TEST(Bounds, F16NeverTouchesPastTheEnd) { check_fenced(DType::f16, true); }
-TEST(Bounds, Bf16NeverTouchesPastTheEnd) { check_fenced(DType::bf16, true); }
-TEST(Bounds, Bf16NeverTouchesBeforeTheStart) { check_fenced(DType::bf16, false); }
+TEST(Bounds, F32NeverTouchesPastTheEnd) {
+  check_fenced(DType::f32, true, 67, 20, 36);
+  check_fenced(DType::f32, true, 1, 7, 5);
+  check_fenced(DType::f32, true, 65, 256, 256);
+  check_fenced(DType::f32, true, 129, 130, 100);
+}
+TEST(Bounds, F32NeverTouchesBeforeTheStart) {
+  check_fenced(DType::f32, false, 67, 20, 36);
+  check_fenced(DType::f32, false, 2, 1, 1);
+}
+TEST(Bounds, F16NeverTouchesPastTheEnd) {
+  check_fenced(DType::f16, true, 67, 20, 36);
+  check_fenced(DType::f16, true, 129, 130, 100);
+}
+TEST(Bounds, Bf16NeverTouchesPastTheEnd) {
+  check_fenced(DType::bf16, true, 67, 20, 36);
+  check_fenced(DType::bf16, true, 2, 1, 1);
+  check_fenced(DType::bf16, true, 64, 192, 17);
+}
+TEST(Bounds, Bf16NeverTouchesBeforeTheStart) { check_fenced(DType::bf16, false, 67, 20, 36); }
 
 }  // namespace
 }  // namespace tnl::testing
