@@ -28,6 +28,24 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p, 
   const int64_t bh = blockIdx.x;
   const int h = (int)(bh % p.heads);
   const int64_t b = bh / p.heads;
+  const int ncg = (p.dv + VEC - 1) / VEC;  // column groups of VEC
+  const int nrg = kThreads / ncg;          // row groups (>= 1: dv <= 256)
+  const int cg = threadIdx.x % ncg, rg = threadIdx.x / ncg;
+  float* S = p.state + bh * (int64_t)p.dk * p.dv;  // (D, E)
+  const int e = cg * VEC;
+  // VEC = 4: eight rows per step, all loads issued before any store (streaming: read once,
+  // write once); the first step's loads go out before q, k, v arrive.
+  constexpr int kRows = 8;
+  float4 sv[kRows];
+  auto load_rows = [&](int d0) {
+#pragma unroll
+    for (int u = 0; u < kRows; ++u) {
+      const int d = d0 + u * nrg;
+      if (d < p.dk) sv[u] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)d * p.dv + e));
+    }
+  };
+  if (VEC == 4 && rg < nrg) load_rows(rg);
+
   for (int i = threadIdx.x; i < p.dk; i += kThreads) {
     qs[i] = ld<T>(p.q.data, b * p.q.sb + h * p.q.sh + i);
     ks[i] = ld<T>(p.k.data, b * p.k.sb + h * p.k.sh + i);
@@ -35,26 +53,14 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p, 
   for (int i = threadIdx.x; i < p.dv; i += kThreads) vs[i] = ld<T>(p.v.data, b * p.v.sb + h * p.v.sh + i);
   __syncthreads();
 
-  const int ncg = (p.dv + VEC - 1) / VEC;  // column groups of VEC
-  const int nrg = kThreads / ncg;          // row groups (>= 1: dv <= 256)
-  const int cg = threadIdx.x % ncg, rg = threadIdx.x / ncg;
   const float lambda = expf(-sl.s[h]);
   float acc[VEC];
 #pragma unroll
   for (int j = 0; j < VEC; ++j) acc[j] = 0.f;
   if (rg < nrg) {
-    float* S = p.state + bh * (int64_t)p.dk * p.dv;  // (D, E)
-    const int e = cg * VEC;
     if constexpr (VEC == 4) {
-      // Four rows per step, all loads issued before any store (streaming: read once, write once).
-      constexpr int kRows = 4;
       for (int d0 = rg; d0 < p.dk; d0 += kRows * nrg) {
-        float4 sv[kRows];
-#pragma unroll
-        for (int u = 0; u < kRows; ++u) {
-          const int d = d0 + u * nrg;
-          if (d < p.dk) sv[u] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)d * p.dv + e));
-        }
+        if (d0 != rg) load_rows(d0);
 #pragma unroll
         for (int u = 0; u < kRows; ++u) {
           const int d = d0 + u * nrg;
@@ -86,10 +92,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p, 
   }
   __syncthreads();
   T* out = static_cast<T*>(p.out);
-  for (int e = threadIdx.x; e < p.dv; e += kThreads) {
+  for (int col = threadIdx.x; col < p.dv; col += kThreads) {
     float sum = 0.f;
-    for (int r = 0; r < nrg; ++r) sum += red[r * ncg * VEC + e];
-    out[b * p.out_sb + h * p.out_sh + e] = static_cast<T>(p.scale * sum);
+    for (int r = 0; r < nrg; ++r) sum += red[r * ncg * VEC + col];
+    out[b * p.out_sb + h * p.out_sh + col] = static_cast<T>(p.scale * sum);
   }
 }
 
