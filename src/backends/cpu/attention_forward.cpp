@@ -34,7 +34,22 @@ int64_t choose_value_tile(int64_t tasks, int threads, int64_t D, int64_t E) {
   return best_et;
 }
 
-// Per-thread tiles for value tiles of width <= et_max.
+// Heads per task. In the (B, N, H, D) layout a token's heads sit side by side, so a task that
+// walks G heads block by block reads G·D contiguous elements per token: G times fewer pages
+// touched per byte (page walks dominate strided reads, worse under virtualization). G divides H,
+// leaves at least `threads` tasks, and keeps the G states in scratch within 8 MiB.
+int64_t choose_head_group(int64_t nseq, int64_t H, int threads, int64_t Dp, int64_t Ep) {
+  int64_t best = 1;
+  for (int64_t g = 2; g <= std::min<int64_t>(H, kMaxGroup); ++g) {
+    if (H % g) continue;
+    const int64_t tasks = nseq * (H / g);
+    const bool balanced = tasks % threads == 0 || tasks >= 4 * threads;
+    if (tasks >= threads && balanced && g * 2 * Dp * Ep * 4 <= (8 << 20)) best = g;
+  }
+  return best;
+}
+
+// Per-thread tiles for value tiles of width <= Ep and up to G heads.
 struct ForwardTiles {
   float* q;   // (C, Dp)  Q of the block
   float* qd;  // (C, Dp)  diag(λ^{a+1}) Q
@@ -43,78 +58,104 @@ struct ForwardTiles {
   float* v;   // (C, Ep)  V, value tile
   float* a;   // (C, C)   scores
   float* o;   // (C, Ep)  output tile
-  float* s;   // (Dp, Ep) state
   float* ds;  // (Dp, Ep) the block's contribution to the state
-  float* sc;  // (Dp, Ep) compensation of the state's running sum
+  float* s[kMaxGroup];   // (Dp, Ep) state of each head of the group
+  float* sc[kMaxGroup];  // (Dp, Ep) compensation of its running sum
   Prefetcher pf;
 
-  static int64_t floats(int64_t Dp, int64_t Ep) {
-    return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + 3 * Dp * Ep + 16 * 10;
+  static int64_t floats(int64_t Dp, int64_t Ep, int64_t G) {
+    return 4 * C * Dp + Dp * C + 2 * C * Ep + C * C + (1 + 2 * G) * Dp * Ep + 16 * (8 + 2 * G);
   }
-  ForwardTiles(Scratch& m, int64_t Dp, int64_t Ep)
+  ForwardTiles(Scratch& m, int64_t Dp, int64_t Ep, int64_t G)
       : q(m.take(C * Dp)), qd(m.take(C * Dp)), k(m.take(C * Dp)), kt(m.take(Dp * C)),
-        v(m.take(C * Ep)), a(m.take(C * C)), o(m.take(C * Ep)), s(m.take(Dp * Ep)),
-        ds(m.take(Dp * Ep)), sc(m.take(Dp * Ep)) {}
+        v(m.take(C * Ep)), a(m.take(C * C)), o(m.take(C * Ep)), ds(m.take(Dp * Ep)) {
+    for (int64_t j = 0; j < G; ++j) s[j] = m.take(Dp * Ep), sc[j] = m.take(Dp * Ep);
+  }
 };
 
-void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h, int64_t e0, int et,
-                  ForwardTiles& t) {
+// One head of a task: its rows, decay table and state.
+struct HeadScan {
+  int64_t h;
+  DecayTable dec;
+  RowView qv, kv, vv, ov;
+  float* s;
+  float* sc;
+  bool s_zero;
+};
+
+// Block [n0, n0 + l) of one head: output rows, then the state update.
+void forward_block(const AttnForwardParams& p, const SeqRange& r, int64_t n0, int64_t e0, int et,
+                   HeadScan& hs, ForwardTiles& t) {
+  const DType dt = p.dtype;
+  const int D = (int)p.shape.dim_qk;
+  const int Dp = (int)round_up(D, 16), Ep = (int)round_up(et, 16);
+  const int64_t es = dtype_size(dt);
+  const int l = (int)std::min<int64_t>(C, r.len - n0);
+  const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
+  const DecayTable& dec = hs.dec;
+  t.pf.clear();  // this head's rows of the next block, fetched while this one computes
+  if (n0 + C < r.len) {
+    const int ln = (int)std::min<int64_t>(C, r.len - n0 - C);
+    t.pf.add_rows(hs.qv, n0 + C, ln, 0, D * es, false);
+    t.pf.add_rows(hs.kv, n0 + C, ln, 0, D * es, false);
+    t.pf.add_rows(hs.vv, n0 + C, ln, e0 * es, et * es, false);
+    t.pf.add_rows(hs.ov, n0 + C, ln, e0 * es, et * es, true);
+    t.pf.plan(3 * l8 / kMR + Dp / kMR);
+  }
+  pack_rows(hs.qv, dt, n0, l, 0, D, t.q, Dp, l8);    // (l8, Dp)
+  pack_rows(hs.kv, dt, n0, l, 0, D, t.k, Dp, l16);   // (l16, Dp)
+  transpose(l16, Dp, t.k, Dp, t.kt, C);              // (Dp, l16)
+  pack_rows(hs.vv, dt, n0, l, e0, et, t.v, Ep, l8);  // (l8, Ep)
+
+  // Intra-block scores, lower triangle only: A = (Q Kᵀ) ⊙ M        // (l8, l16)
+  gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower, Tri::none, &t.pf);
+  apply_decay_mask(t.a, C, l, 1.0f, dec);
+
+  // O = diag(λ^{a+1}) Q S + A V                                    // (l8, Ep)
+  if (!hs.s_zero) {
+    scale_rows(l8, Dp, t.q, Dp, dec.pw + 1, 1.0f, t.qd, Dp);
+    gemm<false>(l8, Ep, D, t.qd, Dp, hs.s, Ep, t.o, Ep, 0.0f, Tri::none, Tri::none, &t.pf);
+  }
+  gemm<false>(l8, Ep, l, t.a, C, t.v, Ep, t.o, Ep, hs.s_zero ? 0.0f : 1.0f, Tri::none,
+              Tri::lower, &t.pf);
+  store_rows(t.o, Ep, l, et, p.scale, p.o, dt, r, hs.h, n0, e0);
+
+  // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
+  scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
+  gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, hs.s_zero ? hs.s : t.ds, Ep, 0.0f, Tri::none,
+              Tri::none, &t.pf);
+  if (!hs.s_zero) accumulate_state(D, Ep, hs.s, hs.sc, t.ds, Ep, dec.pw[l]);
+  hs.s_zero = false;
+}
+
+// Heads [h0, h0 + G) of sequence `seq`, value columns [e0, e0 + et), block by block.
+void forward_task(const AttnForwardParams& p, int64_t seq, int64_t h0, int64_t G, int64_t e0,
+                  int et, ForwardTiles& t) {
   const AttnShape& sh = p.shape;
   const DType dt = p.dtype;
   const int64_t H = sh.heads, E = sh.dim_v;
   const int D = (int)sh.dim_qk;
   const int Dp = (int)round_up(D, 16), Ep = (int)round_up(et, 16);
   const SeqRange r = seq_range(sh, p.cu_seqlens, seq);
-  const DecayTable dec(p.slopes[h]);
-  const RowView qv = row_view(p.q, dt, r, h), kv = row_view(p.k, dt, r, h),
-                vv = row_view(p.v, dt, r, h), ov = row_view(p.o, dt, r, h);
-  const int64_t es = dtype_size(dt);
-  const int64_t state_off = (seq * H + h) * D * E;
-  const float* s0 = p.initial_state ? static_cast<const float*>(p.initial_state) + state_off
-                                    : nullptr;
-  load_state(s0, E, D, e0, et, t.s, Ep, Dp);  // (Dp, Ep)
-  std::fill(t.sc, t.sc + (int64_t)Dp * Ep, 0.0f);
-  bool s_zero = s0 == nullptr;
-
-  for (int64_t n0 = 0; n0 < r.len; n0 += C) {
-    const int l = (int)std::min<int64_t>(C, r.len - n0);
-    const int l8 = (int)round_up(l, kMR), l16 = (int)round_up(l, 16);
-    t.pf.clear();  // the next block's rows, fetched while this one computes
-    if (n0 + C < r.len) {
-      const int ln = (int)std::min<int64_t>(C, r.len - n0 - C);
-      t.pf.add_rows(qv, n0 + C, ln, 0, D * es, false);
-      t.pf.add_rows(kv, n0 + C, ln, 0, D * es, false);
-      t.pf.add_rows(vv, n0 + C, ln, e0 * es, et * es, false);
-      t.pf.add_rows(ov, n0 + C, ln, e0 * es, et * es, true);
-      t.pf.plan(3 * l8 / kMR + Dp / kMR);
-    }
-    pack_rows(qv, dt, n0, l, 0, D, t.q, Dp, l8);        // (l8, Dp)
-    pack_rows(kv, dt, n0, l, 0, D, t.k, Dp, l16);       // (l16, Dp)
-    transpose(l16, Dp, t.k, Dp, t.kt, C);               // (Dp, l16)
-    pack_rows(vv, dt, n0, l, e0, et, t.v, Ep, l8);      // (l8, Ep)
-
-    // Intra-block scores, lower triangle only: A = (Q Kᵀ) ⊙ M        // (l8, l16)
-    gemm<false>(l8, l16, D, t.q, Dp, t.kt, C, t.a, C, 0.0f, Tri::lower, Tri::none, &t.pf);
-    apply_decay_mask(t.a, C, l, 1.0f, dec);
-
-    // O = diag(λ^{a+1}) Q S + A V                                    // (l8, Ep)
-    if (!s_zero) {
-      scale_rows(l8, Dp, t.q, Dp, dec.pw + 1, 1.0f, t.qd, Dp);
-      gemm<false>(l8, Ep, D, t.qd, Dp, t.s, Ep, t.o, Ep, 0.0f, Tri::none, Tri::none, &t.pf);
-    }
-    gemm<false>(l8, Ep, l, t.a, C, t.v, Ep, t.o, Ep, s_zero ? 0.0f : 1.0f, Tri::none, Tri::lower,
-                &t.pf);
-    store_rows(t.o, Ep, l, et, p.scale, p.o, dt, r, h, n0, e0);
-
-    // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
-    scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
-    gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, s_zero ? t.s : t.ds, Ep, 0.0f, Tri::none, Tri::none,
-                &t.pf);
-    if (!s_zero) accumulate_state(D, Ep, t.s, t.sc, t.ds, Ep, dec.pw[l]);
-    s_zero = false;
+  std::vector<HeadScan> heads;
+  heads.reserve(G);
+  for (int64_t j = 0; j < G; ++j) {
+    const int64_t h = h0 + j;
+    const float* s0 = p.initial_state ? static_cast<const float*>(p.initial_state) +
+                                            (seq * H + h) * D * E
+                                      : nullptr;
+    load_state(s0, E, D, e0, et, t.s[j], Ep, Dp);  // (Dp, Ep)
+    std::fill(t.sc[j], t.sc[j] + (int64_t)Dp * Ep, 0.0f);
+    heads.push_back({h, DecayTable(p.slopes[h]), row_view(p.q, dt, r, h), row_view(p.k, dt, r, h),
+                     row_view(p.v, dt, r, h), row_view(p.o, dt, r, h), t.s[j], t.sc[j],
+                     s0 == nullptr});
   }
+  for (int64_t n0 = 0; n0 < r.len; n0 += C)
+    for (HeadScan& hs : heads) forward_block(p, r, n0, e0, et, hs, t);
   if (p.final_state)
-    store_state(t.s, Ep, D, static_cast<float*>(p.final_state) + state_off, E, e0, et);
+    for (const HeadScan& hs : heads)
+      store_state(hs.s, Ep, D, static_cast<float*>(p.final_state) + (seq * H + hs.h) * D * E, E,
+                  e0, et);
 }
 
 }  // namespace
@@ -126,19 +167,21 @@ void attention_forward(const AttnForwardParams& p) {
   int threads = resolve_threads(p.num_threads);
   const int64_t et = choose_value_tile(nseq * H, threads, D, E);
   const int64_t tiles = ceil_div(E, et);
-  const int64_t total = nseq * H * tiles;
-  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, total));
   const int64_t Dp = round_up(D, 16), Ep = round_up(et, 16);
+  const int64_t G = tiles == 1 ? choose_head_group(nseq, H, threads, Dp, Ep) : 1;
+  const int64_t groups = H / G;
+  const int64_t total = nseq * groups * tiles;
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, total));
 
 #pragma omp parallel num_threads(threads)
   {
-    Scratch scratch((size_t)ForwardTiles::floats(Dp, Ep));
-    ForwardTiles t(scratch, Dp, Ep);
+    Scratch scratch((size_t)ForwardTiles::floats(Dp, Ep, G));
+    ForwardTiles t(scratch, Dp, Ep, G);
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < total; ++i) {
-      const int64_t tile = i % tiles, sh_idx = i / tiles;
+      const int64_t tile = i % tiles, grp = (i / tiles) % groups, seq = i / tiles / groups;
       const int64_t e0 = tile * et;
-      forward_task(p, sh_idx / H, sh_idx % H, e0, (int)std::min(et, E - e0), t);
+      forward_task(p, seq, grp * G, G, e0, (int)std::min(et, E - e0), t);
     }
   }
 }

@@ -20,6 +20,9 @@ namespace tnl::cpu {
 constexpr int kBlock = 64;
 static_assert(kBlock % 16 == 0 && kBlock >= 16, "kBlock must be a positive multiple of 16");
 
+// Most heads one task walks together (see choose_head_group).
+constexpr int kMaxGroup = 8;
+
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 constexpr int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
