@@ -1,6 +1,7 @@
 // attn_case.cpp: see attn_case.h.
 #include "testing/attn_case.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -16,6 +17,18 @@ double sentinel_in(DType dt) {
   HostTensor one(dt, 1);
   one.set(0, kGapSentinel);
   return one.get(0);
+}
+
+// ‖out − ref‖ / max(‖ref‖, floor_rms·sqrt(n)) over n elements; +inf when out has a NaN or Inf.
+double block_error(const double* out, const double* ref, size_t n, double floor_rms) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(out[i])) return std::numeric_limits<double>::infinity();
+    num += (out[i] - ref[i]) * (out[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  den = std::max(den, floor_rms * floor_rms * (double)n);
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 }  // namespace
@@ -377,6 +390,10 @@ std::vector<Measured> AttnCase::compare(const Outputs& out, const Outputs& ref) 
       const std::vector<double>& r = it->second;
       m.rel = rel_error(values, r);
       m.worst_block = 0;
+      // A block's floor: a tenth of its share of the tensor's norm, ‖ref‖·sqrt(n/size)/10.
+      double ref_sq = 0;
+      for (double x : r) ref_sq += x * x;
+      const double share = r.empty() ? 0 : std::sqrt(ref_sq / (double)r.size()) / 10;
       size_t at = 0;
       for (int64_t s = 0; s < num_seqs() && at <= values.size(); ++s)
         for (int64_t h = 0; h < cfg_.heads; ++h) {
@@ -385,7 +402,7 @@ std::vector<Measured> AttnCase::compare(const Outputs& out, const Outputs& ref) 
             at += n;
             continue;
           }
-          m.worst_block = std::max(m.worst_block, rel_error(&values[at], &r[at], n));
+          m.worst_block = std::max(m.worst_block, block_error(&values[at], &r[at], n, share));
           at += n;
         }
       if (at != values.size()) m.worst_block = inf;

@@ -96,7 +96,9 @@ std::vector<float> slope_mix(int64_t heads);
 using Outputs = std::map<std::string, std::vector<double>>;
 
 // One output's error against the oracle: ‖out − ref‖/‖ref‖ over the tensor, and the worst of
-// the same ratio over its (sequence, head) blocks.
+// the same ratio over its (sequence, head) blocks, where a block's ‖ref‖ is floored at a tenth
+// of its share of the tensor's norm (a block whose reference is a near-cancelling sum, e.g. dk
+// = c (dO·v) q of a 1-token sequence, would otherwise measure rounding noise against ~0).
 struct Measured {
   std::string output;
   double rel = 0;

@@ -46,6 +46,16 @@ TEST(AttnCase, PoisonedOrWrongOutputsFailTheBar) {
   EXPECT_LE(rel_of(c.compare(c.fast_forward_outputs(), ref), "o"), kBarF32Cpu);
   EXPECT_EQ(c.check_gaps(), "");
 
+  // One (sequence, head) block 50% off: above the per-block net.
+  for (int64_t t = 0; t < 70; ++t)
+    for (int64_t e = 0; e < 40; ++e) {
+      const int64_t at = c.o.offset(1, t, 1, e);
+      c.o.buf.set(at, 1.5 * c.o.buf.get(at));
+    }
+  for (const Measured& m : c.compare(c.fast_forward_outputs(), ref))
+    if (m.output == "o") EXPECT_GT(m.worst_block, 10 * kBlockNetF32);
+  run_oracle_into_fast_buffers(c);
+
   // One element left unwritten (still NaN): infinite error.
   c.o.buf.set(c.o.offset(1, 69, 2, 39), std::numeric_limits<double>::quiet_NaN());
   EXPECT_EQ(rel_of(c.compare(c.fast_forward_outputs(), ref), "o"),
