@@ -34,21 +34,6 @@ int64_t choose_value_tile(int64_t tasks, int threads, int64_t D, int64_t E) {
   return best_et;
 }
 
-// Heads per task. In the (B, N, H, D) layout a token's heads sit side by side, so a task that
-// walks G heads block by block reads G·D contiguous elements per token: G times fewer pages
-// touched per byte (page walks dominate strided reads, worse under virtualization). G divides H,
-// leaves at least `threads` tasks, and keeps the G states in scratch within 8 MiB.
-int64_t choose_head_group(int64_t nseq, int64_t H, int threads, int64_t Dp, int64_t Ep) {
-  int64_t best = 1;
-  for (int64_t g = 2; g <= std::min<int64_t>(H, kMaxGroup); ++g) {
-    if (H % g) continue;
-    const int64_t tasks = nseq * (H / g);
-    const bool balanced = tasks % threads == 0 || tasks >= 4 * threads;
-    if (tasks >= threads && balanced && g * 2 * Dp * Ep * 4 <= (8 << 20)) best = g;
-  }
-  return best;
-}
-
 // Per-thread tiles for value tiles of width <= Ep and up to G heads.
 struct ForwardTiles {
   float* q;   // (C, Dp)  Q of the block
@@ -168,7 +153,7 @@ void attention_forward(const AttnForwardParams& p) {
   const int64_t et = choose_value_tile(nseq * H, threads, D, E);
   const int64_t tiles = ceil_div(E, et);
   const int64_t Dp = round_up(D, 16), Ep = round_up(et, 16);
-  const int64_t G = tiles == 1 ? choose_head_group(nseq, H, threads, Dp, Ep) : 1;
+  const int64_t G = tiles == 1 ? choose_head_group(nseq, H, threads, threads, Dp, Ep) : 1;
   const int64_t groups = H / G;
   const int64_t total = nseq * groups * tiles;
   threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, total));

@@ -93,6 +93,23 @@ class Prefetcher {
   int64_t pos_ = 0, lines_ = 0;
 };
 
+// Heads per task. In the (B, N, H, D) layout a token's heads sit side by side, so a task that
+// walks G heads block by block reads G·D contiguous elements per token: G times fewer pages
+// touched per byte (page walks dominate strided reads, worse under virtualization). G divides H,
+// leaves at least `min_tasks` of the `per_group · H/G` tasks, a multiple of the thread count
+// (or plenty), and keeps the group's states in scratch within 8 MiB.
+inline int64_t choose_head_group(int64_t per_group, int64_t H, int64_t min_tasks, int threads,
+                                 int64_t Dp, int64_t Ep) {
+  int64_t best = 1;
+  for (int64_t g = 2; g <= std::min<int64_t>(H, kMaxGroup); ++g) {
+    if (H % g) continue;
+    const int64_t tasks = per_group * (H / g);
+    const bool balanced = tasks % threads == 0 || tasks >= 4 * threads;
+    if (tasks >= min_tasks && balanced && g * 3 * Dp * Ep * 4 <= (8 << 20)) best = g;
+  }
+  return best;
+}
+
 // Per-thread scratch: one zeroed, 64-byte aligned allocation carved into tiles.
 class Scratch {
  public:
