@@ -53,7 +53,9 @@ TEST(AttnCase, PoisonedOrWrongOutputsFailTheBar) {
       c.o.buf.set(at, 1.5 * c.o.buf.get(at));
     }
   for (const Measured& m : c.compare(c.fast_forward_outputs(), ref))
-    if (m.output == "o") EXPECT_GT(m.worst_block, 10 * kBlockNetF32);
+    if (m.output == "o") {
+      EXPECT_GT(m.worst_block, 10 * kBlockNetF32);
+    }
   run_oracle_into_fast_buffers(c);
 
   // One element left unwritten (still NaN): infinite error.
