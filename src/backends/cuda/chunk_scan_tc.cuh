@@ -3,15 +3,14 @@
 // per block, padded key dim DK ∈ {64, 128, 256}.
 //
 // Inputs (X, Y, Z) enter the tensor cores exactly. The three derived operands, the masked
-// scores A, the state S and the decay-weighted keys W Y, are split into hi + lo 16-bit
+// scores A, the state S and the decay-weighted values Zw, are split into hi + lo 16-bit
 // parts (two MMAs each), so the result carries fp32-level error plus the final rounding
 // of the output; the state itself stays fp32 in registers across chunks.
 //
-// Per chunk (thread-block view), two barriers:
-//   load X, Y (C, DK), Z (C, ET) (cp.async, prefetched one chunk ahead); S → (hi, lo) tiles
-//   A  = c·(X Yᵀ ⊙ M)                   (16, 16) blocks in registers, warp w: rows 16(w%4)
-//   O  = A Z + α λ^{a+off} X S           (C, ET)   warp w: rows 16(w%4), cols 32(w/4)
-//   S  = λ^n S + (W Y)ᵀ Z,  W = diag(β λ^{n-1-b+off})   (DK, ET) fp32 accumulators
+// Per chunk (thread-block view):
+//   A  = c·(X Yᵀ ⊙ M)                   (C, C)    warp w: rows 16(w%4), cols 32(w/4)
+//   O  = A Z + α λ^{a+off} X S           (C, ET)   same warp split
+//   S  = λ^n S + Yᵀ Zw,  Zw_b = β λ^{n-1-b+off} z_b   (DK, ET) fp32 accumulators
 #pragma once
 
 #include <cuda_bf16.h>
@@ -38,7 +37,9 @@ struct Smem {  // offsets in 16-bit elements
   static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
   static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
-  static constexpr int kSHi = kBuffers * kTile;     // (DK, ET)
+  static constexpr int kAHi = kBuffers * kTile;     // (C, C)
+  static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
+  static constexpr int kSHi = kALo + kC * kLdC;     // (DK, ET)
   static constexpr int kSLo = kSHi + DK * kLdE;     // (DK, ET)
   static constexpr int kEnd = kSLo + DK * kLdE;
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
@@ -242,6 +243,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
+  T* AHi = sm + L::kAHi;   // (C, C)
+  T* ALo = sm + L::kALo;
   T* SHi = sm + L::kSHi;   // (DK, ET)
   T* SLo = sm + L::kSLo;
   float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
@@ -343,47 +346,55 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
     __syncthreads();
 
     if (!kLocal) {
-      // O = A Z + α λ^{a+off} X S, rows 16 mt, columns 32 nh. The scores A = c (X Yᵀ ⊙ M) of
-      // rows 16 mt are computed by this warp 16 columns at a time, masked and split hi + lo in
-      // registers, and fed straight back as the A operand (accumulator layout = operand layout).
+      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
+      float acc[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[j][r] = 0.f;
+      const bool live = !(nh == 1 && mt < 2);  // the block above the diagonal is all zero
+      if (live) {
+#pragma unroll 4
+        for (int k0 = 0; k0 < DK; k0 += 16) {
+          uint32_t a[4];
+          frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
+#pragma unroll
+          for (int j = 0; j < 4; j += 2) {
+            uint32_t b0[2], b1[2];
+            frag_b_n2(b0, b1, Ys, L::kLdK, k0, 32 * nh + 8 * j, lane);
+            O::mma(acc[j], a, b0);
+            O::mma(acc[j + 1], a, b1);
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+          const int a_ = 16 * mt + g + 8 * (r / 2);
+          const int b_ = 32 * nh + 8 * j + 2 * t;
+          const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
+          const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
+          store_split2(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
+        }
+    }
+    __syncthreads();
+
+    if (!kLocal) {
+      // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns 32 nh.
       float oa[4][4], os[4][4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
-      for (int kb = 0; kb <= mt; ++kb) {  // A is zero right of the diagonal block
-        float sc[2][4];
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) sc[j][r] = 0.f;
-#pragma unroll 4
-        for (int k0 = 0; k0 < DK; k0 += 16) {
-          uint32_t a[4], b0[2], b1[2];
-          frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
-          frag_b_n2(b0, b1, Ys, L::kLdK, k0, 16 * kb, lane);
-          O::mma(sc[0], a, b0);
-          O::mma(sc[1], a, b1);
-        }
-        uint32_t ah[4], al[4];  // a0: (g, 2t) of tile 0; a1: (g+8, 2t); a2, a3: tile 1
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int a_ = 16 * mt + g + 8 * half;
-            const int b_ = 16 * kb + 8 * j + 2 * t;
-            const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * sc[j][2 * half] : 0.f;
-            const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * sc[j][2 * half + 1] : 0.f;
-            const typename O::T2 hi = O::from_f2(v0, v1);
-            const float2 hf = O::to_f2(hi);
-            const typename O::T2 lo = O::from_f2(v0 - hf.x, v1 - hf.y);
-            ah[2 * j + half] = *reinterpret_cast<const uint32_t*>(&hi);
-            al[2 * j + half] = *reinterpret_cast<const uint32_t*>(&lo);
-          }
+      for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
+        uint32_t ah[4], al[4];
+        frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
+        frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
           uint32_t b0[2], b1[2];
-          frag_b_k2(b0, b1, Zs, L::kLdE, 16 * kb, 32 * nh + 8 * j, lane);
+          frag_b_k2(b0, b1, Zs, L::kLdE, k0, 32 * nh + 8 * j, lane);
           O::mma(oa[j], ah, b0);
           O::mma(oa[j], al, b0);
           O::mma(oa[j + 1], ah, b1);
