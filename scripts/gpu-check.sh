@@ -9,7 +9,8 @@
 #   TESTS=0     benchmark only (no tests, no sanitizers)
 #   FROM_HEAD=1 build the committed tree (git archive HEAD), not the working tree, so that
 #               others' uncommitted edits cannot break the build
-#   build-deps/ if present (GTest, OpenBLAS for a bare machine): used as a CMake prefix
+#   build-deps/ if present (GTest, OpenBLAS, SentencePiece for a bare machine; made by
+#               scripts/make-build-deps.sh): used as a CMake prefix and include/library path
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-gpu}
@@ -22,6 +23,7 @@ if [ -d build-deps ]; then
   export CMAKE_PREFIX_PATH=$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
   export LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export LIBRARY_PATH=$DEPS/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+  export CPATH=$DEPS/include${CPATH:+:$CPATH}
 fi
 if [ "${FROM_HEAD:-0}" = 1 ] && git rev-parse -q HEAD >/dev/null 2>&1; then
   SRC=$PWD/$BUILD-src
