@@ -259,7 +259,8 @@ void attention_backward(const AttnBackwardParams& p) {
 
 #pragma omp parallel num_threads(threads)
   {
-    Scratch scratch((size_t)(Pass1Tiles::floats(Dp, Ep, G) + Pass2Tiles::floats(Dp, Ep, G)));
+    Scratch& scratch =
+        Scratch::local((size_t)(Pass1Tiles::floats(Dp, Ep, G) + Pass2Tiles::floats(Dp, Ep, G)));
     Pass2Tiles t2(scratch, Dp, Ep, G);
     Pass1Tiles t1(scratch, Dp, Ep, G);
     // The heavier pass-2 tasks first, so that dynamic scheduling balances the tail.

@@ -161,7 +161,7 @@ void attention_forward(const AttnForwardParams& p) {
 
 #pragma omp parallel num_threads(threads)
   {
-    Scratch scratch((size_t)ForwardTiles::floats(Dp, Ep, G));
+    Scratch& scratch = Scratch::local((size_t)ForwardTiles::floats(Dp, Ep, G));
     ForwardTiles t(scratch, Dp, Ep, G);
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < total; ++i) {

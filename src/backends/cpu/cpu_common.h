@@ -110,13 +110,17 @@ inline int64_t choose_head_group(int64_t per_group, int64_t H, int64_t min_tasks
   return best;
 }
 
-// Per-thread scratch: one zeroed, 64-byte aligned allocation carved into tiles.
+// Per-thread scratch: one 64-byte aligned allocation carved into tiles. Kept by each (pooled)
+// OpenMP thread across calls, zeroed when it grows, so short calls pay no allocation or page
+// faults. Use through Scratch::local().
 class Scratch {
  public:
-  explicit Scratch(size_t floats) : cap_(round_up((int64_t)floats, 16) + 16 * 32) {
-    data_ = static_cast<float*>(std::aligned_alloc(64, cap_ * sizeof(float)));
-    if (!data_) throw std::bad_alloc();
-    std::memset(data_, 0, cap_ * sizeof(float));
+  // This thread's scratch, with room for at least `floats` floats; every tile is handed out anew.
+  static Scratch& local(size_t floats) {
+    thread_local Scratch s;
+    s.reserve(round_up((int64_t)floats, 16) + 16 * 32);
+    s.used_ = 0;
+    return s;
   }
   ~Scratch() { std::free(data_); }
   Scratch(const Scratch&) = delete;
@@ -130,6 +134,15 @@ class Scratch {
   }
 
  private:
+  Scratch() = default;
+  void reserve(int64_t cap) {
+    if (cap <= cap_) return;
+    std::free(data_);
+    data_ = static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float)));
+    if (!data_) cap_ = 0, throw std::bad_alloc();
+    std::memset(data_, 0, cap * sizeof(float));
+    cap_ = cap;
+  }
   int64_t cap_ = 0, used_ = 0;
   float* data_ = nullptr;
 };
