@@ -251,9 +251,9 @@ void attention_backward(const AttnBackwardParams& p) {
   const int64_t H = sh.heads;
   const int64_t Dp = round_up(sh.dim_qk, 16), Ep = round_up(sh.dim_v, 16);
   int threads = resolve_threads(p.num_threads);
-  // Two tasks (the passes, pass 2 the heavier) per (sequence, head group): at least four per
-  // thread, so that a thread slowed by a busy core hands its share to the others.
-  const int64_t G = choose_head_group(2 * nseq, H, 4 * threads, threads, Dp, Ep);
+  // Two tasks (the passes, pass 2 the heavier) per (sequence, head group): at least two per
+  // thread, so that pass-1 tasks fill in behind the heavier pass-2 ones.
+  const int64_t G = choose_head_group(2 * nseq, H, 2 * threads, threads, Dp, Ep);
   const int64_t pairs = nseq * (H / G), total = 2 * pairs;
   threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, total));
 
