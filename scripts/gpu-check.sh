@@ -7,6 +7,8 @@
 #   OUT=<dir>   where logs go (default <build-dir>/out)
 #   QUICK=1     skip the slow tests and the 1M-token benchmark
 #   TESTS=0     benchmark only (no tests, no sanitizers)
+#   PYTHON=0    skip the Python package's gpu tests and its SDPA comparison (run when python3
+#               has torch and pybind11)
 #   FROM_HEAD=1 build the committed tree (git archive HEAD), not the working tree, so that
 #               others' uncommitted edits cannot break the build
 #   build-deps/ if present (GTest, OpenBLAS, SentencePiece for a bare machine; made by
@@ -86,6 +88,23 @@ done
 
 fi
 
+# ---- the Python package on the GPU: pytest -m gpu, then torch SDPA vs tnl.lightning_attn ----
+if [ "${PYTHON:-1}" = 1 ] && python3 -c "import torch, pybind11" 2>/dev/null; then
+  SECONDS=0
+  if cmake -S . -B "$BUILD" -DTNL_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)" \
+       -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >>"$OUT/configure.log" 2>&1 &&
+     ninja -C "$BUILD" -j"$JOBS" tnl_python >>"$OUT/build.log" 2>&1; then
+    PYTHONPATH=$BUILD/python python3 -m pytest -q -p no:cacheprovider tests/python -m gpu \
+      >"$OUT/pytest-gpu.log" 2>&1 || fail=1
+    echo "gpu-check: pytest -m gpu (${SECONDS}s): $(tail -1 "$OUT/pytest-gpu.log")"
+    grep -E "FAILED|Error" "$OUT/pytest-gpu.log" | head -20
+    PYTHONPATH=$BUILD/python python3 bench/sdpa_python.py >"$OUT/sdpa.log" 2>&1 || fail=1
+  else
+    fail=1
+    echo "gpu-check: the Python extension did not build"; tail -20 "$OUT/build.log"
+  fi
+fi
+
 # ---- benchmark (tables last) ----
 if [ $tools = 1 ]; then
   TNL=$BUILD/tools/tnl
@@ -99,6 +118,7 @@ if [ $tools = 1 ]; then
     "$TNL" bench attn --device cuda --dtype bf16 --batch 8 --heads 16 --dim 64 --seqlens 8192
     "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 16 --dim 256 --dim-v 128 --seqlens 8192
   } 2>&1 | tee "$OUT/bench.log" | grep -E "^\||floor|validation|tnl bench"
+  [ -f "$OUT/sdpa.log" ] && { echo; echo "tnl.lightning_attn vs torch SDPA (bench/sdpa_python.py):"; grep -E "^\||floor" "$OUT/sdpa.log"; }
 else
   echo "gpu-check: no benchmark (the tnl CLI did not configure)"
 fi
