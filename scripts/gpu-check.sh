@@ -78,7 +78,7 @@ for tool in memcheck racecheck; do
   SECONDS=0
   if compute-sanitizer --tool $tool --error-exitcode 3 "$TEST_BIN" \
       --gtest_filter='AttentionCuda.SmallForSanitizers:AttentionCuda.Decode' >"$OUT/$tool.log" 2>&1; then
-    echo "gpu-check: compute-sanitizer $tool clean (${SECONDS}s): $(grep -m1 'ERROR SUMMARY' "$OUT/$tool.log")"
+    echo "gpu-check: compute-sanitizer $tool clean (${SECONDS}s): $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log")"
   else
     fail=1
     echo "gpu-check: compute-sanitizer $tool FAILED"
