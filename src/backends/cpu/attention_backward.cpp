@@ -1,5 +1,5 @@
 // attention_backward.cpp: the tiled backward pass on the CPU (spec §1-2), as two independent
-// scans per (sequence, head), each a task of its own:
+// scans per (sequence, head), each a task of its own (for a group of heads, block by block):
 //
 // pass 1 (forward in time, gives dq), carrying Sᵀ (E, D):
 //   P  = (dO Vᵀ) ⊙ M                                          // (C, C)

@@ -1,6 +1,7 @@
 // attention_forward.cpp: the tiled forward pass on the CPU (spec §2).
 //
-// One task per (sequence, head, value tile); a task walks its sequence in blocks of C tokens:
+// One task per (sequence, group of heads, value tile); a task walks its sequence in blocks of C
+// tokens, each block for every head of its group:
 //   A = (Q Kᵀ) ⊙ M                         intra-block scores, causal       // (C, C)
 //   O = c·(A V + diag(λ^{a+1}) Q S)         output of the block              // (C, Et)
 //   S ← λ^{L} S + (diag(λ^{L-1-b}) K)ᵀ V    state carried to the next block  // (D, Et)
@@ -20,7 +21,8 @@ constexpr int C = kBlock;
 
 // Width of the value tiles: E is split only when the (sequence, head) tasks alone would leave
 // threads idle. Each extra tile recomputes the scores, so pick the width with the least
-// estimated makespan (per-token cost of a tile: C·D/2 for the scores, (C/2 + 2D)·Et for the rest).
+// estimated makespan (per-token cost of a tile: C·D/2 for the scores, (C/2 + 2D)·Et for the
+// rest).
 int64_t choose_value_tile(int64_t tasks, int threads, int64_t D, int64_t E) {
   int64_t best_et = E;
   double best = 1e300;
@@ -105,7 +107,7 @@ void forward_block(const AttnForwardParams& p, const SeqRange& r, int64_t n0, in
               Tri::lower, &t.pf);
   store_rows(t.o, Ep, l, et, p.scale, p.o, dt, r, hs.h, n0, e0);
 
-  // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM   // (Dp, Ep)
+  // S ← λ^l S + (diag(λ^{l-1-b}) K)ᵀ V: scale the columns of Kᵀ, then one GEMM  // (Dp, Ep)
   scale_cols(Dp, l16, t.kt, C, dec.rev + (C - l), 1.0f, t.kt, C);
   gemm<false>(Dp, Ep, l, t.kt, C, t.v, Ep, hs.s_zero ? hs.s : t.ds, Ep, 0.0f, Tri::none,
               Tri::none, &t.pf);

@@ -58,14 +58,17 @@ inline void store16(void* p, DType dt, __m512 x) {
 inline void store16(void* p, DType dt, __mmask16 m, __m512 x) {
   switch (dt) {
     case DType::f16:
-      _mm256_mask_storeu_epi16(p, m, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      _mm256_mask_storeu_epi16(
+          p, m, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
       break;
     case DType::bf16: _mm256_mask_storeu_epi16(p, m, to_bf16(x)); break;
     default: _mm512_mask_storeu_ps(p, m, x); break;
   }
 }
 
-inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+inline __mmask16 tail_mask(int n) {
+  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
 #endif
 
 // dst[0, n) = scale·src[0, n) as fp32; dst[n, npad) = 0. npad a multiple of 16, >= n.
@@ -85,8 +88,13 @@ inline void load_row(const void* src, DType dt, int n, float scale, float* dst, 
   for (int i = 0; i < n; ++i) {
     float x;
     switch (dt) {
-      case DType::f16: { uint16_t b; std::memcpy(&b, s + i * es, 2); x = f16_bits_to_f32(b); break; }
-      case DType::bf16: { uint16_t b; std::memcpy(&b, s + i * es, 2); x = bf16_bits_to_f32(b); break; }
+      case DType::f16:
+      case DType::bf16: {
+        uint16_t b;
+        std::memcpy(&b, s + i * es, 2);
+        x = dt == DType::f16 ? f16_bits_to_f32(b) : bf16_bits_to_f32(b);
+        break;
+      }
       default: std::memcpy(&x, s + i * es, 4); break;
     }
     dst[i] = scale * x;
@@ -108,8 +116,12 @@ inline void store_row(const float* src, int n, float scale, void* dst, DType dt)
   for (int i = 0; i < n; ++i) {
     const float x = scale * src[i];
     switch (dt) {
-      case DType::f16: { const uint16_t b = f32_to_f16_bits(x); std::memcpy(d + i * es, &b, 2); break; }
-      case DType::bf16: { const uint16_t b = f32_to_bf16_bits(x); std::memcpy(d + i * es, &b, 2); break; }
+      case DType::f16:
+      case DType::bf16: {
+        const uint16_t b = dt == DType::f16 ? f32_to_f16_bits(x) : f32_to_bf16_bits(x);
+        std::memcpy(d + i * es, &b, 2);
+        break;
+      }
       default: std::memcpy(d + i * es, &x, 4); break;
     }
   }
@@ -144,7 +156,8 @@ inline void load_state(const float* st, int64_t E, int D, int64_t e0, int cols, 
                        int64_t ld, int rows_pad) {
   std::memset(dst, 0, (size_t)rows_pad * ld * 4);
   if (!st) return;
-  for (int d = 0; d < D; ++d) load_row(st + d * E + e0, DType::f32, cols, 1.0f, dst + d * ld, (int)ld);
+  for (int d = 0; d < D; ++d)
+    load_row(st + d * E + e0, DType::f32, cols, 1.0f, dst + d * ld, (int)ld);
 }
 
 inline void store_state(const float* src, int64_t ld, int D, float* st, int64_t E, int64_t e0,

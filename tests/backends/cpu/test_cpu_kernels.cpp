@@ -43,7 +43,9 @@ void check_gemm(const GemmCase& g, std::mt19937_64& rng) {
   std::vector<float> A = randn(rng, (size_t)(g.acol ? g.K : g.M) * lda);
   std::vector<float> B = randn(rng, (size_t)g.K * ldb);
   std::vector<float> C0 = randn(rng, (size_t)g.M * ldc);
-  auto a_at = [&](int m, int k) { return g.acol ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k]; };
+  auto a_at = [&](int m, int k) {
+    return g.acol ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+  };
   // A triangular operand really is triangular: zero the part the driver may skip.
   for (int m = 0; m < g.M; ++m)
     for (int k = 0; k < g.K; ++k) {
@@ -89,7 +91,8 @@ TEST(CpuKernels, GemmMatchesNaiveLoop) {
 
 // A NaN left in C must not leak when beta == 0 (the kernels never read C then).
 TEST(CpuKernels, GemmBetaZeroIgnoresC) {
-  std::vector<float> A(8 * 4, 1.f), B(4 * 16, 2.f), C(8 * 16, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> A(8 * 4, 1.f), B(4 * 16, 2.f);
+  std::vector<float> C(8 * 16, std::numeric_limits<float>::quiet_NaN());
   gemm<false>(8, 16, 4, A.data(), 4, B.data(), 16, C.data(), 16, 0.f);
   for (float c : C) ASSERT_EQ(c, 8.f);
 }
@@ -183,7 +186,8 @@ struct Problem {
     k.fill_normal(rng, 1.0 / std::sqrt((double)D));
     v.fill_normal(rng, 1.0);
     g.fill_normal(rng, 1.0);
-    s0 = HostTensor(DType::f32, nstate * H * D * E), dsf = HostTensor(DType::f32, nstate * H * D * E);
+    s0 = HostTensor(DType::f32, nstate * H * D * E);
+    dsf = HostTensor(DType::f32, nstate * H * D * E);
     s0.fill_normal(rng, 1.0), dsf.fill_normal(rng, 1.0);
   }
   ConstSeqTensor in(const HostTensor& t, int64_t dim) const {
@@ -228,7 +232,7 @@ void check_forward(Problem& pb) {
 void check_backward(Problem& pb) {
   const AttnShape& s = pb.shape;
   const int64_t nst = pb.nstate * s.heads * s.dim_qk * s.dim_v;
-  const int64_t nqk = s.batch * s.seqlen * s.heads * s.dim_qk, nv = s.batch * s.seqlen * s.heads * s.dim_v;
+  const int64_t rows = s.batch * s.seqlen * s.heads, nqk = rows * s.dim_qk, nv = rows * s.dim_v;
   auto run = [&](DType dt, const HostTensor& q, const HostTensor& k, const HostTensor& v,
                  const HostTensor& g, const HostTensor& s0, const HostTensor& dsf, bool fast) {
     std::vector<HostTensor> outs = {HostTensor(dt, nqk), HostTensor(dt, nqk), HostTensor(dt, nv),
@@ -238,7 +242,8 @@ void check_backward(Problem& pb) {
     p.dtype = dt, p.shape = s, p.slopes = pb.slopes.data(), p.scale = pb.scale;
     p.q = pb.in(q, s.dim_qk), p.k = pb.in(k, s.dim_qk), p.v = pb.in(v, s.dim_v);
     p.d_o = pb.in(g, s.dim_v);
-    p.dq = pb.out(outs[0], s.dim_qk), p.dk = pb.out(outs[1], s.dim_qk), p.dv = pb.out(outs[2], s.dim_v);
+    p.dq = pb.out(outs[0], s.dim_qk), p.dk = pb.out(outs[1], s.dim_qk);
+    p.dv = pb.out(outs[2], s.dim_v);
     if (!pb.cu.empty()) p.cu_seqlens = pb.cu.data(), p.num_seqs = (int64_t)pb.cu.size() - 1;
     p.initial_state = pb.with_s0 ? s0.data() : nullptr;
     p.d_final_state = pb.with_dsf ? dsf.data() : nullptr;
@@ -274,7 +279,7 @@ std::vector<OpCase> op_cases() {
       {f32, bhnd, 1, 200, 2, 20, 37, {}, false, true, 0.1f},
       {f32, bnhd, 1, 300, 1, 96, 128, {}, true, true, 1e-3f},
       {f32, bnhd, 1, 130, 2, 256, 128, {}, true, true, 0.3f},
-      {f32, bnhd, 1, 200, 2, 48, 80, {0, 1, 1, 65, 128, 200}, true, true, 0.7f},  // varlen, empty seq
+      {f32, bnhd, 1, 200, 2, 48, 80, {0, 1, 1, 65, 128, 200}, true, true, 0.7f},  // varlen, N=0
       {DType::bf16, bnhd, 1, 150, 2, 64, 64, {}, true, true, 0.5f},
       {DType::f16, bhnd, 2, 100, 1, 32, 96, {}, true, true, 0.5f},
   };

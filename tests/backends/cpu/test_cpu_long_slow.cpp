@@ -30,7 +30,8 @@ struct LongCase {
 
   explicit LongCase(uint64_t seed) {
     std::mt19937_64 rng(seed);
-    q.fill_normal(rng, 1.0 / std::sqrt((double)kD)), k.fill_normal(rng, 1.0 / std::sqrt((double)kD));
+    q.fill_normal(rng, 1.0 / std::sqrt((double)kD));
+    k.fill_normal(rng, 1.0 / std::sqrt((double)kD));
     v.fill_normal(rng, 1.0), g.fill_normal(rng, 1.0);
     s0.fill_normal(rng, 1.0), dsf.fill_normal(rng, 1.0);
   }
@@ -64,13 +65,17 @@ TEST(CpuLong, ForwardAtOneMillionTokens) {
   r.o = c.out(oref, kE), r.final_state = sfref.data();
   reference::attention_forward_recurrent(r);
   const double eo = rel_error(o, oref), es = rel_error(sf, sfref);
-  std::printf("N=%lld forward: o %.2e final_state %.2e (bar %.0e)\n", (long long)kN, eo, es, kF32Bar);
+  std::printf("N=%lld forward: o %.2e final_state %.2e (bar %.0e)\n", (long long)kN, eo, es,
+              kF32Bar);
   EXPECT_LE(eo, kF32Bar);
   EXPECT_LE(es, kF32Bar);
   for (int64_t h = 0; h < kH; ++h) {  // per head too: s = 0 must not hide behind s = 1
     std::vector<double> a, b;
     for (int64_t t = kN - 1000; t < kN; ++t)
-      for (int64_t e = 0; e < kE; ++e) a.push_back(o.get(at(t, h, e, kE))), b.push_back(oref.get(at(t, h, e, kE)));
+      for (int64_t e = 0; e < kE; ++e) {
+        a.push_back(o.get(at(t, h, e, kE)));
+        b.push_back(oref.get(at(t, h, e, kE)));
+      }
     EXPECT_LE(rel_error(a, b), kF32Bar) << "last 1000 tokens of head " << h;
   }
 }
@@ -80,7 +85,8 @@ TEST(CpuLong, BackwardAtOneMillionTokens) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   LongCase c(seed);
   const int64_t nqk = kN * kH * kD, nv = kN * kH * kE;
-  HostTensor dq(DType::f32, nqk), dk(DType::f32, nqk), dv(DType::f32, nv), ds0(DType::f32, kH * kD * kE);
+  HostTensor dq(DType::f32, nqk), dk(DType::f32, nqk), dv(DType::f32, nv);
+  HostTensor ds0(DType::f32, kH * kD * kE);
   dq.poison(), dk.poison(), dv.poison(), ds0.poison();
   AttnBackwardParams p;
   p.shape = {1, kN, kH, kD, kE};
@@ -113,7 +119,8 @@ TEST(CpuLong, BackwardAtOneMillionTokens) {
       const double w = t == kN - 1 ? 1.0 : lam;  // Ŝ_t = c q_tᵀ dO_t + λ Ŝ_{t+1}
       for (int64_t d = 0; d < kD; ++d)
         for (int64_t e = 0; e < kE; ++e)
-          R[d * kE + e] = w * R[d * kE + e] + sc * c.q.get(at(t, h, d, kD)) * c.g.get(at(t, h, e, kE));
+          R[d * kE + e] =
+              w * R[d * kE + e] + sc * c.q.get(at(t, h, d, kD)) * c.g.get(at(t, h, e, kE));
       for (int64_t d = 0; d < kD; ++d) {
         double acc = 0;
         for (int64_t e = 0; e < kE; ++e) acc += R[d * kE + e] * c.v.get(at(t, h, e, kE));
