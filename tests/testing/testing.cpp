@@ -65,9 +65,3 @@ uint64_t test_seed() {
 }
 
 }  // namespace tnl::testing
-
-// tests/CMakeLists.txt builds the tnl_testing library from this one file; the other helpers of
-// tests/testing/ are compiled here with it.
-#include "testing/attn_case.cpp"       // NOLINT(bugprone-suspicious-include)
-#include "testing/torch_baseline.cpp"  // NOLINT(bugprone-suspicious-include)
-#include "testing/recurrent_backward.cpp"  // NOLINT(bugprone-suspicious-include)
