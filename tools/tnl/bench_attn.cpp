@@ -338,7 +338,7 @@ int bench_attn(int argc, char** argv) {
   const Args a(argc, argv,
                {"device", "dtype", "batch", "heads", "dim", "dim-v", "seqlens", "layout", "mode",
                 "reps", "threads", "decode-batch"},
-               {"no-decode", "no-validate"});
+               {"no-decode", "no-validate", "hugepages"});
   Config c;
   const std::string device = a.str("device", "cpu");
   if (device == "cuda") c.device = Device::cuda;
@@ -373,6 +373,7 @@ int bench_attn(int argc, char** argv) {
   c.decode_batch = a.integer("decode-batch", gpu ? 64 : 8192);
   c.decode = !a.flag("no-decode");
   c.validate = !a.flag("no-validate");
+  set_cpu_hugepages(a.flag("hugepages"));
   for (int64_t n : c.seqlens)
     if (n < 1) throw ArgumentError("flag '--seqlens': expected lengths >= 1");
   if (c.reps < 1) throw ArgumentError("flag '--reps': expected >= 1");

@@ -1,6 +1,7 @@
 // buffer.cpp: the CPU side of buffer.h.
 #include "buffer.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,7 +32,11 @@ void store(void* p, DType dt, int64_t i, float x) {
   }
 }
 
+bool g_hugepages = false;
+
 }  // namespace
+
+void set_cpu_hugepages(bool on) { g_hugepages = on; }
 
 double normal_sample(uint64_t seed, uint64_t i) {
   const uint64_t a = splitmix64(seed ^ splitmix64(2 * i));
@@ -44,8 +49,12 @@ double normal_sample(uint64_t seed, uint64_t i) {
 Buffer::Buffer(Device device, size_t bytes) : device_(device), bytes_(bytes) {
   if (bytes == 0) return;
   if (device == Device::cpu) {
-    data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    const size_t huge = size_t(2) << 20;
+    const bool use_huge = g_hugepages && bytes >= huge;
+    const size_t align = use_huge ? huge : 64;
+    data_ = std::aligned_alloc(align, (bytes + align - 1) / align * align);
     if (!data_) throw Error(detail::cat("out of host memory allocating ", bytes, " bytes"));
+    if (use_huge) madvise(data_, (bytes + align - 1) / align * align, MADV_HUGEPAGE);  // a hint
   } else {
     data_ = gpu::alloc(bytes);
   }

@@ -33,6 +33,9 @@ class Buffer {
   size_t bytes_ = 0;
 };
 
+// CPU buffers of 2 MiB or more ask the kernel for transparent huge pages (madvise), when on.
+void set_cpu_hugepages(bool on);
+
 void synchronize(Device device);
 // Bytes free for new buffers: available RAM on the CPU, free device memory on CUDA.
 size_t free_memory(Device device);
