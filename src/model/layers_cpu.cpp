@@ -9,6 +9,10 @@ namespace tnl::model::cpu {
 
 void linear(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, float* y, float beta) {
   if (rows == 0) return;
+  if (rows == 1) {  // one token (batch-1 decode): a matrix-vector product, bound by reading W
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, 1.0f, w, (int)k, x, 1, beta, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w,
               (int)k, beta, y, (int)n);
 }
