@@ -53,6 +53,30 @@ TransNormer::TransNormer(const Checkpoint& ck) : cfg_(ck.config()) {
   }
 }
 
+TransNormer::TransNormer(const Config& cfg,
+                         const std::function<const float*(const std::string& name)>& weight)
+    : cfg_(cfg) {
+  auto copy = [&](const std::string& name, int64_t n) {
+    const float* w = weight(name);
+    TNL_ARG_CHECK(w != nullptr, "tnl::model::TransNormer", "weight", "no data for tensor '", name, "'");
+    return std::vector<float>(w, w + n);
+  };
+  const int64_t d = cfg_.d_model, hid = cfg_.hidden_dim, g = cfg_.glu_dim;
+  embed_ = copy("model.embed_tokens.weight", cfg_.vocab_size * d);
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Layer L;
+    L.qkvu = copy(p + "token_mixer.qkvu_proj.weight", 4 * hid * d);
+    L.out = copy(p + "token_mixer.out_proj.weight", d * hid);
+    L.l1 = copy(p + "channel_mixer.l1.weight", g * d);
+    L.l2 = copy(p + "channel_mixer.l2.weight", g * d);
+    L.l3 = copy(p + "channel_mixer.l3.weight", d * g);
+    if (cfg_.use_lrpe[l]) L.theta = copy(p + "token_mixer.lrpe.theta", hid);
+    L.slopes = slopes_transnormer(cfg_.num_heads, l, cfg_.num_layers);
+    layers_.push_back(std::move(L));
+  }
+}
+
 TransNormer::TransNormer(const Config& cfg, uint64_t seed) : cfg_(cfg) {
   uint64_t stream = 0;
   auto normal = [&](int64_t n) {  // N(0, init_std²), counter-based so threads can fill it

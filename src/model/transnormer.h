@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "model/checkpoint.h"
@@ -27,6 +29,9 @@ class TransNormer {
   // Random weights for training from scratch or benchmarks: Linear and Embedding ~ N(0, init_std),
   // the pad row of the embedding zeroed, LRPE θ[h, c] = 10000^(-2(h·dh + c)/d_model).
   TransNormer(const Config& cfg, uint64_t seed);
+  // fp32 weights from memory (a training run's parameters): `weight(name)` gives the data of each
+  // tensor of expected_tensors(cfg) but the tied lm_head, contiguous in the shape listed there.
+  TransNormer(const Config& cfg, const std::function<const float*(const std::string& name)>& weight);
 
   const Config& config() const { return cfg_; }
 
