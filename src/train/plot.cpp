@@ -191,7 +191,10 @@ void write_loss_png(const std::string& path, const std::vector<LossPoint>& pts, 
   if (lmax - lmin < 1e-6) lmin -= 0.5, lmax += 0.5;
   const double pad = 0.05 * (lmax - lmin);
   lmin -= pad, lmax += pad;
-  auto px = [&](double step) { return x0 + (int)std::lround((step - smin) / (smax - smin) * (x1 - x0)); };
+  constexpr int inset = 10;  // keeps markers at the first and last step inside the frame
+  auto px = [&](double step) {
+    return x0 + inset + (int)std::lround((step - smin) / (smax - smin) * (x1 - x0 - 2 * inset));
+  };
   auto py = [&](double loss) { return y1 - (int)std::lround((loss - lmin) / (lmax - lmin) * (y1 - y0)); };
 
   // Grid, ticks and their labels.
@@ -228,6 +231,7 @@ void write_loss_png(const std::string& path, const std::vector<LossPoint>& pts, 
       if (!std::isfinite(l)) continue;
       const int x = px((double)p.step), y = py(l);
       if (have_prev) cv.line(px0, py0, x, y, c, 2);
+      else cv.fill(x - 1, y - 1, x + 1, y + 1, c);  // seen even when it stays alone
       if (curve == 1) cv.fill(x - 3, y - 3, x + 3, y + 3, c);
       px0 = x, py0 = y, have_prev = true;
     }
