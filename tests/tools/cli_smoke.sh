@@ -31,6 +31,39 @@ n=$("$tnl" generate --model "$work/model" --prompts-file "$work/prompts.txt" --m
 "$tnl" eval --model "$work/model" --text "$work/corpus.txt" --max-tokens 3000 --chunk 500 2>/dev/null > "$work/eval.txt"
 grep -Eq "^perplexity [0-9.]+ over 2999 tokens" "$work/eval.txt" || fail "eval: $(cat "$work/eval.txt")"
 
+# data prepare: 40 paragraphs into train/val shards, deterministic; meta.json agrees with the shards.
+for i in $(seq 1 40); do printf 'paragraph %d about the decay of the state.\nits second line.\n\n' "$i"; done > "$work/docs.txt"
+"$tnl" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/data" \
+  --val-fraction 0.1 --append-eos 2>/dev/null > "$work/prep.txt"
+grep -q "(36 documents, 1 shards).*(4 documents)" "$work/prep.txt" || fail "data prepare: $(cat "$work/prep.txt")"
+cp "$work/data/train-00000.tok" "$work/train0.tok"
+"$tnl" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/data" \
+  --val-fraction 0.1 --append-eos >/dev/null 2>&1
+cmp -s "$work/data/train-00000.tok" "$work/train0.tok" || fail "data prepare is not deterministic"
+mkdir "$work/brown"
+printf '\n\n\tThe/at jury/nn said/vbd ``/`` no/at %s ./.\n' "''/''" > "$work/brown/ca01"
+printf '\n\n\tIt/pps rained/vbd ,/, he/pps said/vbd ./.\n' > "$work/brown/cb01"
+"$tnl" data brown-text --input "$work/brown" --output "$work/brown.txt" >/dev/null
+[ "$(head -n 1 "$work/brown.txt")" = 'The jury said "no".' ] || fail "brown-text: $(head -n 1 "$work/brown.txt")"
+"$tnl" data prepare --input "$work/brown" --format brown --tokenizer "$work/tok.model" --output "$work/bdata" \
+  --val-fraction 0.5 >/dev/null 2>&1 || fail "data prepare --format brown"
+"$py" - "$work/data" "$work/bdata" <<'PY' || fail "data prepare: shards and meta.json disagree"
+import json, struct, sys, os
+for d in sys.argv[1:]:
+    meta = json.load(open(os.path.join(d, 'meta.json')))
+    for split in ('train', 'val'):
+        total = 0
+        for name in meta['shards'][split]:
+            b = open(os.path.join(d, name), 'rb').read()
+            assert b[:8] == b'TNLTOKS\0', name
+            ver, dt, n, vocab = struct.unpack('<IIQQ', b[8:32])
+            assert (ver, dt, vocab) == (1, 2, meta['vocab_size']) and len(b) == 32 + 2 * n, name
+            toks = struct.unpack('<%dH' % n, b[32:])
+            assert max(toks) < vocab, name
+            total += n
+        assert total == meta['tokens'][split] > 0, (d, split, total)
+PY
+
 expect_usage_error() {  # expect exit 2 and the flag named on stderr
   local flag=$1; shift
   set +e; "$tnl" "$@" >/dev/null 2>"$work/err"; local rc=$?; set -e
@@ -42,4 +75,7 @@ expect_usage_error "temperature" generate --model "$work/model" --prompt hi --te
 expect_usage_error "--bogus" eval --model "$work/model" --text x --bogus 1
 expect_usage_error "--device" generate --model "$work/model" --prompt hi --device tpu
 expect_usage_error "--seqlens" bench attn --seqlens 0
+expect_usage_error "--format" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/d2" --format html
+expect_usage_error "--tokenizer" data prepare --input "$work/docs.txt" --output "$work/d2"
+expect_usage_error "--val-fraction" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/d2" --val-fraction 1
 echo "cli smoke: ok"
