@@ -34,7 +34,8 @@ double meta_real(const io::SafetensorsFile& f, const std::string& key) {
   const std::string& s = meta(f, key);
   char* end = nullptr;
   const double x = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0') throw Error(detail::cat(f.path(), ": metadata '", key, "' is not a number: '", s, "'"));
+  if (s.empty() || *end != '\0')
+    throw Error(detail::cat(f.path(), ": metadata '", key, "' is not a number: '", s, "'"));
   return x;
 }
 

@@ -104,8 +104,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target, double* step_ou
 std::string tick_label(double v, double step) {
   if (std::fabs(v) < step * 1e-6) v = 0;
   int decimals = 0;
-  while (decimals < 6 && std::fabs(step * std::pow(10.0, decimals) - std::round(step * std::pow(10.0, decimals))) > 1e-6)
-    ++decimals;
+  for (double scaled = step; decimals < 6 && std::fabs(scaled - std::round(scaled)) > 1e-6; scaled *= 10) ++decimals;
   if (std::fabs(v) >= 1e6 && decimals == 0) return fmt("%.3g", v);
   char f[16];
   std::snprintf(f, sizeof f, "%%.%df", decimals);

@@ -46,7 +46,8 @@ constexpr int kLenBase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 2
 constexpr int kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
 constexpr int kDistBase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193,
                                257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-constexpr int kDistExtra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+constexpr int kDistExtra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
 // RFC 1951 §3.2.6: the fixed literal/length code.
 void put_literal_length(BitWriter& w, int sym) {
@@ -198,7 +199,9 @@ std::vector<unsigned char> encode_png_rgb(const unsigned char* rgb, int width, i
 
 void write_png_rgb(const std::string& path, const unsigned char* rgb, int width, int height, bool compress) {
   const std::vector<unsigned char> png = encode_png_rgb(rgb, width, height, compress);
-  io::write_file_atomically(path, [&](const std::function<void(const void*, size_t)>& out) { out(png.data(), png.size()); });
+  io::write_file_atomically(path, [&](const std::function<void(const void*, size_t)>& out) {
+    out(png.data(), png.size());
+  });
 }
 
 }  // namespace tnl::train

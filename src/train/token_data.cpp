@@ -82,7 +82,8 @@ TokenShard::TokenShard(const std::string& path) : file_(std::make_unique<io::Map
   const uint64_t version = get_le(p + 8, 4), dtype = get_le(p + 12, 4);
   if (version != kVersion)
     throw Error(detail::cat(path, ": token shard version ", version, ", this build reads version ", kVersion));
-  if (dtype != 2 && dtype != 4) throw Error(detail::cat(path, ": token shard dtype ", dtype, ", expected 2 or 4 bytes"));
+  if (dtype != 2 && dtype != 4)
+    throw Error(detail::cat(path, ": token shard dtype ", dtype, ", expected 2 or 4 bytes"));
   const uint64_t count = get_le(p + 16, 8), vocab = get_le(p + 24, 8);
   if (vocab < 1 || vocab > ((uint64_t)1 << 31) || (dtype == 2 && vocab > 65536))
     throw Error(detail::cat(path, ": token shard vocab size ", vocab, " does not fit its dtype (", dtype, " bytes)"));
@@ -133,7 +134,8 @@ std::vector<std::string> list_shards(const std::string& dir, const std::string& 
   ::closedir(d);
   std::sort(names.begin(), names.end());
   if (names.empty())
-    throw ArgumentError(detail::cat("data directory '", dir, "': no ", split, "-*.tok shards (made by `tnl data prepare`)"));
+    throw ArgumentError(
+        detail::cat("data directory '", dir, "': no ", split, "-*.tok shards (made by `tnl data prepare`)"));
   for (std::string& n : names) n = dir + "/" + n;
   return names;
 }

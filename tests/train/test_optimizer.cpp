@@ -94,7 +94,8 @@ TEST(AdamW, MatchesTorchWithWeightDecayMask) {
           "ps = [torch.nn.Parameter(torch.from_numpy(p0[a:b].copy())) for a, b, _ in cuts]\n"
           "opt = torch.optim.AdamW([{'params': [p], 'weight_decay': wd} for p, (_, _, wd) in zip(ps, cuts)],\n"
           "                        lr=1.0, betas=(0.9, 0.95), eps=1e-8)\n"
-          "lrs = [" << kLr[0] << ", " << kLr[1] << ", " << kLr[2] << ", " << kLr[3] << ", " << kLr[4] << ", " << kLr[5] << "]\n"
+          "lrs = [" << kLr[0] << ", " << kLr[1] << ", " << kLr[2] << ", " << kLr[3] << ", " << kLr[4] << ", "
+       << kLr[5] << "]\n"
           "for s, lr in enumerate(lrs):\n"
           "    for grp in opt.param_groups: grp['lr'] = lr\n"
           "    for p, (a, b, _) in zip(ps, cuts): p.grad = torch.from_numpy(g[s, a:b].copy())\n"
@@ -110,7 +111,8 @@ TEST(AdamW, MatchesTorchWithWeightDecayMask) {
   // |p| (~1) per step, so 2e-6 over six steps. The mask must matter far more than that.
   double max_diff = 0;
   for (int64_t i = 0; i < kN; ++i) max_diff = std::max(max_diff, (double)std::fabs(got[i] - ref[i]));
-  std::printf("AdamW vs torch.optim.AdamW after %lld steps: max |diff| %.3g (bound 2e-6)\n", (long long)kSteps, max_diff);
+  std::printf("AdamW vs torch.optim.AdamW after %lld steps: max |diff| %.3g (bound 2e-6)\n", (long long)kSteps,
+              max_diff);
   EXPECT_LE(max_diff, 2e-6);
   const std::vector<float> all_decay = run_cpp(pr, cfg, {{0, kN, true}});
   double mask_effect = 0;

@@ -181,7 +181,8 @@ void make_dirs(const std::string& dir) {
 }  // namespace
 
 int data_prepare(int argc, char** argv) {
-  const Args a(argc, argv, {"input", "tokenizer", "output", "val-fraction", "format", "seed", "documents", "shard-tokens"},
+  const Args a(argc, argv,
+               {"input", "tokenizer", "output", "val-fraction", "format", "seed", "documents", "shard-tokens"},
                {"append-eos"});
   const std::string inputs = required_flag(a, "input"), tok_path = required_flag(a, "tokenizer"),
                     out = required_flag(a, "output");
@@ -237,7 +238,8 @@ int data_prepare(int argc, char** argv) {
     for (int64_t fi = g0; fi < g1; ++fi) {
       try {
         const std::vector<std::string> docs = documents_of(files[fi], brown, split);
-        if ((int64_t)docs.size() != docs_per_file[fi]) throw Error(detail::cat("'", files[fi], "' changed while being read"));
+        if ((int64_t)docs.size() != docs_per_file[fi])
+          throw Error(detail::cat("'", files[fi], "' changed while being read"));
         for (const std::string& d : docs) {
           std::vector<int32_t> t;
           std::istringstream lines(d);
