@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # gpu-check.sh: every GPU check in one run (fits one 10-minute device call): configure and build
-# with CUDA, the gpu tests, compute-sanitizer memcheck and racecheck on a small case, then the
-# benchmark (tnl bench attn --device cuda), whose tables are printed last.
+# with CUDA, the gpu tests, compute-sanitizer memcheck and racecheck on a small case, the GPU
+# model's tests, then the benchmarks: the model (tnl bench generate --device cuda, 1b shape) and
+# attention (tnl bench attn --device cuda), whose tables are printed last.
 #
 # Usage: scripts/gpu-check.sh [build-dir]      (default build-gpu)
 #   OUT=<dir>   where logs go (default <build-dir>/out)
-#   QUICK=1     skip the slow tests and the 1M-token benchmark
+#   QUICK=1     skip the slow tests and the 1M-token benchmark; fewer model prompt lengths
+#   MODEL=0     skip the GPU model's tests and benchmark
 #   TESTS=0     benchmark only (no tests, no sanitizers)
 #   PYTHON=0    skip the Python package's gpu tests and its SDPA comparison (run when python3
 #               has torch and pybind11)
@@ -50,7 +52,9 @@ if ! configure >"$OUT/configure.log" 2>&1; then
   configure -DTNL_BUILD_TOOLS=OFF >>"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
 fi
 TEST_BIN=$BUILD/tests/backends_cuda_test_attention_cuda
+MODEL_TEST=$BUILD/tests/model_test_transnormer_cuda
 targets=(tnl backends_cuda_test_attention_cuda)
+[ "${MODEL:-1}" = 1 ] && targets+=(model_test_transnormer_cuda)
 [ $tools = 1 ] && targets+=(tnl_cli)
 SECONDS=0
 if ! ninja -C "$BUILD" -j"$JOBS" "${targets[@]}" >"$OUT/build.log" 2>&1; then
@@ -86,6 +90,22 @@ for tool in memcheck racecheck; do
   fi
 done
 
+# ---- the GPU model against the CPU model (fixtures need a python3 with torch) ----
+if [ "${MODEL:-1}" = 1 ]; then
+  MODEL_PY=
+  for py in "$(command -v python3 || true)" /usr/bin/python3; do
+    if [ -n "$py" ] && "$py" -c "import torch" >/dev/null 2>&1; then MODEL_PY=$py; break; fi
+  done
+  [ -z "$MODEL_PY" ] && echo "gpu-check: no python3 with torch: the model's checkpoint-fixture tests are skipped (the random-weight ones run)"
+  SECONDS=0
+  if ! TNL_TEST_PYTHON=$MODEL_PY "$MODEL_TEST" >"$OUT/model-tests.log" 2>&1; then
+    fail=1
+    grep -E "Failure|error|Expected|Which is|\[  FAILED" "$OUT/model-tests.log" | head -40
+  fi
+  grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) | rel " "$OUT/model-tests.log" | head -60
+  echo "gpu-check: model tests took ${SECONDS}s"
+fi
+
 fi
 
 # ---- the Python package on the GPU: pytest -m gpu, then torch SDPA vs tnl.lightning_attn ----
@@ -108,6 +128,16 @@ fi
 # ---- benchmark (tables last) ----
 if [ $tools = 1 ]; then
   TNL=$BUILD/tools/tnl
+  if [ "${MODEL:-1}" = 1 ]; then
+    lens=1024,4096,16384,65536,262144
+    [ "${QUICK:-0}" = 1 ] && lens=1024,16384,262144
+    SECONDS=0
+    "$TNL" bench generate --device cuda --shape 1b --prompt-lens $lens --batches 1,16,64 --decode-tokens 64 \
+      >"$OUT/bench-generate.log" 2>&1 || { fail=1; tail -20 "$OUT/bench-generate.log"; }
+    echo "gpu-check: bench generate took ${SECONDS}s"
+    grep -vE "^  (prompt|batch) |^measuring|^building" "$OUT/bench-generate.log"
+    echo
+  fi
   {
     "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768
     if [ "${QUICK:-0}" = 1 ]; then

@@ -2,6 +2,10 @@
 // shape: prefill prompts of several lengths, then decode; prints prefill and decode tokens/s
 // per prompt length, the state size, resident memory before and after decoding, and decode
 // speed as a percent of the floor set by reading the weights once per token.
+// --device cuda (bf16 weights on the GPU): the same table at batch 1 (decode greedy on the GPU
+// and with logits to the host), a table of decode by batch (1, 16, 64), the floor from a
+// device copy (weights once + the fp32 states read and written once per step), prefill as a
+// percent of the cuBLAS bf16 GEMM rate (2 FLOP per parameter per token), and peak GPU memory.
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,7 +17,9 @@
 #include "args.h"
 #include "floor.h"
 #include "model/config.h"
+#include "model/cuda/transnormer_cuda.h"
 #include "model/transnormer.h"
+#include "tnl/device.h"
 #include "tnl/error.h"
 
 namespace tnl::cli {
@@ -30,12 +36,15 @@ double rss_mib() {
   return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
+int bench_generate_cuda(const Args& a);
+
 }  // namespace
 
+bool use_cuda(const Args& a);  // model_cmds.cpp
+
 int bench_generate(int argc, char** argv) {
-  const Args a(argc, argv, {"shape", "device", "prompt-lens", "decode-tokens", "batch", "vocab", "chunk", "seed"}, {});
-  if (a.str("device", "cpu") != "cpu")
-    throw ArgumentError("flag '--device': the model runs on the cpu for now (the CUDA model path is not built yet)");
+  const Args a(argc, argv, {"shape", "device", "prompt-lens", "decode-tokens", "batch", "batches", "vocab", "chunk", "seed"}, {});
+  if (use_cuda(a)) return bench_generate_cuda(a);
   const std::string shape = a.str("shape", "385m");
   const model::Config cfg = model::config_preset(shape, a.integer("vocab", 64000));
   const std::vector<int64_t> lens = a.int_list("prompt-lens", {1024, 4096, 16384});
@@ -88,4 +97,131 @@ int bench_generate(int argc, char** argv) {
   return 0;
 }
 
+}  // namespace tnl::cli
+
+namespace tnl::cli {
+namespace {
+
+double mib(double bytes) { return bytes / (1 << 20); }
+
+// Decode `steps` tokens per sequence with the argmax on the GPU (greedy) or logits to the host
+// (then the argmax there); returns tokens/s over all sequences.
+double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::vector<int32_t> tok,
+                   int64_t steps, bool greedy) {
+  const int64_t B = (int64_t)tok.size(), V = net.config().vocab_size;
+  std::vector<float> logits(B * V);
+  std::vector<int32_t> next(B);
+  auto step = [&] {
+    if (greedy) {
+      net.decode_greedy(tok.data(), next.data(), st);
+      tok = next;
+    } else {
+      net.decode(tok.data(), logits.data(), st);
+      for (int64_t b = 0; b < B; ++b)
+        tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
+    }
+  };
+  step();  // warm-up (captures the decode graph)
+  step();
+  const double t0 = seconds();
+  for (int64_t s = 0; s < steps; ++s) step();
+  return (double)(steps * B) / (seconds() - t0);
+}
+
+std::vector<std::vector<int32_t>> bench_prompts(int64_t B, int64_t n, int64_t V) {
+  std::vector<std::vector<int32_t>> prompts(B, std::vector<int32_t>(n));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < n; ++t) prompts[b][t] = (int32_t)(3 + (t * 7919 + b * 104729) % (V - 3));
+  return prompts;
+}
+
+int bench_generate_cuda(const Args& a) {
+  const std::string shape = a.str("shape", "1b");
+  const model::Config cfg = model::config_preset(shape, a.integer("vocab", 64000));
+  const std::vector<int64_t> lens = a.int_list("prompt-lens", {1024, 4096, 16384, 65536, 262144});
+  const std::vector<int64_t> batches = a.int_list("batches", {1, 16, 64});
+  const int64_t steps = a.integer("decode-tokens", 64), chunk = a.integer("chunk", 8192);
+  const int64_t batch_prompt = 1024;  // prompt length of the by-batch table
+  if (steps < 1 || chunk < 1) throw ArgumentError("flags '--decode-tokens' and '--chunk': expected >= 1");
+  for (int64_t n : lens)
+    if (n < 1) throw ArgumentError("flag '--prompt-lens': expected lengths >= 1");
+  for (int64_t b : batches)
+    if (b < 1) throw ArgumentError("flag '--batches': expected batch sizes >= 1");
+  const CudaDeviceInfo dev = cuda_device_info(0);
+
+  std::fprintf(stderr, "measuring the floor...\n");
+  const Floor fl = measure_cuda_floor();
+  std::fprintf(stderr, "building %s with random weights (%lld parameters) on %s...\n", shape.c_str(),
+               (long long)cfg.num_parameters(), dev.name.c_str());
+  model::TransNormerCuda net(cfg, (uint64_t)a.integer("seed", 1));
+  const double weight_bytes = (double)net.weight_bytes();
+  const int64_t V = cfg.vocab_size;
+  // Bytes a decode step must move: the weights once, each sequence's fp32 states read + written.
+  double state_bytes_per_seq = 0;
+  for (int64_t l = 0; l < cfg.num_layers; ++l)
+    state_bytes_per_seq += 4.0 * cfg.num_heads * (cfg.use_lrpe[l] ? 2 : 1) * cfg.head_dim() * cfg.head_dim();
+  auto floor_tok_s = [&](int64_t B) {
+    return fl.bandwidth_gbs * 1e9 / (weight_bytes + 2.0 * state_bytes_per_seq * (double)B) * (double)B;
+  };
+  const double prefill_floor = fl.gemm_gflops * 1e9 / (2.0 * (double)cfg.num_parameters());
+  std::printf("tnl bench generate: %s (%lld parameters, bf16 weights %.2f GiB), cuda: %s\n", shape.c_str(),
+              (long long)cfg.num_parameters(), weight_bytes / (1 << 30), dev.name.c_str());
+  std::printf("floor: copy %.0f GB/s -> decode at batch 1 at most %.0f tokens/s (weights + state read once per step); "
+              "bf16 GEMM %.0f TFLOP/s -> prefill at most %.0f tokens/s\n\n",
+              fl.bandwidth_gbs, floor_tok_s(1), fl.gemm_gflops / 1e3, prefill_floor);
+
+  std::printf("batch 1, prefill in chunks of %lld:\n\n", (long long)chunk);
+  std::printf("| prompt | prefill s | prefill tok/s | %% of GEMM floor | decode tok/s (greedy on GPU) | %% of floor "
+              "| decode tok/s (logits to host) | state MiB | GPU MiB in use |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::vector<float> logits;
+  std::vector<double> decode_rates;
+  for (int64_t n : lens) {
+    const auto prompts = bench_prompts(1, n, V);
+    logits.assign(V, 0.f);
+    model::CudaGenState st;
+    std::fprintf(stderr, "  prompt %lld: prefill...\n", (long long)n);
+    double t0 = seconds();
+    net.prefill(prompts, st, logits.data(), chunk);
+    const double t_prefill = seconds() - t0;
+    const std::vector<int32_t> tok = {(int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin())};
+    const double greedy = time_decode(net, st, tok, steps, true);
+    const double host = time_decode(net, st, tok, steps, false);
+    decode_rates.push_back(greedy);
+    std::printf("| %lld | %.3f | %.0f | %.0f%% | %.0f | %.0f%% | %.0f | %.1f | %.0f |\n", (long long)n, t_prefill,
+                (double)n / t_prefill, 100.0 * n / t_prefill / prefill_floor, greedy, 100.0 * greedy / floor_tok_s(1),
+                host, mib((double)st.bytes()), mib((double)net.device_bytes_in_use()));
+    std::fflush(stdout);
+  }
+  if (decode_rates.size() > 1) {
+    const auto [lo, hi] = std::minmax_element(decode_rates.begin(), decode_rates.end());
+    const double mid = (*hi + *lo) / 2;
+    std::printf("\ndecode across prompt lengths %lld..%lld: %.0f..%.0f tokens/s (±%.1f%%)\n", (long long)lens.front(),
+                (long long)lens.back(), *lo, *hi, 100.0 * (*hi - *lo) / 2 / mid);
+  }
+
+  std::printf("\ndecode by batch (prompts of %lld tokens, %lld steps):\n\n", (long long)batch_prompt, (long long)steps);
+  std::printf("| batch | decode tok/s (greedy on GPU) | ms/step | %% of floor | decode tok/s (logits to host) | state MiB |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (int64_t B : batches) {
+    const auto prompts = bench_prompts(B, batch_prompt, V);
+    logits.assign(B * V, 0.f);
+    model::CudaGenState st;
+    std::fprintf(stderr, "  batch %lld: prefill...\n", (long long)B);
+    net.prefill(prompts, st, logits.data(), chunk);
+    std::vector<int32_t> tok(B);
+    for (int64_t b = 0; b < B; ++b)
+      tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
+    const double greedy = time_decode(net, st, tok, steps, true);
+    const double host = time_decode(net, st, tok, steps, false);
+    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.1f |\n", (long long)B, greedy, 1e3 * (double)B / greedy,
+                100.0 * greedy / floor_tok_s(B), host, mib((double)st.bytes()));
+    std::fflush(stdout);
+  }
+  std::printf("\npeak GPU memory in use: %.0f MiB (bf16 weights %.0f MiB)\n", mib((double)net.peak_device_bytes()),
+              mib(weight_bytes));
+  return 0;
+}
+
+}  // namespace
 }  // namespace tnl::cli

@@ -1,5 +1,5 @@
 // model_cmds.cpp: `tnl generate`, `tnl eval` and `tnl info`, TransNormerLLM from a Hugging Face
-// model directory (config.json, weights, tokenizer.model).
+// model directory (config.json, weights, tokenizer.model), on the CPU (fp32) or a CUDA GPU (bf16).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -12,10 +12,12 @@
 
 #include "args.h"
 #include "model/checkpoint.h"
+#include "model/cuda/transnormer_cuda.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
 #include "model/transnormer.h"
 #include "progress.h"
+#include "tnl/device.h"
 #include "tnl/error.h"
 
 namespace tnl::cli {
@@ -30,12 +32,20 @@ std::string required(const Args& a, const char* flag) {
   return a.str(flag, "");
 }
 
-void require_cpu(const Args& a) {
+}  // namespace
+
+// True for --device cuda (after checking that this build and machine have it), false for cpu.
+bool use_cuda(const Args& a) {
   const std::string dev = a.str("device", "cpu");
-  if (dev == "cuda")
-    throw ArgumentError("flag '--device': the model runs on the cpu for now (the CUDA model path is not built yet)");
-  if (dev != "cpu") throw ArgumentError("flag '--device': expected cpu or cuda, got '" + dev + "'");
+  if (dev == "cpu") return false;
+  if (dev != "cuda") throw ArgumentError("flag '--device': expected cpu or cuda, got '" + dev + "'");
+  if (!cuda_built())
+    throw ArgumentError("flag '--device': cuda requested, but this build of tnl has no CUDA backend (build with -DTNL_CUDA=ON)");
+  if (cuda_device_count() == 0) throw ArgumentError("flag '--device': cuda requested, but no CUDA device is visible");
+  return true;
 }
+
+namespace {
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -62,43 +72,16 @@ double nll(const float* logits, int64_t vocab, int32_t target) {
   return std::log(sum) + mx - logits[target];
 }
 
-}  // namespace
-
-int generate(int argc, char** argv) {
-  const Args a(argc, argv,
-               {"model", "prompt", "prompts-file", "device", "max-tokens", "temperature", "top-k",
-                "top-p", "repetition-penalty", "seed", "chunk"},
-               {"greedy", "add-bos"});
-  require_cpu(a);
-  const std::string dir = required(a, "model");
-  std::vector<std::string> texts;
-  if (a.has("prompts-file")) {
-    std::istringstream in(read_file(a.str("prompts-file", "")));
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) texts.push_back(line);
-  } else {
-    texts.push_back(required(a, "prompt"));
-  }
-  if (texts.empty()) throw ArgumentError("flag '--prompts-file': no prompts in the file");
-  model::SamplingOptions so;
-  so.greedy = a.flag("greedy");
-  so.temperature = (float)a.real("temperature", 1.0);
-  so.top_k = a.integer("top-k", 0);
-  so.top_p = (float)a.real("top-p", 1.0);
-  so.repetition_penalty = (float)a.real("repetition-penalty", 1.03);
-  so.seed = (uint64_t)a.integer("seed", (int64_t)std::random_device{}());
-  const int64_t max_tokens = a.integer("max-tokens", 128);
-  if (max_tokens < 1) throw ArgumentError("flag '--max-tokens': expected >= 1");
-
-  const double t_load = seconds();
-  const model::Checkpoint ck(dir);
-  const model::TransNormer net(ck);
-  const model::Tokenizer tok(dir + "/tokenizer.model");
+// Prefill, then sample and decode until eos or max_tokens; B == 1 streams to stdout.
+template <class State, class Net>
+int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::string>& texts,
+                 const model::SamplingOptions& so, int64_t max_tokens, int64_t chunk, bool add_bos,
+                 const std::string& dir, double t_load) {
   const int64_t V = net.config().vocab_size, B = (int64_t)texts.size();
   std::vector<std::vector<int32_t>> prompts;
   for (const std::string& t : texts) {
     std::vector<int32_t> ids = tok.encode(t);
-    if (a.flag("add-bos")) ids.insert(ids.begin(), tok.bos_id());
+    if (add_bos) ids.insert(ids.begin(), tok.bos_id());
     if (ids.empty()) ids.push_back(tok.bos_id());  // an empty prompt starts from BOS
     prompts.push_back(std::move(ids));
   }
@@ -106,9 +89,9 @@ int generate(int argc, char** argv) {
                (long long)net.config().num_parameters());
 
   std::vector<float> logits(B * V);
-  model::GenState st;
+  State st;
   const double t0 = seconds();
-  net.prefill(prompts, st, logits.data(), a.integer("chunk", 4096));
+  net.prefill(prompts, st, logits.data(), chunk);
   const double t_prefill = seconds() - t0;
   int64_t prompt_tokens = 0;
   for (const auto& p : prompts) prompt_tokens += (int64_t)p.size();
@@ -160,23 +143,55 @@ int generate(int argc, char** argv) {
   return 0;
 }
 
-int eval(int argc, char** argv) {
-  const Args a(argc, argv, {"model", "text", "device", "chunk", "max-tokens"}, {});
-  require_cpu(a);
-  const std::string dir = required(a, "model"), path = required(a, "text");
-  const int64_t chunk = a.integer("chunk", 1024);
+}  // namespace
+
+int generate(int argc, char** argv) {
+  const Args a(argc, argv,
+               {"model", "prompt", "prompts-file", "device", "max-tokens", "temperature", "top-k",
+                "top-p", "repetition-penalty", "seed", "chunk"},
+               {"greedy", "add-bos"});
+  const std::string dir = required(a, "model");
+  std::vector<std::string> texts;
+  if (a.has("prompts-file")) {
+    std::istringstream in(read_file(a.str("prompts-file", "")));
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) texts.push_back(line);
+  } else {
+    texts.push_back(required(a, "prompt"));
+  }
+  if (texts.empty()) throw ArgumentError("flag '--prompts-file': no prompts in the file");
+  model::SamplingOptions so;
+  so.greedy = a.flag("greedy");
+  so.temperature = (float)a.real("temperature", 1.0);
+  so.top_k = a.integer("top-k", 0);
+  so.top_p = (float)a.real("top-p", 1.0);
+  so.repetition_penalty = (float)a.real("repetition-penalty", 1.03);
+  so.seed = (uint64_t)a.integer("seed", (int64_t)std::random_device{}());
+  const int64_t max_tokens = a.integer("max-tokens", 128);
+  if (max_tokens < 1) throw ArgumentError("flag '--max-tokens': expected >= 1");
+  const bool cuda = use_cuda(a);
+  const int64_t chunk = a.integer("chunk", 4096);
   if (chunk < 1) throw ArgumentError("flag '--chunk': expected >= 1");
+
+  const double t_load = seconds();
   const model::Checkpoint ck(dir);
-  const model::TransNormer net(ck);
   const model::Tokenizer tok(dir + "/tokenizer.model");
-  const std::string text = read_file(path);
-  std::vector<int32_t> ids = tok.encode(text);
-  const int64_t limit = a.integer("max-tokens", (int64_t)ids.size());
-  if ((int64_t)ids.size() > limit) ids.resize(limit);
-  if (ids.size() < 2) throw ArgumentError(detail::cat("flag '--text': '", path, "' holds fewer than 2 tokens"));
+  if (cuda) {
+    model::TransNormerCuda net(ck);
+    return run_generate<model::CudaGenState>(net, tok, texts, so, max_tokens, chunk, a.flag("add-bos"), dir, t_load);
+  }
+  const model::TransNormer net(ck);
+  return run_generate<model::GenState>(net, tok, texts, so, max_tokens, chunk, a.flag("add-bos"), dir, t_load);
+}
+
+namespace {
+
+// Perplexity of one stream through the carried state: each token predicted from all before it.
+template <class State, class Net>
+int run_eval(Net& net, const std::vector<int32_t>& ids, int64_t chunk, const std::string& path,
+             size_t text_bytes) {
   const int64_t V = net.config().vocab_size, T = (int64_t)ids.size();
-  // One stream, carried state: each token is predicted from everything before it.
-  model::GenState st;
+  State st;
   std::vector<float> logits(std::max<int64_t>(chunk, 1) * V);
   net.prefill({{ids[0]}}, st, logits.data());
   double total_nll = nll(logits.data(), V, ids[1]);
@@ -194,8 +209,31 @@ int eval(int argc, char** argv) {
   bar.finish((double)T);
   std::printf("perplexity %.4f over %lld tokens of %s (%.4f nats/token, %.4f bits/byte)\n",
               std::exp(total_nll / scored), (long long)scored, path.c_str(), total_nll / scored,
-              total_nll / std::log(2.0) / (double)text.size());
+              total_nll / std::log(2.0) / (double)text_bytes);
   return 0;
+}
+
+}  // namespace
+
+int eval(int argc, char** argv) {
+  const Args a(argc, argv, {"model", "text", "device", "chunk", "max-tokens"}, {});
+  const bool cuda = use_cuda(a);
+  const std::string dir = required(a, "model"), path = required(a, "text");
+  const int64_t chunk = a.integer("chunk", 1024);
+  if (chunk < 1) throw ArgumentError("flag '--chunk': expected >= 1");
+  const model::Checkpoint ck(dir);
+  const model::Tokenizer tok(dir + "/tokenizer.model");
+  const std::string text = read_file(path);
+  std::vector<int32_t> ids = tok.encode(text);
+  const int64_t limit = a.integer("max-tokens", (int64_t)ids.size());
+  if ((int64_t)ids.size() > limit) ids.resize(limit);
+  if (ids.size() < 2) throw ArgumentError(detail::cat("flag '--text': '", path, "' holds fewer than 2 tokens"));
+  if (cuda) {
+    model::TransNormerCuda net(ck);
+    return run_eval<model::CudaGenState>(net, ids, chunk, path, text.size());
+  }
+  const model::TransNormer net(ck);
+  return run_eval<model::GenState>(net, ids, chunk, path, text.size());
 }
 
 int info(int argc, char** argv) {
@@ -224,6 +262,8 @@ int info(int argc, char** argv) {
   std::printf("weights on disk  %s\n", human_bytes((double)stored).c_str());
   std::printf("memory, cpu fp32 %s of weights + %s of state per sequence (constant in context length)\n",
               human_bytes(4.0 * c.num_parameters()).c_str(), human_bytes(4.0 * state_floats).c_str());
+  std::printf("memory, cuda     %s of bf16 weights + %s of fp32 state per sequence\n",
+              human_bytes(2.0 * c.num_parameters()).c_str(), human_bytes(4.0 * state_floats).c_str());
   return 0;
 }
 

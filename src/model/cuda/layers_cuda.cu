@@ -1,0 +1,351 @@
+// layers_cuda.cu: see layers_cuda.h.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "backends/cuda/cuda_check.h"
+#include "model/cuda/layers_cuda.h"
+
+namespace tnl::model::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned grid_for(int64_t n, int64_t cap = 65536) {
+  return (unsigned)std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, cap));
+}
+
+// Sum over the block (kThreads threads); every thread gets the total.
+__device__ float block_sum(float v) {
+  __shared__ float part[kThreads / 32];
+  __shared__ float total;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int w = 0; w < kThreads / 32; ++w) s += part[w];
+    total = s;
+  }
+  __syncthreads();
+  const float t = total;
+  __syncthreads();  // part/total may be reused by the next call
+  return t;
+}
+
+__device__ __forceinline__ float inv_rms(float sum_sq, int64_t cols) {
+  return 1.0f / sqrtf(sum_sq / (float)cols + 1e-6f);
+}
+
+__global__ void convert_kernel(const void* src, int dtype, int64_t n, bf16* dst) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    if (dtype == 0) dst[i] = __float2bfloat16_rn(static_cast<const float*>(src)[i]);
+    else if (dtype == 1) dst[i] = __float2bfloat16_rn(__half2float(static_cast<const __half*>(src)[i]));
+    else dst[i] = static_cast<const bf16*>(src)[i];
+  }
+}
+
+__device__ uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The CPU model's normal() of transnormer.cpp, element by element (double math, then fp32).
+__global__ void fill_normal_kernel(bf16* dst, int64_t n, uint64_t key, double stddev) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const double u1 = ((double)(mix64(key ^ mix64(2 * i)) >> 11) + 0.5) * 0x1.0p-53;
+    const double u2 = (double)(mix64(key ^ mix64(2 * i + 1)) >> 11) * 0x1.0p-53;
+    const float x = (float)(stddev * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    dst[i] = __float2bfloat16_rn(x);
+  }
+}
+
+__global__ void embed_kernel(const bf16* embed, const int32_t* ids, int64_t d, float scale,
+                             float* h) {
+  const int64_t r = blockIdx.x;
+  const bf16* row = embed + (int64_t)ids[r] * d;  // (d)
+  for (int64_t c = threadIdx.x; c < d; c += kThreads) h[r * d + c] = scale * __bfloat162float(row[c]);
+}
+
+__global__ void srms_kernel(const float* x, int64_t ld_x, const int32_t* rows, int64_t cols, bf16* y) {
+  const int64_t i = blockIdx.x;
+  const float* xr = x + (rows ? (int64_t)rows[i] : i) * ld_x;  // (cols)
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) ss += xr[c] * xr[c];
+  const float inv = inv_rms(block_sum(ss), cols);
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) y[i * cols + c] = __float2bfloat16_rn(xr[c] * inv);
+}
+
+__device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
+
+__global__ void qkv_prep_kernel(const float* qkvu, int64_t H, int64_t dh, const float* theta,
+                                const int64_t* pos, bf16* q, bf16* k, bf16* v) {
+  const int64_t r = blockIdx.x, hid = H * dh;
+  const float* row = qkvu + r * 4 * hid;  // (4·hid) = [q | k | v | u]
+  const float p = theta ? (float)pos[r] : 0.f;
+  for (int64_t c = threadIdx.x; c < hid; c += kThreads) {
+    const float qv = silu(row[c]), kv = silu(row[hid + c]);
+    v[r * hid + c] = __float2bfloat16_rn(row[2 * hid + c]);
+    if (theta) {
+      const int64_t h = c / dh, cc = c % dh;
+      const float angle = theta[c] * p;  // fp32, as the released model computes it
+      const float cs = cosf(angle), sn = sinf(angle);
+      bf16* qo = q + (r * H + h) * 2 * dh;  // (2·dh)
+      bf16* ko = k + (r * H + h) * 2 * dh;
+      qo[cc] = __float2bfloat16_rn(qv * cs);
+      qo[dh + cc] = __float2bfloat16_rn(qv * sn);
+      ko[cc] = __float2bfloat16_rn(kv * cs);
+      ko[dh + cc] = __float2bfloat16_rn(kv * sn);
+    } else {
+      q[r * hid + c] = __float2bfloat16_rn(qv);
+      k[r * hid + c] = __float2bfloat16_rn(kv);
+    }
+  }
+}
+
+__global__ void norm_gate_kernel(const bf16* o, const float* u, int64_t ld_u, int64_t hid, bf16* g) {
+  const int64_t r = blockIdx.x;
+  const bf16* orow = o + r * hid;  // (hid)
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < hid; c += kThreads) {
+    const float x = __bfloat162float(orow[c]);
+    ss += x * x;
+  }
+  const float inv = inv_rms(block_sum(ss), hid);
+  for (int64_t c = threadIdx.x; c < hid; c += kThreads)
+    g[r * hid + c] = __float2bfloat16_rn(__bfloat162float(orow[c]) * inv * u[r * ld_u + c]);
+}
+
+__global__ void glu_kernel(const float* ab, int64_t T, int64_t g, bf16* p) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * g;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / g, c = i % g;
+    p[i] = __float2bfloat16_rn(ab[r * 2 * g + c] * ab[r * 2 * g + g + c]);
+  }
+}
+
+__global__ void argmax_kernel(const float* logits, int64_t V, int32_t* next) {
+  const float* row = logits + blockIdx.x * V;
+  float best = -INFINITY;
+  int64_t arg = 0;
+  for (int64_t i = threadIdx.x; i < V; i += kThreads)
+    if (row[i] > best) best = row[i], arg = i;
+  __shared__ float bv[kThreads];
+  __shared__ int64_t bi[kThreads];
+  bv[threadIdx.x] = best;
+  bi[threadIdx.x] = arg;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      const float ov = bv[threadIdx.x + s];
+      const int64_t oi = bi[threadIdx.x + s];
+      if (ov > bv[threadIdx.x] || (ov == bv[threadIdx.x] && oi < bi[threadIdx.x])) {
+        bv[threadIdx.x] = ov;
+        bi[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) next[blockIdx.x] = (int32_t)bi[0];
+}
+
+__global__ void advance_kernel(int64_t* pos, int64_t B) {
+  const int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (b < B) pos[b] += 1;
+}
+
+// ---- GEMV ----
+constexpr int kGemvWarps = kThreads / 32;
+constexpr int kGemvGroup = 4;                 // 16-byte loads per lane in flight per step
+constexpr int kGemvStep = kGemvGroup * 256;   // elements of a row per warp step
+constexpr size_t kGemvMaxSmem = 96 * 1024;
+
+__device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
+  const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
+  const __nv_bfloat162* xp = reinterpret_cast<const __nv_bfloat162*>(&x);
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 a = __bfloat1622float2(wp[j]), b = __bfloat1622float2(xp[j]);
+    s = fmaf(a.x, b.x, s);
+    s = fmaf(a.y, b.y, s);
+  }
+  return s;
+}
+
+// One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
+// once per block in shared memory as bf16; the weight loads of the warp's first step are issued
+// before that, and each step's loads before the previous step's arithmetic.
+template <int M>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K, const bf16* W,
+                                                        int N, float* y, int64_t ldy, bool accumulate) {
+  extern __shared__ __align__(16) unsigned char gemv_smem[];
+  bf16* xs = reinterpret_cast<bf16*>(gemv_smem);  // (M, K)
+  __shared__ float scale[M];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int stride = gridDim.x * kGemvWarps;
+  int n = blockIdx.x * kGemvWarps + warp;
+  uint4 wv[kGemvGroup];
+  auto load = [&](int row, int k0) {
+#pragma unroll
+    for (int u = 0; u < kGemvGroup; ++u) {
+      const int k = k0 + u * 256 + lane * 8;
+      if (k < K) wv[u] = __ldcs(reinterpret_cast<const uint4*>(W + (int64_t)row * K + k));
+    }
+  };
+  if (n < N) load(n, 0);
+
+  if (in.mode != GemvInput::glu) {
+    for (int m = 0; m < M; ++m) {
+      float ss = 0.f;
+      for (int k = threadIdx.x; k < K; k += kThreads) {
+        const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
+        ss += x * x;
+      }
+      ss = block_sum(ss);
+      if (threadIdx.x == 0) scale[m] = inv_rms(ss, K);
+    }
+    __syncthreads();
+  }
+  for (int m = 0; m < M; ++m)
+    for (int k = threadIdx.x; k < K; k += kThreads) {
+      float x;
+      if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * scale[m];
+      else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * scale[m] * in.u[m * in.ldu + k];
+      else x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
+      xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
+    }
+  __syncthreads();
+
+  for (; n < N; n += stride) {
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[m] = 0.f;
+    for (int k0 = 0; k0 < K; k0 += kGemvStep) {
+      uint4 cur[kGemvGroup];
+#pragma unroll
+      for (int u = 0; u < kGemvGroup; ++u) cur[u] = wv[u];
+      if (k0 + kGemvStep < K) load(n, k0 + kGemvStep);  // next step of this row
+      else if (n + stride < N) load(n + stride, 0);     // or the first of the next row
+#pragma unroll
+      for (int u = 0; u < kGemvGroup; ++u) {
+        const int k = k0 + u * 256 + lane * 8;
+        if (k < K) {
+#pragma unroll
+          for (int m = 0; m < M; ++m)
+            acc[m] += dot8(cur[u], *reinterpret_cast<const uint4*>(xs + (int64_t)m * K + k));
+        }
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float s = acc[m];
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (lane == 0) {
+        float* dst = y + m * ldy + n;
+        *dst = accumulate ? *dst + s : s;
+      }
+    }
+  }
+}
+
+template <int M>
+void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float* y, int64_t ldy,
+                 bool accumulate, cudaStream_t st) {
+  static int slots = 0;  // blocks that fit on the whole GPU
+  const size_t smem = sizeof(bf16) * M * (size_t)K;
+  if (slots == 0) {
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)kGemvMaxSmem));
+    int dev = 0, sms = 0, per_sm = 0;
+    TNL_CUDA_CHECK(cudaGetDevice(&dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<M>, kThreads,
+                                                                 sizeof(bf16) * M * 2048));
+    slots = sms * std::max(1, per_sm);
+  }
+  const int64_t want = (N + kGemvWarps - 1) / kGemvWarps;
+  const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(want, slots));
+  gemv_kernel<M><<<grid, kThreads, smem, st>>>(in, (int)K, W, (int)N, y, ldy, accumulate);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st) {
+  if (n == 0) return;
+  convert_kernel<<<grid_for(n), kThreads, 0, st>>>(src, src_dtype, n, dst);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream_t st) {
+  if (n == 0) return;
+  fill_normal_kernel<<<grid_for(n), kThreads, 0, st>>>(dst, n, key, std);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
+                cudaStream_t st) {
+  if (T == 0) return;
+  embed_kernel<<<(unsigned)T, kThreads, 0, st>>>(embed, ids, d, scale, h);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, int64_t cols,
+                  bf16* y, cudaStream_t st) {
+  if (R == 0) return;
+  srms_kernel<<<(unsigned)R, kThreads, 0, st>>>(x, ld_x, rows, cols, y);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void qkv_prep(const float* qkvu, int64_t T, int64_t H, int64_t dh, const float* theta,
+              const int64_t* pos, bf16* q, bf16* k, bf16* v, cudaStream_t st) {
+  if (T == 0) return;
+  qkv_prep_kernel<<<(unsigned)T, kThreads, 0, st>>>(qkvu, H, dh, theta, pos, q, k, v);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t hid, bf16* g,
+               cudaStream_t st) {
+  if (T == 0) return;
+  norm_gate_kernel<<<(unsigned)T, kThreads, 0, st>>>(o, u, ld_u, hid, g);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st) {
+  if (T == 0) return;
+  glu_kernel<<<grid_for(T * g), kThreads, 0, st>>>(ab, T, g, p);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaStream_t st) {
+  argmax_kernel<<<(unsigned)B, kThreads, 0, st>>>(logits, V, next);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void advance_positions(int64_t* pos, int64_t B, cudaStream_t st) {
+  advance_kernel<<<grid_for(B), kThreads, 0, st>>>(pos, B);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+bool gemv_supported(int64_t M, int64_t K) {
+  return M >= 1 && M <= kGemvMaxRows && K % 8 == 0 && K <= INT32_MAX &&
+         sizeof(bf16) * (size_t)(M * K) <= kGemvMaxSmem;
+}
+
+void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, float* y,
+          int64_t ldy, bool accumulate, cudaStream_t st) {
+  switch (M) {
+    case 1: return launch_gemv<1>(in, K, W, N, y, ldy, accumulate, st);
+    case 2: return launch_gemv<2>(in, K, W, N, y, ldy, accumulate, st);
+    case 3: return launch_gemv<3>(in, K, W, N, y, ldy, accumulate, st);
+    case 4: return launch_gemv<4>(in, K, W, N, y, ldy, accumulate, st);
+    default: throw Error("tnl::model::cuda::gemv: M outside 1..4");
+  }
+}
+
+}  // namespace tnl::model::cuda

@@ -1,0 +1,67 @@
+// layers_cuda.h: the small kernels of TransNormerLLM on the GPU (the GPU twins of layers_cpu.h),
+// plus the weight conversions, the random init and a skinny GEMV for decode. Internal to
+// src/model/cuda/. Row-major matrices, `rows` tokens by `cols` features; every launcher takes
+// the stream and checks the launch. Activations that feed a GEMM are bf16 (rounded once, to
+// nearest even); norms, SiLU, LRPE angles and accumulations are fp32.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tnl::model::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// ---- weights ----
+// dst (n) bf16 = src (n) of dtype 0 = f32, 1 = f16, 2 = bf16 (device memory both).
+void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st);
+// dst (n) = bf16(N(0, std²)) from the CPU model's counter-based generator (transnormer.cpp):
+// element i of stream `key` (= seed·φ64 + stream number).
+void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream_t st);
+
+// ---- activations ----
+// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16).
+void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
+                cudaStream_t st);
+// y (R, cols) bf16 = SRMS(x[rows[i]]) over cols (x fp32, row stride ld_x; rows null = 0..R-1).
+void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, int64_t cols,
+                  bf16* y, cudaStream_t st);
+// From qkvu (T, 4·hid) fp32 = [q | k | v | u]: q, k = SiLU, then LRPE when theta is not null
+// (D = 2·dh, angle θ[h, c]·pos[r] in fp32) -> q, k (T, H, D) bf16; v -> (T, H, dh) bf16.
+void qkv_prep(const float* qkvu, int64_t T, int64_t H, int64_t dh, const float* theta,
+              const int64_t* pos, bf16* q, bf16* k, bf16* v, cudaStream_t st);
+// g (T, hid) bf16 = SRMS(o) over all of hid (o (T, hid) bf16) ⊙ u (u fp32, row stride ld_u).
+void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t hid, bf16* g,
+               cudaStream_t st);
+// p (T, g) bf16 = a ⊙ b, with ab (T, 2g) fp32 = [a | b].
+void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st);
+// next[b] = argmax logits[b, :] (first of equal maxima), logits (B, V) fp32.
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaStream_t st);
+// pos[b] += 1, b < B.
+void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
+
+// ---- skinny GEMV for decode: y (M, N) (+)= in (M, K) · Wᵀ, W (N, K) bf16, M <= kGemvMaxRows ----
+// The input row is formed in the kernel (and rounded to bf16, as the GEMM path does), from:
+enum class GemvInput : int {
+  rms = 0,       // SRMS(a) over K; a fp32 (M, K), row stride lda
+  rms_gate = 1,  // SRMS(o) over K ⊙ u; o bf16 (M, K) contiguous, u fp32 row stride ldu
+  glu = 2,       // a[:, :K] ⊙ a[:, K:2K]; a fp32 (M, 2K), row stride lda
+};
+struct GemvArgs {
+  GemvInput mode = GemvInput::rms;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const bf16* o = nullptr;
+  const float* u = nullptr;
+  int64_t ldu = 0;
+};
+constexpr int kGemvMaxRows = 4;
+// True when the GEMV handles this shape (M <= kGemvMaxRows, K % 8 == 0, the input fits in
+// shared memory).
+bool gemv_supported(int64_t M, int64_t K);
+void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, float* y,
+          int64_t ldy, bool accumulate, cudaStream_t st);
+
+}  // namespace tnl::model::cuda

@@ -1,0 +1,83 @@
+// transnormer_cuda.h: the TransNormerLLM model on one CUDA GPU (spec transnormerllm.md), the twin
+// of the CPU model (model/transnormer.h) with the same entry points:
+//   weights in bf16 on the device (converted from the checkpoint's fp32/fp16/bf16, or the CPU
+//   model's random init rounded to bf16); GEMMs through cuBLAS (bf16 in, fp32 accumulate) or,
+//   for decode batches of at most 4 rows, a fused GEMV; the residual stream h in fp32;
+//   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states).
+// Generation keeps one fp32 state per layer, (B, H, D, E), on the device; the decode step is
+// captured once per state in a CUDA graph and replayed. Plain C++ header (no CUDA types):
+// builds without CUDA get stubs that throw (transnormer_cuda_none.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+
+namespace tnl::model {
+
+class TransNormerCuda;
+
+// Generation state on the GPU: per layer (B, H, D, E) fp32, positions, decode scratch and the
+// decode graph. Move-only; tied to the model that filled it.
+class CudaGenState {
+ public:
+  CudaGenState();
+  ~CudaGenState();
+  CudaGenState(CudaGenState&&) noexcept;
+  CudaGenState& operator=(CudaGenState&&) noexcept;
+
+  int64_t batch() const;
+  const std::vector<int64_t>& positions() const;  // per sequence: position of its next token
+  size_t bytes() const;                           // the fp32 attention states on the device
+
+ private:
+  friend class TransNormerCuda;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class TransNormerCuda {
+ public:
+  // Throws tnl::Error when this build has no CUDA backend or no device is visible.
+  explicit TransNormerCuda(const Checkpoint& ck, int device = 0);
+  // The CPU model's random init (TransNormer(cfg, seed)), rounded to bf16.
+  TransNormerCuda(const Config& cfg, uint64_t seed, int device = 0);
+  ~TransNormerCuda();
+  TransNormerCuda(const TransNormerCuda&) = delete;
+  TransNormerCuda& operator=(const TransNormerCuda&) = delete;
+
+  const Config& config() const;
+  size_t weight_bytes() const;  // bf16 weights on the device (tied embedding once)
+
+  // ids (B, N) host → logits (B, N, V) host fp32, every sequence from position 0, no state.
+  void forward(const int32_t* ids, int64_t batch, int64_t seqlen, float* logits);
+  // Starts `state` for prompts of any lengths >= 1, packed (cu_seqlens) in chunks of at most
+  // `chunk` tokens per prompt; last_logits (B, V) host for each prompt's last token.
+  void prefill(const std::vector<std::vector<int32_t>>& prompts, CudaGenState& state,
+               float* last_logits, int64_t chunk = 4096);
+  // Continues every sequence by n tokens: ids (B, n) host → logits (B, n, V) host.
+  void extend(const int32_t* ids, int64_t n, CudaGenState& state, float* logits);
+  // One token per sequence: ids (B) → logits (B, V) host (a CUDA graph replay).
+  void decode(const int32_t* ids, float* logits, CudaGenState& state);
+  // Greedy decode with the argmax on the GPU: ids (B) → next (B); only B ids cross the bus.
+  void decode_greedy(const int32_t* ids, int32_t* next, CudaGenState& state);
+
+  // Decode through CUDA graphs (default on); off runs the same launches directly.
+  void set_graphs(bool on);
+  // Decode batches up to this many rows use the fused GEMV instead of cuBLAS (0..4, default 4).
+  void set_gemv_rows(int64_t rows);
+  // Device memory this process has in use (cudaMemGetInfo), and the most seen so far by this
+  // model's calls.
+  size_t device_bytes_in_use() const;
+  size_t peak_device_bytes() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tnl::model
