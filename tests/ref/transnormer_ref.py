@@ -38,8 +38,12 @@ def lightning_naive(q, k, v, slopes):
     return torch.stack(out, 1)
 
 
-def forward(cfg, w, ids):
-    """cfg: config dict; w: name -> float64 tensor; ids: (B, N) long. Returns logits (B, N, V)."""
+def forward(cfg, w, ids, fp64_theta_grad=False, fp64_angle=False, fp32_slopes=False):
+    """cfg: config dict; w: name -> float64 tensor; ids: (B, N) long. Returns logits (B, N, V).
+    For gradient references: fp64_theta_grad keeps the LRPE angle's fp32 value (as released) but
+    lets autograd see the float64 product θ·p, so that dθ is computed in float64; fp64_angle
+    computes the angle itself in float64 (a smooth function of θ, for finite differences);
+    fp32_slopes rounds the decay slopes to fp32 (as the C++ operator takes them)."""
     d, hid, heads = cfg["decoder_embed_dim"], cfg["hidden_dim"], cfg["decoder_attention_heads"]
     layers, dh = cfg["decoder_layers"], cfg["hidden_dim"] // cfg["decoder_attention_heads"]
     scale = 1.0 if cfg.get("no_scale_embedding", False) else math.sqrt(d)
@@ -56,9 +60,17 @@ def forward(cfg, w, ids):
         if cfg["linear_use_lrpe_list"][l]:
             theta = w[p + "token_mixer.lrpe.theta"].float()  # (H, 1, dh)
             angle = (theta * pos[None, :, None]).double()    # fp32 product, as released
+            if fp64_angle:
+                angle = w[p + "token_mixer.lrpe.theta"] * pos.double()[None, :, None]
+            elif fp64_theta_grad:
+                exact = w[p + "token_mixer.lrpe.theta"] * pos.double()[None, :, None]
+                angle = exact + (angle - exact).detach()
             q = torch.cat([q * torch.cos(angle), q * torch.sin(angle)], -1)
             k = torch.cat([k * torch.cos(angle), k * torch.sin(angle)], -1)
-        o = lightning_naive(q, k, v, layer_slopes(heads, l, layers))
+        slopes = layer_slopes(heads, l, layers)
+        if fp32_slopes:
+            slopes = torch.tensor(slopes, dtype=torch.float32).tolist()
+        o = lightning_naive(q, k, v, slopes)
         o = srms(o.transpose(1, 2).reshape(b, n, hid))
         h = h + (u * o) @ w[p + "token_mixer.out_proj.weight"].T
         x = srms(h)
