@@ -18,6 +18,8 @@ int tokenizer_train(int argc, char** argv);
 int bench_generate(int argc, char** argv);
 int data_prepare(int argc, char** argv);
 int data_brown_text(int argc, char** argv);
+int train_cmd(int argc, char** argv);
+int bench_train(int argc, char** argv);
 }
 
 namespace {
@@ -36,6 +38,16 @@ const char* kUsage =
     "  bench generate  random weights in a released shape: prefill and decode tokens/s by prompt\n"
     "               length, state size, memory: --shape 385m|1b|7b|small|tiny --prompt-lens 1k,4k\n"
     "                      --decode-tokens N --batch B  --device cpu|cuda (cuda: --batches 1,16,64)\n"
+    "  bench train  training tokens/s, MFU and peak memory at a fixed number of tokens per step\n"
+    "               for several sequence lengths: --shape small|385m|... --seqlens 1k,4k,16k\n"
+    "                      --tokens-per-step 16k --steps 3 --vocab V --recompute\n"
+    "  train        train a TransNormerLLM on token shards: --data DIR --tokenizer FILE --out DIR\n"
+    "               [--config FILE.json] [--shape small | --layers --d-model --heads --glu-dim]\n"
+    "                      --seq-len 256 --batch 8 --accum 1 --steps N | --time-budget 10m\n"
+    "                      --lr 1e-3 --min-lr --warmup 100 --schedule cosine|inv-sqrt|constant\n"
+    "                      --weight-decay 0.1 --beta1 --beta2 --eps --clip 1.0 --seed S\n"
+    "                      --log-every 10 --eval-every 200 --eval-batches 32 --save-every 500\n"
+    "                      --recompute --init-from DIR --resume (Ctrl-C saves, then exits)\n"
     "  generate     continue a prompt with a TransNormerLLM model directory, streaming tokens\n"
     "               flags: --model DIR  --prompt TEXT | --prompts-file FILE (one per line, batched)\n"
     "                      --max-tokens N  --temperature T  --top-k K  --top-p P\n"
@@ -108,6 +120,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "device") return device_info();
+    if (cmd == "train") return tnl::cli::train_cmd(argc - 2, argv + 2);
     if (cmd == "generate") return tnl::cli::generate(argc - 2, argv + 2);
     if (cmd == "eval") return tnl::cli::eval(argc - 2, argv + 2);
     if (cmd == "info") return tnl::cli::info(argc - 2, argv + 2);
@@ -127,7 +140,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench") {
       if (argc >= 3 && !std::strcmp(argv[2], "attn")) return tnl::cli::bench_attn(argc - 3, argv + 3);
       if (argc >= 3 && !std::strcmp(argv[2], "generate")) return tnl::cli::bench_generate(argc - 3, argv + 3);
-      std::fprintf(stderr, "tnl bench: expected a benchmark name: attn or generate\n");
+      if (argc >= 3 && !std::strcmp(argv[2], "train")) return tnl::cli::bench_train(argc - 3, argv + 3);
+      std::fprintf(stderr, "tnl bench: expected a benchmark name: attn, generate or train\n");
       return 2;
     }
     std::fprintf(stderr, "tnl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
