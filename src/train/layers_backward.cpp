@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "tnl/error.h"
@@ -188,6 +189,33 @@ void embed_backward(const T* dh, const int32_t* ids, int64_t rows, int64_t d, T 
   }
 }
 
+float exp_f32(float x) {
+  // e^x = 2^n · e^r, n = round(x·log2 e), r = x − n·ln 2 in [−ln2/2, ln2/2] (ln 2 split in two
+  // for an exact product), e^r by the Cephes expf polynomial; ~1 ulp. No calls, no branches:
+  // the compiler vectorizes loops of it.
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float t = x * 1.44269504088896341f;
+  const int n = (int)(t + (t < 0.0f ? -0.5f : 0.5f));
+  const float fn = (float)n;
+  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const int32_t bits = (n + 127) << 23;  // 2^n, n in [−126, 127]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return er * scale;
+}
+
+namespace {
+inline float exp_t(float x) { return exp_f32(x); }
+inline double exp_t(double x) { return std::exp(x); }
+}  // namespace
+
 template <class T>
 double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targets, T grad_scale,
                      int64_t* count) {
@@ -201,15 +229,23 @@ double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targ
       if (grad_scale != T(0)) std::fill(l, l + vocab, T(0));
       continue;
     }
+    const T at_target = l[tgt];
     T mx = l[0];
+#pragma omp simd reduction(max : mx)
     for (int64_t c = 1; c < vocab; ++c) mx = std::max(mx, l[c]);
     double sum = 0;
-    for (int64_t c = 0; c < vocab; ++c) sum += (double)std::exp(l[c] - mx);
-    total += std::log(sum) + (double)mx - (double)l[tgt];
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < vocab; ++c) {
+      const T e = exp_t(l[c] - mx);  // one exp per logit, kept for the gradient
+      l[c] = e;
+      sum += (double)e;
+    }
+    total += std::log(sum) + (double)mx - (double)at_target;
     ++n;
     if (grad_scale != T(0)) {
       const T norm = (T)((double)grad_scale / sum);
-      for (int64_t c = 0; c < vocab; ++c) l[c] = std::exp(l[c] - mx) * norm;
+#pragma omp simd
+      for (int64_t c = 0; c < vocab; ++c) l[c] *= norm;
       l[tgt] -= grad_scale;
     }
   }

@@ -70,9 +70,12 @@ void embed_backward(const T* dh, const int32_t* ids, int64_t rows, int64_t d, T 
 // Softmax cross-entropy over each row of logits (rows, V), in place: returns Σ over rows with
 // target >= 0 of (logsumexp − logit[target]) in double and counts those rows into *count.
 // When grad_scale != 0, the logits become the gradient grad_scale·(softmax − onehot) (0 on rows
-// with target −1); otherwise they are left as they are.
+// with target −1); otherwise they are overwritten with scratch values. Exponentials: exp_f32 on
+// float, std::exp on double; sums in double.
 template <class T>
 double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targets, T grad_scale,
                      int64_t* count);
+// e^x in fp32 for x <= 88 (clamped below at e^−87), within ~2 ulp; written to vectorize.
+float exp_f32(float x);
 
 }  // namespace tnl::train::ops

@@ -89,11 +89,27 @@ struct Scratch {
   std::vector<T> dqe, dke;      // (R, H, 2·dh)
 };
 
+// Every buffer of one call. Kept between calls on the calling thread (fp32): no allocation and
+// no page faults per training step. Every element is written before it is read in each call.
+template <class T>
+struct Workspace {
+  std::vector<T> h, xf, rf, dxf, logits, dh;  // (R, d), (R, d), (R), (R, d), (rows of a chunk, V), (R, d)
+  std::vector<Acts<T>> acts;                  // per layer, or one reused (recompute, no gradient)
+  std::vector<std::vector<T>> inputs;         // per layer input (R, d), recompute only
+  Scratch<T> s;
+};
+
+Workspace<float>& thread_workspace() {
+  static thread_local Workspace<float> ws;
+  return ws;
+}
+
 template <class T>
 class Runner {
  public:
-  Runner(const model::Config& cfg, const ModelPtrs<const T>& w, int64_t batch, int64_t seqlen, int threads)
-      : c_(cfg), w_(w), B_(batch), N_(seqlen), R_(batch * seqlen), threads_(threads) {
+  Runner(const model::Config& cfg, const ModelPtrs<const T>& w, int64_t batch, int64_t seqlen, int threads,
+         Workspace<T>& ws)
+      : c_(cfg), w_(w), B_(batch), N_(seqlen), R_(batch * seqlen), threads_(threads), ws_(ws) {
     positions_.resize(R_);
     for (int64_t r = 0; r < R_; ++r) positions_[r] = r % N_;
   }
@@ -110,20 +126,29 @@ class Runner {
     }
     const bool grad = g != nullptr && valid > 0;
     const T escale = (T)c_.embed_scale();
-    std::vector<T> h(R_ * d);  // (R, d)
+    std::vector<T>& h = ws_.h;  // (R, d)
+    h.resize(R_ * d);
     ops::embed_forward(w_.embed, V, d, ids, R_, escale, h.data());
     const bool keep_all = grad && !recompute;
-    std::vector<Acts<T>> acts(keep_all ? L : 1);
-    std::vector<std::vector<T>> inputs(grad && recompute ? L : 0);  // each (R, d)
+    std::vector<Acts<T>>& acts = ws_.acts;
+    if ((int64_t)acts.size() < (keep_all ? L : 1)) acts.resize(keep_all ? L : 1);
+    std::vector<std::vector<T>>& inputs = ws_.inputs;  // each (R, d)
+    if (grad && recompute && (int64_t)inputs.size() < L) inputs.resize(L);
     for (int64_t l = 0; l < L; ++l) {
       if (grad && recompute) inputs[l] = h;
       layer_forward(l, h.data(), acts[keep_all ? l : 0]);
     }
     // Head and loss, in chunks of rows: logits (rc, V) = SRMS(h)·Eᵀ, then their gradient in place.
-    std::vector<T> xf(R_ * d), rf(R_), dxf(grad ? R_ * d : 0);
+    std::vector<T>& xf = ws_.xf;
+    std::vector<T>& rf = ws_.rf;
+    std::vector<T>& dxf = ws_.dxf;
+    xf.resize(R_ * d);
+    rf.resize(R_);
+    if (grad) dxf.resize(R_ * d);
     ops::srms_forward(h.data(), d, R_, d, xf.data(), d, rf.data());
     const int64_t rc = std::clamp<int64_t>((int64_t{1} << 21) / V, 16, R_);
-    std::vector<T> logits(rc * V);
+    std::vector<T>& logits = ws_.logits;
+    logits.resize(rc * V);
     const T gscale = grad ? (T)(loss_scale / (double)valid) : T(0);
     double total = 0;
     int64_t count = 0;
@@ -136,9 +161,10 @@ class Runner {
     }
     if (!grad) return {total, count};
     // Backward through the layers, last first; dh (R, d) is the gradient of h.
-    std::vector<T> dh(R_ * d);
+    std::vector<T>& dh = ws_.dh;
+    dh.resize(R_ * d);
     ops::srms_backward(dxf.data(), d, xf.data(), d, rf.data(), R_, d, dh.data(), d, false);
-    Scratch<T> s;
+    Scratch<T>& s = ws_.s;
     for (int64_t l = L - 1; l >= 0; --l) {
       if (recompute) layer_forward(l, inputs[l].data(), acts[0]);
       layer_backward(l, acts[keep_all ? l : 0], dh.data(), s, g->layers[l]);
@@ -152,6 +178,7 @@ class Runner {
   const ModelPtrs<const T>& w_;
   int64_t B_, N_, R_;
   int threads_;
+  Workspace<T>& ws_;
   std::vector<int64_t> positions_;  // (R): r % seqlen
 
   static void attention_forward_t(AttnForwardParams& p) {
@@ -311,7 +338,7 @@ double loss_and_grad(const ParamSet& p, const int32_t* ids, const int32_t* targe
   ThreadScope threads(opt.num_threads);
   const ModelPtrs<const float> w = model_ptrs<const float>(p, p.data());
   const ModelPtrs<float> g = model_ptrs<float>(p, grads);
-  Runner<float> run(p.config(), w, batch, seqlen, opt.num_threads);
+  Runner<float> run(p.config(), w, batch, seqlen, opt.num_threads, thread_workspace());
   const auto [total, count] = run.run(ids, targets, &g, opt.loss_scale, opt.recompute);
   return count > 0 ? total / (double)count : 0.0;
 }
@@ -321,9 +348,11 @@ std::pair<double, int64_t> loss_sum(const ParamSet& p, const int32_t* ids, const
   check_shape("tnl::train::loss_sum", batch, seqlen);
   ThreadScope threads(num_threads);
   const ModelPtrs<const float> w = model_ptrs<const float>(p, p.data());
-  Runner<float> run(p.config(), w, batch, seqlen, num_threads);
+  Runner<float> run(p.config(), w, batch, seqlen, num_threads, thread_workspace());
   return run.run(ids, targets, nullptr, 0.0, false);
 }
+
+void release_workspace() { thread_workspace() = Workspace<float>{}; }
 
 double loss_and_grad_f64(const ParamSet& layout, const double* params, const int32_t* ids,
                          const int32_t* targets, int64_t batch, int64_t seqlen, double* grads,
@@ -332,7 +361,8 @@ double loss_and_grad_f64(const ParamSet& layout, const double* params, const int
   ThreadScope threads(opt.num_threads);
   const ModelPtrs<const double> w = model_ptrs<const double>(layout, params);
   const ModelPtrs<double> g = grads ? model_ptrs<double>(layout, grads) : ModelPtrs<double>{};
-  Runner<double> run(layout.config(), w, batch, seqlen, opt.num_threads);
+  Workspace<double> ws;
+  Runner<double> run(layout.config(), w, batch, seqlen, opt.num_threads, ws);
   const auto [total, count] = run.run(ids, targets, grads ? &g : nullptr, opt.loss_scale, opt.recompute);
   return count > 0 ? total / (double)count : 0.0;
 }

@@ -26,6 +26,11 @@ struct GradOptions {
 double loss_and_grad(const ParamSet& p, const int32_t* ids, const int32_t* targets, int64_t batch,
                      int64_t seqlen, float* grads, const GradOptions& opt = {});
 
+// Both keep their buffers on the calling thread between calls; release_workspace() frees them.
+// Activations: 4·L·batch·seqlen·(2·d_model + 8·hidden + 3·glu) bytes without recompute (≈ 230 MB
+// for "small" at 8 × 256), one layer's worth plus the layer inputs with recompute.
+void release_workspace();
+
 // The same loss without a gradient (validation): {sum of nats, count of non-ignored targets}.
 std::pair<double, int64_t> loss_sum(const ParamSet& p, const int32_t* ids, const int32_t* targets,
                                     int64_t batch, int64_t seqlen, int num_threads = 0);

@@ -221,6 +221,35 @@ TEST_F(OpsFd, Fp32InstantiationMatchesFp64) {
   for (int64_t i = 0; i < rows * hd; ++i) EXPECT_NEAR(gf[i], g[i], 1e-5 * (1 + std::fabs(g[i])));
 }
 
+TEST(Ops, ExpF32WithinThreeUlp) {
+  double worst = 0;
+  for (int i = 0; i <= 400000; ++i) {
+    const float x = -87.0f + 175.0f * (float)i / 400000.0f;
+    const double want = std::exp((double)x);
+    worst = std::max(worst, std::fabs(exp_f32(x) - want) / want);
+  }
+  EXPECT_LE(worst, 3 * 5.97e-8) << "max relative error of exp_f32 on [-87, 88]";
+  EXPECT_EQ(exp_f32(0.0f), 1.0f);
+  EXPECT_GT(exp_f32(-1000.0f), 0.0f);  // clamped, never 0 or denormal
+  EXPECT_TRUE(std::isfinite(exp_f32(1000.0f)));
+}
+
+TEST(Ops, CrossEntropyFp32MatchesFp64) {
+  std::mt19937_64 rng(testing::test_seed());
+  const int64_t rows = 5, vocab = 3000;
+  const std::vector<int32_t> targets = {7, -1, 2999, 0, 1500};
+  Vec l = random_vec(rng, rows * vocab, 4.0);
+  l[3 * vocab + 17] = 60.0;
+  std::vector<float> lf(l.begin(), l.end());
+  for (size_t i = 0; i < l.size(); ++i) l[i] = lf[i];
+  int64_t n64 = 0, n32 = 0;
+  const double s64 = cross_entropy(l.data(), rows, vocab, targets.data(), 0.25, &n64);
+  const double s32 = cross_entropy(lf.data(), rows, vocab, targets.data(), 0.25f, &n32);
+  EXPECT_EQ(n32, 4);
+  EXPECT_NEAR(s32, s64, 1e-6 * s64);
+  for (size_t i = 0; i < l.size(); ++i) ASSERT_NEAR(lf[i], l[i], 1e-7 + 1e-6 * std::fabs(l[i])) << i;
+}
+
 TEST_F(OpsFd, AttentionReferenceBackwardF64) {
   // The fp64 model gradient runs lightning attention through the reference operator: check its
   // backward (q, k, v with strides into a fused buffer, as the model passes them) by FD.
