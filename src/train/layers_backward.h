@@ -4,9 +4,34 @@
 // either write (`accumulate` false) or add into (true) their outputs, as each says.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 namespace tnl::train::ops {
+
+// e^x in fp32 (x clamped to [−87, 88]), within ~2 ulp; inline and branch-free so that loops
+// over it vectorize.
+inline float exp_f32(float x) {
+  // e^x = 2^n · e^r, n = round(x·log2 e), r = x − n·ln 2 in [−ln2/2, ln2/2] (ln 2 in two parts),
+  // e^r by the Cephes expf polynomial.
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float shifter = 12582912.0f;  // 1.5·2^23: (t + shifter) − shifter rounds t to an integer
+  const float fn = (x * 1.44269504088896341f + shifter) - shifter;
+  const int n = (int)fn;
+  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const int32_t bits = (n + 127) << 23;  // 2^n, n in [−126, 127]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return er * scale;
+}
 
 // C (m, n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when trans_X.
 // OpenBLAS sgemm / dgemm.
@@ -75,7 +100,5 @@ void embed_backward(const T* dh, const int32_t* ids, int64_t rows, int64_t d, T 
 template <class T>
 double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targets, T grad_scale,
                      int64_t* count);
-// e^x in fp32 for x <= 88 (clamped below at e^−87), within ~2 ulp; written to vectorize.
-float exp_f32(float x);
 
 }  // namespace tnl::train::ops
