@@ -201,8 +201,9 @@ int bench_generate_cuda(const Args& a) {
   }
 
   std::printf("\ndecode by batch (prompts of %lld tokens, %lld steps):\n\n", (long long)batch_prompt, (long long)steps);
-  std::printf("| batch | decode tok/s (greedy on GPU) | ms/step | %% of floor | decode tok/s (logits to host) | state MiB |\n");
-  std::printf("|---|---|---|---|---|---|\n");
+  std::printf("| batch | decode tok/s (greedy on GPU) | ms/step | %% of floor | decode tok/s (logits to host) "
+              "| greedy without CUDA graph | state MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
   for (int64_t B : batches) {
     const auto prompts = bench_prompts(B, batch_prompt, V);
     logits.assign(B * V, 0.f);
@@ -214,8 +215,11 @@ int bench_generate_cuda(const Args& a) {
       tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
     const double greedy = time_decode(net, st, tok, steps, true);
     const double host = time_decode(net, st, tok, steps, false);
-    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.1f |\n", (long long)B, greedy, 1e3 * (double)B / greedy,
-                100.0 * greedy / floor_tok_s(B), host, mib((double)st.bytes()));
+    net.set_graphs(false);
+    const double direct = time_decode(net, st, tok, steps, true);
+    net.set_graphs(true);
+    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.0f | %.1f |\n", (long long)B, greedy, 1e3 * (double)B / greedy,
+                100.0 * greedy / floor_tok_s(B), host, direct, mib((double)st.bytes()));
     std::fflush(stdout);
   }
   std::printf("\npeak GPU memory in use: %.0f MiB (bf16 weights %.0f MiB)\n", mib((double)net.peak_device_bytes()),

@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "backends/cuda/cuda_check.h"
 #include "model/cuda/layers_cuda.h"
@@ -87,7 +88,7 @@ __global__ void qkv_prep_kernel(const float* qkvu, int64_t H, int64_t dh, const 
   const int64_t r = blockIdx.x, hid = H * dh;
   const float* row = qkvu + r * 4 * hid;  // (4·hid) = [q | k | v | u]
   const float p = theta ? (float)pos[r] : 0.f;
-  for (int64_t c = threadIdx.x; c < hid; c += kThreads) {
+  for (int64_t c = blockIdx.y * (int64_t)kThreads + threadIdx.x; c < hid; c += (int64_t)gridDim.y * kThreads) {
     const float qv = silu(row[c]), kv = silu(row[hid + c]);
     v[r * hid + c] = __float2bfloat16_rn(row[2 * hid + c]);
     if (theta) {
@@ -160,9 +161,24 @@ __global__ void advance_kernel(int64_t* pos, int64_t B) {
 
 // ---- GEMV ----
 constexpr int kGemvWarps = kThreads / 32;
-constexpr int kGemvGroup = 4;                 // 16-byte loads per lane in flight per step
+constexpr int kGemvGroup = 8;                 // 16-byte loads per lane in flight per step
 constexpr int kGemvStep = kGemvGroup * 256;   // elements of a row per warp step
 constexpr size_t kGemvMaxSmem = 96 * 1024;
+constexpr int kGemvBlocksPerSm = 2;           // 16 warps per SM, 4-8 KB of loads in flight each
+
+// Programmatic dependent launch (sm_90): a GEMV launched with the attribute starts while the
+// kernel before it finishes, issues its first weight loads (weights never depend on earlier
+// kernels), then waits for that kernel's completion before it reads its input or writes.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 
 __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
@@ -179,7 +195,8 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
 
 // One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
 // once per block in shared memory as bf16; the weight loads of the warp's first step are issued
-// before that, and each step's loads before the previous step's arithmetic.
+// before that (and before waiting on the previous kernel), and each step's loads before the
+// previous step's arithmetic.
 template <int M>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K, const bf16* W,
                                                         int N, float* y, int64_t ldy, bool accumulate) {
@@ -198,6 +215,8 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
     }
   };
   if (n < N) load(n, 0);
+  pdl_launch_dependents();  // the next GEMV may start loading its weights
+  pdl_wait();               // the previous kernel's outputs (our input, y) are complete
 
   if (in.mode != GemvInput::glu) {
     for (int m = 0; m < M; ++m) {
@@ -256,22 +275,33 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
 template <int M>
 void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float* y, int64_t ldy,
                  bool accumulate, cudaStream_t st) {
-  static int slots = 0;  // blocks that fit on the whole GPU
+  static int sms = 0;        // multiprocessors
+  static bool pdl = false;   // sm_90 or later, and not turned off by TNL_NO_PDL=1
   const size_t smem = sizeof(bf16) * M * (size_t)K;
-  if (slots == 0) {
+  if (sms == 0) {
     TNL_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)kGemvMaxSmem));
-    int dev = 0, sms = 0, per_sm = 0;
+    int dev = 0, major = 0;
     TNL_CUDA_CHECK(cudaGetDevice(&dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     TNL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<M>, kThreads,
-                                                                 sizeof(bf16) * M * 2048));
-    slots = sms * std::max(1, per_sm);
+    const char* off = std::getenv("TNL_NO_PDL");
+    pdl = major >= 9 && !(off && off[0] == '1');
   }
+  // A fixed grid of kGemvBlocksPerSm blocks per multiprocessor: rows per warp stay balanced
+  // (one round more at most) and each block forms its input rows once.
   const int64_t want = (N + kGemvWarps - 1) / kGemvWarps;
-  const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(want, slots));
-  gemv_kernel<M><<<grid, kThreads, smem, st>>>(in, (int)K, W, (int)N, y, ldy, accumulate);
-  TNL_CUDA_CHECK_LAUNCH();
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)std::max<int64_t>(1, std::min<int64_t>(want, (int64_t)sms * kGemvBlocksPerSm)));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<M>, in, (int)K, W, (int)N, y, ldy, accumulate));
 }
 
 }  // namespace
@@ -305,7 +335,8 @@ void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, 
 void qkv_prep(const float* qkvu, int64_t T, int64_t H, int64_t dh, const float* theta,
               const int64_t* pos, bf16* q, bf16* k, bf16* v, cudaStream_t st) {
   if (T == 0) return;
-  qkv_prep_kernel<<<(unsigned)T, kThreads, 0, st>>>(qkvu, H, dh, theta, pos, q, k, v);
+  const dim3 grid((unsigned)T, (unsigned)std::min<int64_t>((H * dh + kThreads - 1) / kThreads, 64));
+  qkv_prep_kernel<<<grid, kThreads, 0, st>>>(qkvu, H, dh, theta, pos, q, k, v);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
