@@ -201,9 +201,9 @@ void embed_backward(const T* dh, const int32_t* ids, int64_t rows, int64_t d, T 
 template <class T>
 double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targets, T grad_scale,
                      int64_t* count) {
-  double total = 0;
-  int64_t n = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total, n)
+  // Per-row losses summed in row order afterwards: the total does not depend on the threads.
+  std::vector<double> row_loss(rows, 0.0);
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     T* l = logits + r * vocab;
     const int32_t tgt = targets[r];
@@ -222,8 +222,7 @@ double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targ
       l[c] = e;
       sum += (double)e;
     }
-    total += std::log(sum) + (double)mx - (double)at_target;
-    ++n;
+    row_loss[r] = std::log(sum) + (double)mx - (double)at_target;
     if (grad_scale != T(0)) {
       const T norm = (T)((double)grad_scale / sum);
 #pragma omp simd
@@ -231,7 +230,11 @@ double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targ
       l[tgt] -= grad_scale;
     }
   }
-  *count += n;
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    total += row_loss[r];
+    *count += targets[r] >= 0;
+  }
   return total;
 }
 

@@ -146,7 +146,7 @@ class Runner {
     rf.resize(R_);
     if (grad) dxf.resize(R_ * d);
     ops::srms_forward(h.data(), d, R_, d, xf.data(), d, rf.data());
-    const int64_t rc = std::clamp<int64_t>((int64_t{1} << 21) / V, 16, R_);
+    const int64_t rc = std::min(R_, std::max<int64_t>(16, (int64_t{1} << 23) / V));  // ≤ 32 MB of logits
     std::vector<T>& logits = ws_.logits;
     logits.resize(rc * V);
     const T gscale = grad ? (T)(loss_scale / (double)valid) : T(0);

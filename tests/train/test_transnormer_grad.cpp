@@ -175,14 +175,30 @@ class ModelGradFp32 : public ::testing::Test {
 };
 
 TEST_F(ModelGradFp32, RecomputeGivesBitwiseTheSameGradient) {
-  // Recompute runs the same code on the same inputs in the same order: bitwise equal.
+  // Recompute runs the same code on the same inputs in the same order: bitwise equal. And a
+  // second call gives bitwise the same loss and gradient (resumed runs repeat their loss curve).
   GradOptions o;
-  double l0 = 0, l1 = 0;
+  double l0 = 0, l1 = 0, l2 = 0;
   const std::vector<float> g0 = grad(o, &l0);
   o.recompute = true;
   const std::vector<float> g1 = grad(o, &l1);
   EXPECT_EQ(l0, l1);
   for (int64_t i = 0; i < p.size(); ++i) ASSERT_EQ(g0[i], g1[i]) << "element " << i;
+  o.recompute = false;
+  const std::vector<float> g2 = grad(o, &l2);
+  EXPECT_EQ(l0, l2);
+  for (int64_t i = 0; i < p.size(); ++i) ASSERT_EQ(g0[i], g2[i]) << "element " << i;
+  // One thread: the same gradient up to fp32 rounding (other GEMM blockings, other partial sums).
+  o.num_threads = 1;
+  double l3 = 0;
+  const std::vector<float> g3 = grad(o, &l3);
+  EXPECT_NEAR(l3, l0, 1e-6 * l0);
+  double max_g = 0, max_d = 0;
+  for (int64_t i = 0; i < p.size(); ++i) {
+    max_g = std::max(max_g, (double)std::fabs(g0[i]));
+    max_d = std::max(max_d, (double)std::fabs(g0[i] - g3[i]));
+  }
+  EXPECT_LE(max_d, 1e-5 * max_g);
   double norm = 0;
   for (float x : g0) norm += (double)x * x;
   EXPECT_GT(norm, 0.0);
