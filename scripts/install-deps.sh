@@ -3,7 +3,7 @@
 # when everything is there). The CUDA toolkit is optional: when nvcc is on PATH (or in
 # /usr/local/cuda/bin) the CUDA backend is built too.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ libopenblas-dev libgtest-dev libsentencepiece-dev)
+pkgs=(cmake ninja-build g++ libopenblas-dev libopenblas-openmp-dev libgtest-dev libsentencepiece-dev)
 # The Python package (tnl): binding, offline pip install into a venv, tests on the CPU.
 pkgs+=(python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel
        python3-numpy python3-pytest python3-torch)
