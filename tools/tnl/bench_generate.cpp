@@ -222,6 +222,18 @@ int bench_generate_cuda(const Args& a) {
                 100.0 * greedy / floor_tok_s(B), host, direct, mib((double)st.bytes()));
     std::fflush(stdout);
   }
+  {  // the same decode with cuBLAS in place of the fused GEMV, for comparison
+    const auto prompts = bench_prompts(1, batch_prompt, V);
+    logits.assign(V, 0.f);
+    model::CudaGenState st;
+    net.set_gemv_rows(0);
+    net.prefill(prompts, st, logits.data(), chunk);
+    const std::vector<int32_t> tok = {(int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin())};
+    const double blas = time_decode(net, st, tok, steps, true);
+    net.set_gemv_rows(4);
+    std::printf("\nbatch 1 decode with cuBLAS GEMMs in place of the fused GEMV: %.0f tokens/s (%.0f%% of floor)\n", blas,
+                100.0 * blas / floor_tok_s(1));
+  }
   std::printf("\npeak GPU memory in use: %.0f MiB (bf16 weights %.0f MiB)\n", mib((double)net.peak_device_bytes()),
               mib(weight_bytes));
   return 0;

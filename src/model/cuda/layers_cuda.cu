@@ -193,6 +193,28 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   return s;
 }
 
+// The qkv_prep epilogue for output n of row m (see GemvArgs): same arithmetic as qkv_prep_kernel.
+__device__ __forceinline__ void store_qkvu(const GemvArgs& in, int m, int n, float s, float* y_row) {
+  const int hid = in.heads * in.dh, sec = n / hid, c = n - sec * hid;
+  if (sec == 3) {
+    y_row[n] = s;  // u, read by the gate
+  } else if (sec == 2) {
+    in.v[(int64_t)m * hid + c] = __float2bfloat16_rn(s);
+  } else {
+    const float x = silu(s);
+    bf16* dst = sec == 0 ? in.q : in.k;
+    if (in.theta) {
+      const int h = c / in.dh, cc = c - h * in.dh;
+      const float angle = in.theta[c] * (float)in.pos[m];
+      bf16* head = dst + ((int64_t)m * in.heads + h) * 2 * in.dh;  // (2·dh)
+      head[cc] = __float2bfloat16_rn(x * cosf(angle));
+      head[in.dh + cc] = __float2bfloat16_rn(x * sinf(angle));
+    } else {
+      dst[(int64_t)m * hid + c] = __float2bfloat16_rn(x);
+    }
+  }
+}
+
 // One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
 // once per block in shared memory as bf16; the weight loads of the warp's first step are issued
 // before that (and before waiting on the previous kernel), and each step's loads before the
@@ -265,8 +287,12 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
       float s = acc[m];
       for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
       if (lane == 0) {
-        float* dst = y + m * ldy + n;
-        *dst = accumulate ? *dst + s : s;
+        if (in.q) {
+          store_qkvu(in, m, n, s, y + m * ldy);
+        } else {
+          float* dst = y + m * ldy + n;
+          *dst = accumulate ? *dst + s : s;
+        }
       }
     }
   }

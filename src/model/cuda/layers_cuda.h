@@ -56,6 +56,15 @@ struct GemvArgs {
   const bf16* o = nullptr;
   const float* u = nullptr;
   int64_t ldu = 0;
+  // Optional epilogue of the token mixer's input projection (N = 4·hid, y = qkvu): what
+  // qkv_prep does, on each output as it is computed: q, k -> SiLU (-> LRPE when theta) -> bf16
+  // (M, H, D); v -> bf16 (M, H, dh); only u is written to y. Off when q is null.
+  bf16* q = nullptr;
+  bf16* k = nullptr;
+  bf16* v = nullptr;
+  const float* theta = nullptr;  // [H, dh] or null
+  const int64_t* pos = nullptr;  // (M)
+  int heads = 0, dh = 0;
 };
 constexpr int kGemvMaxRows = 4;
 // True when the GEMV handles this shape (M <= kGemvMaxRows, K % 8 == 0, the input fits in

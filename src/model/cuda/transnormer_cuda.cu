@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -206,6 +207,7 @@ struct TransNormerCuda::Impl {
   DevMem ws_logits, ws_rows, ws_cu, next_state;
   bool graphs = true;
   int64_t gemv_rows = cuda::kGemvMaxRows;
+  bool prep_in_gemv = true;  // decode: qkv_prep as the input GEMV's epilogue (TNL_GEMV_PREP=0: off)
   size_t peak = 0;
 
   explicit Impl(const Config& c, int dev) : cfg(c), device(dev) {
@@ -214,6 +216,8 @@ struct TransNormerCuda::Impl {
     TNL_ARG_CHECK(n > 0, "tnl::model::TransNormerCuda", "device", "cuda requested, but no CUDA device is visible");
     TNL_ARG_CHECK(dev >= 0 && dev < n, "tnl::model::TransNormerCuda", "device", "expected 0..", n - 1, ", got ", dev);
     TNL_CUDA_CHECK(cudaSetDevice(dev));
+    const char* prep = std::getenv("TNL_GEMV_PREP");
+    prep_in_gemv = !(prep && prep[0] == '0');
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     TNL_CUBLAS_CHECK(cublasCreate(&blas));
     TNL_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -317,18 +321,28 @@ struct TransNormerCuda::Impl {
       const Layer& L = layers[l];
       float* state = states ? (*states)[l].as<float>() : nullptr;
       // Token mixer.
+      const float* theta = cfg.use_lrpe[l] ? L.theta.as<float>() : nullptr;
       if (fused) {
         cuda::GemvArgs in;
         in.mode = cuda::GemvInput::rms;
         in.a = s.h;
         in.lda = d;
+        if (prep_in_gemv) {
+          in.q = s.q;
+          in.k = s.k;
+          in.v = s.v;
+          in.theta = theta;
+          in.pos = s.pos;
+          in.heads = (int)H;
+          in.dh = (int)dh;
+        }
         cuda::gemv(in, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, 4 * hid, false, stream);
+        if (!prep_in_gemv) cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
       } else {
         cuda::srms_to_bf16(s.h, d, nullptr, T, d, s.x, stream);
         gemm(s.x, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, false);
+        cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
       }
-      cuda::qkv_prep(s.qkvu, T, H, dh, cfg.use_lrpe[l] ? L.theta.as<float>() : nullptr, s.pos, s.q, s.k,
-                     s.v, stream);
       attention(l, s, pk, state, step);
       if (fused) {
         cuda::GemvArgs in;

@@ -2,7 +2,10 @@
 // of the CPU model (model/transnormer.h) with the same entry points:
 //   weights in bf16 on the device (converted from the checkpoint's fp32/fp16/bf16, or the CPU
 //   model's random init rounded to bf16); GEMMs through cuBLAS (bf16 in, fp32 accumulate) or,
-//   for decode batches of at most 4 rows, a fused GEMV; the residual stream h in fp32;
+//   for decode batches of at most 4 rows, a GEMV that forms its input (SRMS, gate, GLU product)
+//   and, for the input projection, does SiLU/LRPE on its outputs, launched with programmatic
+//   dependent launch on sm_90 (TNL_NO_PDL=1 / TNL_GEMV_PREP=0 turn those two off); the residual
+//   stream h in fp32;
 //   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states).
 // Generation keeps one fp32 state per layer, (B, H, D, E), on the device; the decode step is
 // captured once per state in a CUDA graph and replayed. Plain C++ header (no CUDA types):
