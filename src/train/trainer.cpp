@@ -351,8 +351,11 @@ TrainResult Trainer::run(const std::atomic<bool>* stop, const std::function<void
       res.interrupted = true;
       break;
     }
-    if (cfg_.time_budget_s > 0 && now_s() - t_start >= cfg_.time_budget_s) {
-      message("time budget of " + num(cfg_.time_budget_s) + " s reached");
+    // A fitted run ends with its schedule; the budget stays a hard stop, with room for the
+    // evaluations and saves the timing did not see.
+    const double budget = fit_steps ? 1.25 * cfg_.time_budget_s : cfg_.time_budget_s;
+    if (budget > 0 && now_s() - t_start >= budget) {
+      message("time budget of " + num(budget) + " s reached");
       break;
     }
     std::fill(grads_.begin(), grads_.end(), 0.0f);
@@ -372,11 +375,17 @@ TrainResult Trainer::run(const std::atomic<bool>* stop, const std::function<void
     tokens_ += B * N * cfg_.accum;
     if (fit_steps && step_ == kTimingSteps) {  // steps = 0 with a time budget: fit the schedule to it
       const double per_step = (now_s() - t_start) / (double)kTimingSteps;
-      cfg_.steps = std::max<int64_t>({kTimingSteps + 1, cfg_.schedule.warmup_steps + 1,
-                                      (int64_t)(cfg_.time_budget_s / per_step)});
+      cfg_.steps = std::max<int64_t>(kTimingSteps + 1, (int64_t)(cfg_.time_budget_s / per_step));
+      std::string note;
+      if (cfg_.schedule.warmup_steps >= cfg_.steps / 2) {  // keep warmup a small part of the run
+        cfg_.schedule.warmup_steps = std::max<int64_t>(1, cfg_.steps / 10);
+        note = ", warmup shortened to " + std::to_string(cfg_.schedule.warmup_steps);
+      }
       cfg_.schedule.total_steps = cfg_.steps;
-      message("fitting the run to the time budget: " + std::to_string(cfg_.steps) + " steps of " +
-              num(std::round(per_step * 1000) / 1000) + " s");
+      char s[128];
+      std::snprintf(s, sizeof s, "fitting the run to the time budget: %lld steps of %.3f s%s",
+                    (long long)cfg_.steps, per_step, note.c_str());
+      message(s);
     }
     tokens_window += B * N * cfg_.accum;
     loss_window += loss;
