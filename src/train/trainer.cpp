@@ -74,28 +74,28 @@ std::string checkpoint_name(int64_t step) {
 }  // namespace
 
 void validate(const TrainConfig& c) {
-  require_arg(!c.data_dir.empty(), "data_dir: expected the directory of `tnl data prepare`");
-  require_arg(!c.out_dir.empty(), "out_dir: expected an output directory");
-  require_arg(!c.tokenizer_path.empty(), "tokenizer_path: expected a tokenizer.model");
-  require_arg(c.seq_len >= 1, "seq_len: expected >= 1, got " + std::to_string(c.seq_len));
-  require_arg(c.batch >= 1, "batch: expected >= 1, got " + std::to_string(c.batch));
-  require_arg(c.accum >= 1, "accum: expected >= 1, got " + std::to_string(c.accum));
+  require_arg(!c.data_dir.empty(), "data_dir (--data): expected the directory of `tnl data prepare`");
+  require_arg(!c.out_dir.empty(), "out_dir (--out): expected an output directory");
+  require_arg(!c.tokenizer_path.empty(), "tokenizer_path (--tokenizer): expected a tokenizer.model");
+  require_arg(c.seq_len >= 1, "seq_len (--seq-len): expected >= 1, got " + std::to_string(c.seq_len));
+  require_arg(c.batch >= 1, "batch (--batch): expected >= 1, got " + std::to_string(c.batch));
+  require_arg(c.accum >= 1, "accum (--accum): expected >= 1, got " + std::to_string(c.accum));
   require_arg(c.steps >= 1 || (c.steps == 0 && c.time_budget_s > 0),
-                "steps: expected >= 1, or 0 with a time budget (fit to it), got " + std::to_string(c.steps));
-  require_arg(c.log_every >= 1, "log_every: expected >= 1");
-  require_arg(c.eval_every >= 0, "eval_every: expected >= 0 (0 = never)");
-  require_arg(c.save_every >= 0, "save_every: expected >= 0 (0 = only at the end)");
-  require_arg(c.eval_batches >= 1, "eval_batches: expected >= 1");
-  require_arg(c.keep_checkpoints >= 1, "keep_checkpoints: expected >= 1");
+                "steps (--steps): expected >= 1, or 0 with a time budget (fit to it), got " + std::to_string(c.steps));
+  require_arg(c.log_every >= 1, "log_every (--log-every): expected >= 1");
+  require_arg(c.eval_every >= 0, "eval_every (--eval-every): expected >= 0 (0 = never)");
+  require_arg(c.save_every >= 0, "save_every (--save-every): expected >= 0 (0 = only at the end)");
+  require_arg(c.eval_batches >= 1, "eval_batches (--eval-batches): expected >= 1");
+  require_arg(c.keep_checkpoints >= 1, "keep_checkpoints (--keep): expected >= 1");
   require_arg(c.schedule.lr_max > 0 && std::isfinite(c.schedule.lr_max),
-                "lr: expected a positive learning rate, got " + num(c.schedule.lr_max));
+                "lr (--lr): expected a positive learning rate, got " + num(c.schedule.lr_max));
   require_arg(c.schedule.lr_min >= 0 && c.schedule.lr_min <= c.schedule.lr_max,
-                "min_lr: expected 0 <= min_lr <= lr");
-  require_arg(c.schedule.warmup_steps >= 0, "warmup: expected >= 0 steps");
-  require_arg(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, "beta1: expected in [0, 1)");
-  require_arg(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, "beta2: expected in [0, 1)");
-  require_arg(c.adamw.eps > 0, "eps: expected > 0");
-  require_arg(c.adamw.weight_decay >= 0, "weight_decay: expected >= 0");
+                "min_lr (--min-lr): expected 0 <= min_lr <= lr");
+  require_arg(c.schedule.warmup_steps >= 0, "warmup (--warmup): expected >= 0 steps");
+  require_arg(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, "beta1 (--beta1): expected in [0, 1)");
+  require_arg(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, "beta2 (--beta2): expected in [0, 1)");
+  require_arg(c.adamw.eps > 0, "eps (--eps): expected > 0");
+  require_arg(c.adamw.weight_decay >= 0, "weight_decay (--weight-decay): expected >= 0");
   if (c.steps > 0) {
     LrSchedule sched = c.schedule;
     sched.total_steps = c.steps;
@@ -172,13 +172,19 @@ TrainConfig train_config_from_json(const std::string& text, const std::string& s
   return c;
 }
 
+namespace {
+const TrainConfig& validated(const TrainConfig& c) {
+  validate(c);
+  return c;
+}
+}  // namespace
+
 Trainer::Trainer(const TrainConfig& cfg, ResumeTag)
-    : cfg_(cfg),
+    : cfg_(validated(cfg)),
       params_(cfg.model),
       grads_(params_.size()),
       opt_(params_.size(), cfg.adamw),
       train_data_(cfg.data_dir, "train", cfg.seq_len, cfg.seed, /*shuffle=*/true) {
-  validate(cfg_);
   cfg_.schedule.total_steps = cfg_.steps;
   require_arg(train_data_.vocab_size() <= cfg_.model.vocab_size,
                 "data_dir: " + cfg_.data_dir + " holds tokens of a vocabulary of " +
@@ -206,20 +212,26 @@ Trainer::Trainer(const TrainConfig& cfg) : Trainer(cfg, ResumeTag{}) {
   fs::create_directories(cfg_.out_dir);
 }
 
-std::unique_ptr<Trainer> Trainer::resume(const std::string& out_dir, const TrainConfig* override_cfg) {
+std::string latest_checkpoint(const std::string& out_dir) {
   const fs::path latest = fs::path(out_dir) / "latest";
   require_arg(fs::exists(latest), "resume: " + out_dir + " holds no checkpoint (no `latest` file)");
   std::string name = read_text(latest.string());
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  const std::string dir = (fs::path(out_dir) / name).string();
-  const std::string state_path = dir + "/trainer_state.json";
-  const json::Value state = json::parse(read_text(state_path), state_path);
-  const json::Value* settings = state.find("settings");
-  require_ok(settings != nullptr, state_path + ": missing field \"settings\"");
+  return (fs::path(out_dir) / name).string();
+}
+
+TrainConfig saved_train_config(const std::string& out_dir) {
+  const std::string dir = latest_checkpoint(out_dir);
   TrainConfig cfg = train_config_from_json(read_text(dir + "/train_settings.json"),
                                            dir + "/train_settings.json");
   cfg.model = model::load_config(dir + "/config.json");
   cfg.out_dir = out_dir;
+  return cfg;
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& out_dir, const TrainConfig* override_cfg) {
+  const std::string dir = latest_checkpoint(out_dir);
+  TrainConfig cfg = saved_train_config(out_dir);
   if (override_cfg != nullptr) {
     const TrainConfig& o = *override_cfg;
     auto same = [&](bool eq, const char* what) {

@@ -103,6 +103,11 @@ class Trainer {
   int64_t last_saved_step_ = -1;
 };
 
+// The newest checkpoint directory of a run (OUT/latest); throws naming out_dir when none.
+std::string latest_checkpoint(const std::string& out_dir);
+// The settings (and model config) of a run's newest checkpoint, with out_dir set.
+TrainConfig saved_train_config(const std::string& out_dir);
+
 // The training settings as JSON (what trainer_state.json holds) and back.
 std::string train_config_to_json(const TrainConfig& c);
 TrainConfig train_config_from_json(const std::string& text, const std::string& source);

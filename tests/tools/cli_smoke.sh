@@ -64,6 +64,29 @@ for d in sys.argv[1:]:
         assert total == meta['tokens'][split] > 0, (d, split, total)
 PY
 
+# train: a tiny model on those shards; Ctrl-C saves a checkpoint and exits cleanly, --resume goes
+# on from it to the end, and the checkpoint is a model directory that generate reads.
+"$tnl" train --data "$work/data" --tokenizer "$work/tok.model" --out "$work/run" --shape tiny \
+  --seq-len 16 --batch 2 --steps 100000 --warmup 2 --log-every 1 --eval-every 0 --no-floor \
+  --threads 1 > "$work/train.txt" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do grep -q "^step" "$work/train.txt" && break; sleep 0.1; done
+kill -INT $pid
+wait $pid || fail "train: Ctrl-C did not exit cleanly: $(tail -3 "$work/train.txt")"
+grep -q "^interrupted: " "$work/train.txt" || fail "train: no interrupted line: $(tail -3 "$work/train.txt")"
+ckpt="$work/run/$(cat "$work/run/latest")"
+for f in config.json model.safetensors tokenizer.model optimizer.safetensors trainer_state.json; do
+  [ -f "$ckpt/$f" ] || fail "train: checkpoint lacks $f"
+done
+done_steps=$(sed -n 's/.*"step": \([0-9]*\).*/\1/p' "$ckpt/trainer_state.json")
+"$tnl" train --out "$work/run" --resume --steps $((done_steps + 3)) --no-floor --threads 1 \
+  > "$work/resume.txt" 2>&1 || fail "train --resume: $(tail -3 "$work/resume.txt")"
+grep -q "^resuming .* at step $done_steps" "$work/resume.txt" || fail "train --resume: $(head -2 "$work/resume.txt")"
+grep -q "^$((done_steps + 3)) steps" "$work/resume.txt" || fail "train --resume: $(tail -4 "$work/resume.txt")"
+"$tnl" generate --model "$work/run/$(cat "$work/run/latest")" --prompt "paragraph" --max-tokens 4 \
+  --greedy >/dev/null 2>&1 || fail "generate from a training checkpoint"
+[ -s "$work/run/loss.png" ] && [ -s "$work/run/loss.csv" ] || fail "train: no loss curve"
+
 expect_usage_error() {  # expect exit 2 and the flag named on stderr
   local flag=$1; shift
   set +e; "$tnl" "$@" >/dev/null 2>"$work/err"; local rc=$?; set -e
@@ -75,6 +98,9 @@ expect_usage_error "temperature" generate --model "$work/model" --prompt hi --te
 expect_usage_error "--bogus" eval --model "$work/model" --text x --bogus 1
 expect_usage_error "--device" generate --model "$work/model" --prompt hi --device tpu
 expect_usage_error "--seqlens" bench attn --seqlens 0
+expect_usage_error "--out" train --data "$work/data" --tokenizer "$work/tok.model"
+expect_usage_error "--seq-len" train --data "$work/data" --tokenizer "$work/tok.model" --out "$work/r2" --seq-len 0 --no-floor
+expect_usage_error "--shape" train --out "$work/run" --resume --shape tiny
 expect_usage_error "--format" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/d2" --format html
 expect_usage_error "--tokenizer" data prepare --input "$work/docs.txt" --output "$work/d2"
 expect_usage_error "--val-fraction" data prepare --input "$work/docs.txt" --tokenizer "$work/tok.model" --output "$work/d2" --val-fraction 1

@@ -111,14 +111,12 @@ std::string human_rate(double v) {
   return b;
 }
 
-train::TrainConfig config_from_args(const Args& a) {
-  train::TrainConfig c;
-  c.data_dir = a.str("data", "");
-  c.tokenizer_path = a.str("tokenizer", "");
-  c.out_dir = a.str("out", "");
+// The settings: flags over `base` (the defaults for a new run, the saved ones when resuming).
+train::TrainConfig config_from_args(const Args& a, train::TrainConfig c, bool resume) {
+  c.data_dir = a.str("data", c.data_dir);
+  c.tokenizer_path = a.str("tokenizer", c.tokenizer_path);
   require_arg(!c.data_dir.empty(), "--data: expected the directory written by `tnl data prepare`");
-  require_arg(!c.out_dir.empty(), "--out: expected an output directory");
-  if (!a.flag("resume")) {
+  if (!resume) {
     require_arg(!c.tokenizer_path.empty(), "--tokenizer: expected the tokenizer.model of the data");
     const model::Tokenizer tok(c.tokenizer_path);
     c.model = model::config_preset(a.str("shape", "small"), tok.vocab_size());
@@ -131,30 +129,34 @@ train::TrainConfig config_from_args(const Args& a) {
     c.model.use_lrpe.assign(c.model.num_layers, 0);
     for (int64_t l = 0; l < std::min(lrpe, c.model.num_layers); ++l) c.model.use_lrpe[l] = 1;
     require_arg(c.model.num_heads >= 1 && c.model.hidden_dim % c.model.num_heads == 0,
-                  "--heads: expected a divisor of the hidden dim " + std::to_string(c.model.hidden_dim));
+                "--heads: expected a divisor of the hidden dim " + std::to_string(c.model.hidden_dim));
+  } else {
+    for (const char* f : {"shape", "layers", "d-model", "hidden-dim", "heads", "glu-dim", "lrpe-layers",
+                          "init-from"})
+      require_arg(!a.has(f), std::string("--") + f + ": the model of a resumed run cannot change");
   }
-  c.seq_len = a.integer("seq-len", 256);
-  c.batch = a.integer("batch", 8);
-  c.accum = a.integer("accum", 1);
-  c.time_budget_s = a.has("time-budget") ? parse_duration(a.str("time-budget", "")) : 0;
-  c.steps = a.integer("steps", c.time_budget_s > 0 ? 0 : 1000);
-  c.schedule.kind = train::parse_schedule_kind(a.str("schedule", "cosine"), "--schedule");
-  c.schedule.lr_max = a.real("lr", 1e-3);
-  c.schedule.lr_min = a.real("min-lr", c.schedule.lr_max / 10);
-  c.schedule.warmup_steps = a.integer("warmup", 100);
-  c.adamw.beta1 = a.real("beta1", 0.9);
-  c.adamw.beta2 = a.real("beta2", 0.95);
-  c.adamw.eps = a.real("eps", 1e-8);
-  c.adamw.weight_decay = a.real("weight-decay", 0.1);
-  c.clip = a.real("clip", 1.0);
-  c.log_every = a.integer("log-every", 10);
-  c.eval_every = a.integer("eval-every", 200);
-  c.eval_batches = a.integer("eval-batches", 32);
-  c.save_every = a.integer("save-every", 500);
-  c.keep_checkpoints = a.integer("keep", 2);
-  c.seed = (uint64_t)a.integer("seed", 1);
-  c.recompute = a.flag("recompute");
-  c.init_from = a.str("init-from", "");
+  c.seq_len = a.integer("seq-len", c.seq_len);
+  c.batch = a.integer("batch", c.batch);
+  c.accum = a.integer("accum", c.accum);
+  if (a.has("time-budget")) c.time_budget_s = parse_duration(a.str("time-budget", ""));
+  c.steps = a.integer("steps", resume ? 0 : c.time_budget_s > 0 ? 0 : c.steps);  // resume: 0 keeps the saved count
+  if (a.has("schedule")) c.schedule.kind = train::parse_schedule_kind(a.str("schedule", ""), "--schedule");
+  c.schedule.lr_max = a.real("lr", c.schedule.lr_max);
+  c.schedule.lr_min = a.real("min-lr", resume ? c.schedule.lr_min : c.schedule.lr_max / 10);
+  c.schedule.warmup_steps = a.integer("warmup", c.schedule.warmup_steps);
+  c.adamw.beta1 = a.real("beta1", c.adamw.beta1);
+  c.adamw.beta2 = a.real("beta2", c.adamw.beta2);
+  c.adamw.eps = a.real("eps", c.adamw.eps);
+  c.adamw.weight_decay = a.real("weight-decay", c.adamw.weight_decay);
+  c.clip = a.real("clip", c.clip);
+  c.log_every = a.integer("log-every", c.log_every);
+  c.eval_every = a.integer("eval-every", c.eval_every);
+  c.eval_batches = a.integer("eval-batches", c.eval_batches);
+  c.save_every = a.integer("save-every", c.save_every);
+  c.keep_checkpoints = a.integer("keep", c.keep_checkpoints);
+  c.seed = (uint64_t)a.integer("seed", (int64_t)c.seed);
+  c.recompute = c.recompute || a.flag("recompute");
+  c.init_from = a.str("init-from", c.init_from);
   return c;
 }
 
@@ -170,13 +172,24 @@ int train_cmd(int argc, char** argv) {
                                      device + "'); the GPU training path is not written yet");
   if (a.has("threads")) omp_set_num_threads((int)a.integer("threads", 0));
 
-  train::TrainConfig cfg = config_from_args(a);
+  const bool resume = a.flag("resume");
+  const std::string out_dir = a.str("out", "");
+  require_arg(!out_dir.empty(), "--out: expected an output directory");
+  train::TrainConfig base;  // a new run's defaults (those not set in TrainConfig itself)
+  if (resume) {
+    base = train::saved_train_config(out_dir);
+  } else {
+    base.out_dir = out_dir;
+    base.schedule.lr_max = 1e-3;
+    base.schedule.warmup_steps = 100;
+  }
+  train::TrainConfig cfg = config_from_args(a, base, resume);
   if (!a.flag("no-floor")) {
     const Floor f = measure_cpu_floor(omp_get_max_threads());
     cfg.peak_gflops = f.gemm_gflops;
   }
   std::unique_ptr<train::Trainer> trainer;
-  if (a.flag("resume")) {
+  if (resume) {
     trainer = train::Trainer::resume(cfg.out_dir, &cfg);
     std::printf("resuming %s at step %lld\n", cfg.out_dir.c_str(), (long long)trainer->step());
   } else {
@@ -192,7 +205,7 @@ int train_cmd(int argc, char** argv) {
               "%d threads%s\n",
               (long long)tokens_per_step, (long long)tc.batch, (long long)tc.seq_len, (long long)tc.accum,
               tc.steps > 0 ? std::to_string(tc.steps).c_str() : "time-fitted", tc.schedule.lr_max,
-              a.str("schedule", "cosine").c_str(), omp_get_max_threads(),
+              train::schedule_kind_name(tc.schedule.kind), omp_get_max_threads(),
               cfg.peak_gflops > 0 ? (", MFU against " + std::to_string((int)cfg.peak_gflops) +
                                      " GFLOP/s (measured SGEMM)").c_str() : "");
   std::fflush(stdout);
@@ -225,8 +238,7 @@ int train_cmd(int argc, char** argv) {
   if (!std::isnan(r.val_loss)) std::printf("; val loss %.4f, perplexity %.2f", r.val_loss, std::exp(r.val_loss));
   std::printf("\ncheckpoint: %s\n", r.checkpoint_dir.c_str());
   std::printf("loss curve: %s/loss.csv, %s/loss.png\n", tc.out_dir.c_str(), tc.out_dir.c_str());
-  if (r.interrupted) std::printf("resume with: tnl train --out %s --data %s --resume\n", tc.out_dir.c_str(),
-                                 tc.data_dir.c_str());
+  if (r.interrupted) std::printf("resume with: tnl train --out %s --resume\n", tc.out_dir.c_str());
   std::printf("generate with: tnl generate --model %s --prompt \"...\"\n", r.checkpoint_dir.c_str());
   return 0;
 }
