@@ -124,7 +124,7 @@ class Runner {
                     " at row ", r, " is neither -1 (ignored) nor a token id 0..", V - 1);
       valid += targets[r] >= 0;
     }
-    const bool grad = g != nullptr && valid > 0;
+    const bool grad = g != nullptr && valid > 0 && loss_scale != 0.0;  // else nothing to add
     const T escale = (T)c_.embed_scale();
     std::vector<T>& h = ws_.h;  // (R, d)
     h.resize(R_ * d);

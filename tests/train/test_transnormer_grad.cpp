@@ -214,6 +214,11 @@ TEST_F(ModelGradFp32, LossScaleScalesAndGradientsAccumulate) {
   o.loss_scale = 0.5;
   const double loss = loss_and_grad(p, b.ids.data(), b.targets.data(), b.B, b.N, acc.data(), o);
   EXPECT_GT(loss, 1.0);
+  // loss_scale 0 adds nothing (and still returns the loss).
+  const std::vector<float> before = acc;
+  o.loss_scale = 0.0;
+  EXPECT_EQ(loss_and_grad(p, b.ids.data(), b.targets.data(), b.B, b.N, acc.data(), o), loss);
+  for (int64_t i = 0; i < p.size(); ++i) ASSERT_EQ(acc[i], before[i]) << i;
   for (const ParamInfo& t : p.infos()) {
     float max_g = 0;
     for (int64_t i = t.offset; i < t.offset + t.numel; ++i) max_g = std::max(max_g, std::fabs(g1[i]));
