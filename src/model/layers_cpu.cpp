@@ -6,6 +6,11 @@
 #include <cmath>
 
 namespace tnl::model::cpu {
+namespace {
+// Below this many elements a loop runs on the calling thread: forking a team costs more than
+// the work (a decode step of a small model is dozens of such loops).
+constexpr int64_t kParallelMin = 1 << 15;
+}  // namespace
 
 void linear(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, float* y, float beta) {
   if (rows == 0) return;
@@ -18,7 +23,7 @@ void linear(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, 
 }
 
 void srms_norm(const float* x, int64_t rows, int64_t cols, int64_t ld_x, float* y, int64_t ld_y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ld_x;
     float* yr = y + r * ld_y;
@@ -30,7 +35,7 @@ void srms_norm(const float* x, int64_t rows, int64_t cols, int64_t ld_x, float* 
 }
 
 void silu_inplace(float* x, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       float& v = x[r * ld + c];
@@ -40,7 +45,7 @@ void silu_inplace(float* x, int64_t rows, int64_t cols, int64_t ld) {
 
 void lrpe(const float* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x, const float* theta,
           const int64_t* positions, float* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * heads * dh >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float p = (float)positions[r];
     for (int64_t h = 0; h < heads; ++h) {
@@ -56,7 +61,7 @@ void lrpe(const float* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x,
 }
 
 void mul_inplace(float* y, int64_t ld_y, const float* a, int64_t ld_a, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) y[r * ld_y + c] *= a[r * ld_a + c];
 }
