@@ -174,7 +174,8 @@ void mul_backward(const T* dy, int64_t ld_dy, const T* a, int64_t ld_a, const T*
 }
 
 template <class T>
-void embed_forward(const T* embed, int64_t vocab, int64_t d, const int32_t* ids, int64_t rows, T scale, T* h) {
+void embed_forward(const T* embed, int64_t vocab, int64_t d, const int32_t* ids, int64_t rows, T scale,
+                   T* h) {
   for (int64_t r = 0; r < rows; ++r)
     TNL_ARG_CHECK(ids[r] >= 0 && ids[r] < vocab, "tnl::train", "ids", "token ", ids[r], " at row ", r,
                   " is outside the vocabulary 0..", vocab - 1);

@@ -1,8 +1,8 @@
 // test_layers_backward.cpp: each op's backward (train/layers_backward.h, the kernels the training
 // gradient runs, instantiated on double) against central finite differences of its forward, in
 // fp64, on small random inputs with strided rows. Loss L = Σ w ⊙ forward(x) for a random w, so the
-// backward is run with dy = w. Bound: |analytic − FD| ≤ 1e-7 · max(1, max|FD|) — central
-// differences with step 1e-5 in fp64 are accurate to ~1e-9 here (h² · f''' plus 1e-16/h rounding).
+// backward is run with dy = w. Bound: |analytic − FD| ≤ 1e-7 · max(1, max|FD|) — fourth-order
+// central differences with step 1e-4 in fp64 are accurate to ~1e-11 here (h⁴·f⁽⁵⁾ + 1e-16/h).
 // Also the fp32 instantiation against the fp64 one (same code, ≤ 1e-5 relative), and the lightning
 // attention operator's fp64 reference backward (the one the fp64 model gradient uses) against FD.
 #include <gtest/gtest.h>
@@ -36,17 +36,19 @@ double dot(const Vec& a, const Vec& b) {
 
 // Checks `analytic` = dL/dx for L(x) = loss() by central differences on every element of x.
 void expect_fd(Vec& x, const std::function<double()>& loss, const Vec& analytic, const char* what) {
-  const double h = 1e-5;
+  const double h = 1e-4;  // fourth-order differences: truncation ~h⁴, rounding ~1e-16/h
   Vec fd(x.size());
   double scale = 1.0;
   for (size_t i = 0; i < x.size(); ++i) {
     const double x0 = x[i];
-    x[i] = x0 + h;
-    const double lp = loss();
-    x[i] = x0 - h;
-    const double lm = loss();
+    double at[4];
+    const double steps[4] = {h, -h, 2 * h, -2 * h};
+    for (int s = 0; s < 4; ++s) {
+      x[i] = x0 + steps[s];
+      at[s] = loss();
+    }
     x[i] = x0;
-    fd[i] = (lp - lm) / (2 * h);
+    fd[i] = (8 * (at[0] - at[1]) - (at[2] - at[3])) / (12 * h);
     scale = std::max(scale, std::fabs(fd[i]));
   }
   double worst = 0;
@@ -124,7 +126,8 @@ TEST_F(OpsFd, LrpeInputAndTheta) {
   const int64_t rows = 5, heads = 3, dh = 4, ld_x = 14;
   const std::vector<int64_t> pos = {0, 1, 2, 7, 33};
   Vec x = random_vec(rng, rows * ld_x), theta(heads * dh), wy = random_vec(rng, rows * heads * 2 * dh);
-  for (int64_t i = 0; i < heads * dh; ++i) theta[i] = std::pow(10000.0, -2.0 * i / 12.0) * (1 + 0.1 * (double)(i % 3));
+  for (int64_t i = 0; i < heads * dh; ++i)
+    theta[i] = std::pow(10000.0, -2.0 * i / 12.0) * (1 + 0.1 * (double)(i % 3));
   auto loss = [&] {
     Vec y(rows * heads * 2 * dh);
     lrpe_forward(x.data(), ld_x, rows, heads, dh, theta.data(), pos.data(), y.data());
@@ -208,8 +211,10 @@ TEST_F(OpsFd, Fp32InstantiationMatchesFp64) {
   for (int64_t i = 0; i < hd; ++i) theta[i] = thf[i];  // same θ in both
   Vec dx(rows * hd), dth(hd, 0.0);
   std::vector<float> dxf(rows * hd), dthf(hd, 0.0f);
-  lrpe_backward(dy.data(), x.data(), hd, rows, heads, dh, theta.data(), pos.data(), dx.data(), hd, dth.data());
-  lrpe_backward(dyf.data(), xf.data(), hd, rows, heads, dh, thf.data(), pos.data(), dxf.data(), hd, dthf.data());
+  lrpe_backward(dy.data(), x.data(), hd, rows, heads, dh, theta.data(), pos.data(), dx.data(), hd,
+                dth.data());
+  lrpe_backward(dyf.data(), xf.data(), hd, rows, heads, dh, thf.data(), pos.data(), dxf.data(), hd,
+                dthf.data());
   for (int64_t i = 0; i < rows * hd; ++i) EXPECT_NEAR(dxf[i], dx[i], 1e-5 * (1 + std::fabs(dx[i])));
   for (int64_t i = 0; i < hd; ++i) EXPECT_NEAR(dthf[i], dth[i], 1e-4 * (1 + std::fabs(dth[i])));
   Vec y(rows * hd), r(rows), g(rows * hd);

@@ -31,7 +31,8 @@ std::string temp_dir(const std::string& tag) {
   return ::testing::TempDir() + "tnl_params_" + tag + "_" + std::to_string(std::random_device{}());
 }
 
-std::vector<float> logits_of(const model::TransNormer& m, const std::vector<int32_t>& ids, int64_t B, int64_t N) {
+std::vector<float> logits_of(const model::TransNormer& m, const std::vector<int32_t>& ids, int64_t B,
+                             int64_t N) {
   std::vector<float> out(B * N * m.config().vocab_size, NAN);
   m.forward(ids.data(), B, N, out.data());
   return out;
@@ -69,7 +70,8 @@ TEST(ParamSet, UnknownNameThrowsNamingIt) {
     p.get("model.layers.1.token_mixer.lrpe.theta");  // layer 1 has no LRPE here
     FAIL() << "expected tnl::ArgumentError";
   } catch (const ArgumentError& e) {
-    EXPECT_NE(std::string(e.what()).find("model.layers.1.token_mixer.lrpe.theta"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("model.layers.1.token_mixer.lrpe.theta"), std::string::npos) << what;
   }
   const ParamSet& cp = p;
   EXPECT_THROW(cp.get("lm_head.weight"), ArgumentError);

@@ -107,8 +107,9 @@ TEST_F(GradRef, LossAndEveryGradientMatchPyTorchAutograd) {
       const double loss = loss_and_grad_f64(p, w.data(), ids.data(), targets.data(), B, N, g.data());
       EXPECT_NEAR(loss, want, 1e-12 * want) << "fp64";
       const Worst r = compare(p, g.data(), dir + "/grads_f64angle.safetensors", 1e-12, 1e-12, "fp64");
-      std::printf("%s fp64: loss %.12f (ref %.12f), worst max|Δ|/max|g_ref| %.1e in %s, worst ‖Δ‖/‖g_ref‖ %.1e "
-                  "(bounds 1e-12)\n", name, loss, want, r.max_rel, r.max_name.c_str(), r.norm_rel);
+      std::printf("%s fp64: loss %.12f (ref %.12f), worst max|Δ|/max|g_ref| %.1e in %s, "
+                  "worst ‖Δ‖/‖g_ref‖ %.1e (bounds 1e-12)\n",
+                  name, loss, want, r.max_rel, r.max_name.c_str(), r.norm_rel);
     }
     // 2. Training (fp32, fast attention, fp32 LRPE angle as released) against the released model in
     //    float64. Bounds per tensor: ‖Δ‖/‖g_ref‖ ≤ 5e-5 and max|Δ| ≤ 1e-4·max|g_ref|. The gap is
