@@ -215,14 +215,12 @@ double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targ
     const T at_target = l[tgt];
     T mx = l[0];
 #pragma omp simd reduction(max : mx)
-    for (int64_t c = 1; c < vocab; ++c) mx = std::max(mx, l[c]);
+    for (int64_t c = 0; c < vocab; ++c) mx = l[c] > mx ? l[c] : mx;
+#pragma omp simd
+    for (int64_t c = 0; c < vocab; ++c) l[c] = exp_t(l[c] - mx);  // one exp per logit, kept
     double sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < vocab; ++c) {
-      const T e = exp_t(l[c] - mx);  // one exp per logit, kept for the gradient
-      l[c] = e;
-      sum += (double)e;
-    }
+    for (int64_t c = 0; c < vocab; ++c) sum += (double)l[c];
     row_loss[r] = std::log(sum) + (double)mx - (double)at_target;
     if (grad_scale != T(0)) {
       const T norm = (T)((double)grad_scale / sum);
