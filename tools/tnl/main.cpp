@@ -83,12 +83,18 @@ int device_info() {
   return 0;
 }
 
-// OpenBLAS 0.3.21 does not know AMD Zen 5 and falls back to its AVX2 (Haswell) kernels, half the
-// speed of its AVX-512 ones on such a CPU (and some environments pin OPENBLAS_CORETYPE=Haswell).
-// The benchmark floor must use the fastest GEMM the machine has, so on an AVX-512 CPU pick the
-// AVX-512 kernels, unless TNL_OPENBLAS_CORETYPE names others. OpenBLAS reads the choice when it
-// loads, so restart once with it set.
-void choose_blas_kernels(char** argv) {
+// Two settings that the libraries read when they load, so the tool restarts itself once with them
+// set (unless the user set them):
+// - OpenBLAS 0.3.21 does not know AMD Zen 5 and falls back to its AVX2 (Haswell) kernels, half
+//   the speed of its AVX-512 ones on such a CPU (and some environments pin
+//   OPENBLAS_CORETYPE=Haswell). On an AVX-512 CPU pick the AVX-512 kernels, unless
+//   TNL_OPENBLAS_CORETYPE names others.
+// - OpenMP threads that spin while they wait hold a core another thread needs whenever the
+//   machine is busy (a shared machine, or a second process): a small model's decode step, dozens
+//   of short parallel loops, ran 3-20x slower that way. OMP_WAIT_POLICY=passive makes waiting
+//   threads sleep; on an idle machine it measured within the run-to-run noise of active waiting.
+void choose_runtime_settings(char** argv) {
+  bool restart = false;
   const char* chosen = std::getenv("TNL_OPENBLAS_CORETYPE");
   const char* current = std::getenv("OPENBLAS_CORETYPE");
   std::string want;
@@ -96,18 +102,23 @@ void choose_blas_kernels(char** argv) {
     want = chosen;
   } else {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return;
-    want = "SkylakeX";
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) want = "SkylakeX";
   }
-  if (current != nullptr && want == current) return;
-  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
-  execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
+  if (!want.empty() && (current == nullptr || want != current)) {
+    setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
+    restart = true;
+  }
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    restart = true;
+  }
+  if (restart) execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  choose_blas_kernels(argv);
+  choose_runtime_settings(argv);
   if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
