@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # gpu-check.sh: every GPU check in one run (fits one 10-minute device call): configure and build
 # with CUDA, the gpu tests, compute-sanitizer memcheck and racecheck on a small case, the GPU
-# model's tests, then the benchmarks: the model (tnl bench generate --device cuda, 1b shape) and
-# attention (tnl bench attn --device cuda), whose tables are printed last.
+# model's tests, GPU training's tests, then the benchmarks: training (tnl bench train --device
+# cuda, 385m shape), the model (tnl bench generate --device cuda, 1b shape) and attention (tnl
+# bench attn --device cuda), whose tables are printed last.
 #
 # Usage: scripts/gpu-check.sh [build-dir]      (default build-gpu)
 #   OUT=<dir>   where logs go (default <build-dir>/out)
 #   QUICK=1     skip the slow tests and the 1M-token benchmark; fewer model prompt lengths
 #   MODEL=0     skip the GPU model's tests and benchmark
+#   TRAIN=0     skip GPU training's tests and benchmark
+#   ATTN=0      skip the attention op's tests, sanitizers and benchmark
 #   TESTS=0     benchmark only (no tests, no sanitizers)
 #   PYTHON=0    skip the Python package's gpu tests and its SDPA comparison (run when python3
 #               has torch and pybind11)
@@ -53,8 +56,11 @@ if ! configure >"$OUT/configure.log" 2>&1; then
 fi
 TEST_BIN=$BUILD/tests/backends_cuda_test_attention_cuda
 MODEL_TEST=$BUILD/tests/model_test_transnormer_cuda
-targets=(tnl backends_cuda_test_attention_cuda)
+TRAIN_TEST=$BUILD/tests/train_test_train_cuda
+targets=(tnl)
+[ "${ATTN:-1}" = 1 ] && targets+=(backends_cuda_test_attention_cuda)
 [ "${MODEL:-1}" = 1 ] && targets+=(model_test_transnormer_cuda)
+[ "${TRAIN:-1}" = 1 ] && targets+=(train_test_train_cuda)
 [ $tools = 1 ] && targets+=(tnl_cli)
 SECONDS=0
 if ! ninja -C "$BUILD" -j"$JOBS" "${targets[@]}" >"$OUT/build.log" 2>&1; then
@@ -67,6 +73,7 @@ grep -E "spill stores|Used [0-9]+ registers" "$OUT/build.log" | sort | uniq -c |
 
 # ---- tests ----
 if [ "${TESTS:-1}" = 1 ]; then
+if [ "${ATTN:-1}" = 1 ]; then
 filter='*'
 [ "${QUICK:-0}" = 1 ] && filter='-*LongSequence1e6*'
 SECONDS=0
@@ -89,6 +96,7 @@ for tool in memcheck racecheck; do
     grep -m20 -E "=========|FAILED" "$OUT/$tool.log"
   fi
 done
+fi
 
 # ---- the GPU model against the CPU model (fixtures need a python3 with torch) ----
 if [ "${MODEL:-1}" = 1 ]; then
@@ -104,6 +112,17 @@ if [ "${MODEL:-1}" = 1 ]; then
   fi
   grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) | rel " "$OUT/model-tests.log" | head -60
   echo "gpu-check: model tests took ${SECONDS}s"
+fi
+
+# ---- GPU training against the CPU trainer ----
+if [ "${TRAIN:-1}" = 1 ]; then
+  SECONDS=0
+  if ! "$TRAIN_TEST" >"$OUT/train-tests.log" 2>&1; then
+    fail=1
+    grep -E "Failure|error|Expected|Which is|\[  FAILED" "$OUT/train-tests.log" | head -40
+  fi
+  grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) |AdamW GPU|loss " "$OUT/train-tests.log" | head -40
+  echo "gpu-check: train tests took ${SECONDS}s"
 fi
 
 fi
@@ -128,6 +147,16 @@ fi
 # ---- benchmark (tables last) ----
 if [ $tools = 1 ]; then
   TNL=$BUILD/tools/tnl
+  if [ "${TRAIN:-1}" = 1 ]; then
+    lens=1024,4096,16384,65536
+    [ "${QUICK:-0}" = 1 ] && lens=1024,65536
+    SECONDS=0
+    "$TNL" bench train --device cuda --shape 385m --tokens-per-step 65536 --seqlens $lens --steps 2 \
+      >"$OUT/bench-train.log" 2>&1 || { fail=1; tail -20 "$OUT/bench-train.log"; }
+    echo "gpu-check: bench train took ${SECONDS}s"
+    grep -v "^measuring" "$OUT/bench-train.log"
+    echo
+  fi
   if [ "${MODEL:-1}" = 1 ]; then
     lens=1024,4096,16384,65536,262144
     [ "${QUICK:-0}" = 1 ] && lens=1024,16384,262144
@@ -138,7 +167,7 @@ if [ $tools = 1 ]; then
     grep -vE "^  (prompt|batch) |^measuring|^building" "$OUT/bench-generate.log"
     echo
   fi
-  {
+  [ "${ATTN:-1}" = 1 ] && {
     "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768
     if [ "${QUICK:-0}" = 1 ]; then
       "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --no-decode

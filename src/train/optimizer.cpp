@@ -96,6 +96,16 @@ void AdamW::step(float* params, const float* grads, double lr, const std::vector
   }
 }
 
+void AdamW::set_state(int64_t steps, std::vector<float> m, std::vector<float> v) {
+  const char* fn = "tnl::train::AdamW::set_state";
+  TNL_ARG_CHECK(steps >= 0, fn, "steps", "expected >= 0, got ", steps);
+  TNL_ARG_CHECK((int64_t)m.size() == num_params() && (int64_t)v.size() == num_params(), fn, "m",
+                "expected ", num_params(), " values in m and v, got ", m.size(), " and ", v.size());
+  step_ = steps;
+  m_.swap(m);
+  v_.swap(v);
+}
+
 void AdamW::save(const std::string& path) const {
   const int64_t n = num_params();
   std::vector<io::TensorToWrite> t(2);

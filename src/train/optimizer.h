@@ -38,6 +38,9 @@ class AdamW {
   const AdamWConfig& config() const { return cfg_; }
   const std::vector<float>& exp_avg() const { return m_; }     // (num_params)
   const std::vector<float>& exp_avg_sq() const { return v_; }  // (num_params)
+  // Replaces the moments and the step count (e.g. with the GPU trainer's); m and v must hold
+  // num_params() values each (tnl::ArgumentError otherwise).
+  void set_state(int64_t steps, std::vector<float> m, std::vector<float> v);
 
   // The state (m, v, step count, config) as a safetensors file ("exp_avg", "exp_avg_sq", F32,
   // the rest in the metadata), written atomically. load() replaces all of it, config included,
