@@ -22,6 +22,14 @@ class ArgumentError : public Error {
   explicit ArgumentError(const std::string& what) : Error(what) {}
 };
 
+// For messages the caller builds, naming the argument, setting or file itself.
+inline void require_argument(bool ok, const std::string& message) {
+  if (!ok) throw ArgumentError(message);
+}
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw Error(message);
+}
+
 namespace detail {
 template <class... Ts>
 std::string cat(const Ts&... parts) {

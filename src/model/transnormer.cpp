@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/init.h"
 #include "model/layers_cpu.h"
 #include "tnl/attention.h"
 #include "tnl/dtype.h"
@@ -79,21 +80,9 @@ TransNormer::TransNormer(const Config& cfg,
 
 TransNormer::TransNormer(const Config& cfg, uint64_t seed) : cfg_(cfg) {
   uint64_t stream = 0;
-  auto normal = [&](int64_t n) {  // N(0, init_std²), counter-based so threads can fill it
+  auto normal = [&](int64_t n) {  // N(0, init_std²), one stream per tensor (init.h)
     std::vector<float> w(n);
-    const uint64_t key = seed * 0x9e3779b97f4a7c15ull + (++stream);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      auto mix = [](uint64_t x) {
-        x += 0x9e3779b97f4a7c15ull;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-        return x ^ (x >> 31);
-      };
-      const double u1 = ((double)(mix(key ^ mix(2 * i)) >> 11) + 0.5) * 0x1.0p-53;
-      const double u2 = (double)(mix(key ^ mix(2 * i + 1)) >> 11) * 0x1.0p-53;
-      w[i] = (float)(cfg_.init_std * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-    }
+    fill_normal(w.data(), n, seed, ++stream, cfg_.init_std);
     return w;
   };
   const int64_t d = cfg_.d_model, hid = cfg_.hidden_dim, g = cfg_.glu_dim, H = cfg_.num_heads;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 
+#include "model/init.h"
 #include "model/io/atomic_file.h"
 #include "model/io/safetensors.h"
 #include "tnl/dtype.h"
@@ -26,24 +27,6 @@ void make_dirs(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw Error(detail::cat(dir, ": not a directory"));
-}
-
-// The N(0, std²) stream of model::TransNormer(cfg, seed) (transnormer.cpp): counter-based, one
-// key per tensor (stream = 1, 2, ... in the order the model fills them).
-void fill_normal(float* w, int64_t n, uint64_t seed, uint64_t stream, double stddev) {
-  const uint64_t key = seed * 0x9e3779b97f4a7c15ull + stream;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    auto mix = [](uint64_t x) {
-      x += 0x9e3779b97f4a7c15ull;
-      x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-      x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-      return x ^ (x >> 31);
-    };
-    const double u1 = ((double)(mix(key ^ mix(2 * i)) >> 11) + 0.5) * 0x1.0p-53;
-    const double u2 = (double)(mix(key ^ mix(2 * i + 1)) >> 11) * 0x1.0p-53;
-    w[i] = (float)(stddev * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-  }
 }
 
 }  // namespace
@@ -90,7 +73,7 @@ void ParamSet::init_random(uint64_t seed) {
   uint64_t stream = 0;
   auto normal = [&](const std::string& name) {
     const ParamInfo& p = info(name);
-    fill_normal(data_.data() + p.offset, p.numel, seed, ++stream, cfg_.init_std);
+    model::fill_normal(data_.data() + p.offset, p.numel, seed, ++stream, cfg_.init_std);
   };
   normal("model.embed_tokens.weight");
   if (cfg_.pad_id >= 0 && cfg_.pad_id < cfg_.vocab_size)

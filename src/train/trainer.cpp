@@ -21,22 +21,13 @@ namespace tnl::train {
 namespace fs = std::filesystem;
 namespace {
 
-// A bad setting: tnl::ArgumentError with the message (which names the setting).
-void require_arg(bool ok, const std::string& message) {
-  if (!ok) throw ArgumentError(message);
-}
-// A bad file or a failed run: tnl::Error with the message (which names the file).
-[[maybe_unused]] void require_ok(bool ok, const std::string& message) {
-  if (!ok) throw Error(message);
-}
-
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  require_ok(f.good(), "cannot read " + path);
+  require(f.good(), "cannot read " + path);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -74,34 +65,34 @@ std::string checkpoint_name(int64_t step) {
 }  // namespace
 
 void validate(const TrainConfig& c) {
-  require_arg(!c.data_dir.empty(), "data_dir (--data): expected the directory of `tnl data prepare`");
-  require_arg(!c.out_dir.empty(), "out_dir (--out): expected an output directory");
-  require_arg(!c.tokenizer_path.empty(), "tokenizer_path (--tokenizer): expected a tokenizer.model");
-  require_arg(c.seq_len >= 1, "seq_len (--seq-len): expected >= 1, got " + std::to_string(c.seq_len));
-  require_arg(c.batch >= 1, "batch (--batch): expected >= 1, got " + std::to_string(c.batch));
-  require_arg(c.accum >= 1, "accum (--accum): expected >= 1, got " + std::to_string(c.accum));
-  require_arg(c.steps >= 1 || (c.steps == 0 && c.time_budget_s > 0),
+  require_argument(!c.data_dir.empty(), "data_dir (--data): expected the directory of `tnl data prepare`");
+  require_argument(!c.out_dir.empty(), "out_dir (--out): expected an output directory");
+  require_argument(!c.tokenizer_path.empty(), "tokenizer_path (--tokenizer): expected a tokenizer.model");
+  require_argument(c.seq_len >= 1, "seq_len (--seq-len): expected >= 1, got " + std::to_string(c.seq_len));
+  require_argument(c.batch >= 1, "batch (--batch): expected >= 1, got " + std::to_string(c.batch));
+  require_argument(c.accum >= 1, "accum (--accum): expected >= 1, got " + std::to_string(c.accum));
+  require_argument(c.steps >= 1 || (c.steps == 0 && c.time_budget_s > 0),
                 "steps (--steps): expected >= 1, or 0 with a time budget (fit to it), got " + std::to_string(c.steps));
-  require_arg(c.log_every >= 1, "log_every (--log-every): expected >= 1");
-  require_arg(c.eval_every >= 0, "eval_every (--eval-every): expected >= 0 (0 = never)");
-  require_arg(c.save_every >= 0, "save_every (--save-every): expected >= 0 (0 = only at the end)");
-  require_arg(c.eval_batches >= 1, "eval_batches (--eval-batches): expected >= 1");
-  require_arg(c.keep_checkpoints >= 1, "keep_checkpoints (--keep): expected >= 1");
-  require_arg(c.schedule.lr_max > 0 && std::isfinite(c.schedule.lr_max),
+  require_argument(c.log_every >= 1, "log_every (--log-every): expected >= 1");
+  require_argument(c.eval_every >= 0, "eval_every (--eval-every): expected >= 0 (0 = never)");
+  require_argument(c.save_every >= 0, "save_every (--save-every): expected >= 0 (0 = only at the end)");
+  require_argument(c.eval_batches >= 1, "eval_batches (--eval-batches): expected >= 1");
+  require_argument(c.keep_checkpoints >= 1, "keep_checkpoints (--keep): expected >= 1");
+  require_argument(c.schedule.lr_max > 0 && std::isfinite(c.schedule.lr_max),
                 "lr (--lr): expected a positive learning rate, got " + num(c.schedule.lr_max));
-  require_arg(c.schedule.lr_min >= 0 && c.schedule.lr_min <= c.schedule.lr_max,
+  require_argument(c.schedule.lr_min >= 0 && c.schedule.lr_min <= c.schedule.lr_max,
                 "min_lr (--min-lr): expected 0 <= min_lr <= lr");
-  require_arg(c.schedule.warmup_steps >= 0, "warmup (--warmup): expected >= 0 steps");
-  require_arg(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, "beta1 (--beta1): expected in [0, 1)");
-  require_arg(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, "beta2 (--beta2): expected in [0, 1)");
-  require_arg(c.adamw.eps > 0, "eps (--eps): expected > 0");
-  require_arg(c.adamw.weight_decay >= 0, "weight_decay (--weight-decay): expected >= 0");
+  require_argument(c.schedule.warmup_steps >= 0, "warmup (--warmup): expected >= 0 steps");
+  require_argument(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, "beta1 (--beta1): expected in [0, 1)");
+  require_argument(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, "beta2 (--beta2): expected in [0, 1)");
+  require_argument(c.adamw.eps > 0, "eps (--eps): expected > 0");
+  require_argument(c.adamw.weight_decay >= 0, "weight_decay (--weight-decay): expected >= 0");
   if (c.steps > 0) {
     LrSchedule sched = c.schedule;
     sched.total_steps = c.steps;
     sched.validate();
   }
-  require_arg(c.model.num_layers >= 1 && c.model.d_model >= 1 && c.model.num_heads >= 1,
+  require_argument(c.model.num_layers >= 1 && c.model.d_model >= 1 && c.model.num_heads >= 1,
                 "model: expected at least one layer, head and feature");
 }
 
@@ -141,7 +132,7 @@ TrainConfig train_config_from_json(const std::string& text, const std::string& s
   const json::Value v = json::parse(text, source);
   auto get = [&](const char* k) -> const json::Value& {
     const json::Value* f = v.find(k);
-    require_ok(f != nullptr, source + ": missing field \"" + k + "\"");
+    require(f != nullptr, source + ": missing field \"" + k + "\"");
     return *f;
   };
   TrainConfig c;
@@ -186,22 +177,22 @@ Trainer::Trainer(const TrainConfig& cfg, ResumeTag)
       opt_(params_.size(), cfg.adamw),
       train_data_(cfg.data_dir, "train", cfg.seq_len, cfg.seed, /*shuffle=*/true) {
   cfg_.schedule.total_steps = cfg_.steps;
-  require_arg(train_data_.vocab_size() <= cfg_.model.vocab_size,
+  require_argument(train_data_.vocab_size() <= cfg_.model.vocab_size,
                 "data_dir: " + cfg_.data_dir + " holds tokens of a vocabulary of " +
                     std::to_string(train_data_.vocab_size()) + ", larger than the model's " +
                     std::to_string(cfg_.model.vocab_size));
-  require_arg(train_data_.num_windows() >= 1,
+  require_argument(train_data_.num_windows() >= 1,
                 "data_dir: " + cfg_.data_dir + " holds fewer than seq_len + 1 = " +
                     std::to_string(cfg_.seq_len + 1) + " training tokens");
 }
 
 Trainer::Trainer(const TrainConfig& cfg) : Trainer(cfg, ResumeTag{}) {
-  require_arg(!fs::exists(fs::path(cfg_.out_dir) / "latest"),
+  require_argument(!fs::exists(fs::path(cfg_.out_dir) / "latest"),
                 "out_dir: " + cfg_.out_dir + " already holds a training run (resume it, or choose "
                 "another directory)");
   if (!cfg_.init_from.empty()) {
     const model::Checkpoint ck(cfg_.init_from);
-    require_arg(ck.config().vocab_size == cfg_.model.vocab_size &&
+    require_argument(ck.config().vocab_size == cfg_.model.vocab_size &&
                       ck.config().d_model == cfg_.model.d_model &&
                       ck.config().num_layers == cfg_.model.num_layers,
                   "init_from: " + cfg_.init_from + " has another shape than the model asked for");
@@ -214,7 +205,7 @@ Trainer::Trainer(const TrainConfig& cfg) : Trainer(cfg, ResumeTag{}) {
 
 std::string latest_checkpoint(const std::string& out_dir) {
   const fs::path latest = fs::path(out_dir) / "latest";
-  require_arg(fs::exists(latest), "resume: " + out_dir + " holds no checkpoint (no `latest` file)");
+  require_argument(fs::exists(latest), "resume: " + out_dir + " holds no checkpoint (no `latest` file)");
   std::string name = read_text(latest.string());
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   return (fs::path(out_dir) / name).string();
@@ -235,7 +226,7 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& out_dir, const Train
   if (override_cfg != nullptr) {
     const TrainConfig& o = *override_cfg;
     auto same = [&](bool eq, const char* what) {
-      require_arg(eq, std::string(what) + ": differs from the run being resumed (" + dir +
+      require_argument(eq, std::string(what) + ": differs from the run being resumed (" + dir +
                             "); only steps, time budget and the log/eval/save intervals may change");
     };
     same(o.seq_len == cfg.seq_len, "seq_len");
@@ -317,14 +308,14 @@ std::string Trainer::save_checkpoint() {
 
 void Trainer::load_checkpoint(const std::string& dir) {
   params_ = ParamSet::from_checkpoint(model::Checkpoint(dir));
-  require_ok(params_.size() == (int64_t)grads_.size(),
+  require(params_.size() == (int64_t)grads_.size(),
             dir + ": the checkpoint's parameters do not match its config.json");
   opt_.load(dir + "/optimizer.safetensors");
   const std::string state_path = dir + "/trainer_state.json";
   const json::Value st = json::parse(read_text(state_path), state_path);
   auto field = [&](const char* k) {
     const json::Value* f = st.find(k);
-    require_ok(f != nullptr, state_path + ": missing field \"" + k + "\"");
+    require(f != nullptr, state_path + ": missing field \"" + k + "\"");
     return f->as_int(k);
   };
   step_ = field("step");
@@ -377,7 +368,7 @@ TrainResult Trainer::run(const std::atomic<bool>* stop, const std::function<void
       loss += loss_and_grad(params_, ids.data(), targets.data(), B, N, grads_.data(), gopt) /
               (double)cfg_.accum;
     }
-    require_ok(std::isfinite(loss), "training diverged: the loss at step " + std::to_string(step_ + 1) +
+    require(std::isfinite(loss), "training diverged: the loss at step " + std::to_string(step_ + 1) +
                                        " is " + num(loss) + " (lower the learning rate?)");
     const double norm = cfg_.clip > 0 ? clip_grad_norm(grads_.data(), (int64_t)grads_.size(), cfg_.clip)
                                       : global_grad_norm(grads_.data(), (int64_t)grads_.size());

@@ -21,15 +21,6 @@
 namespace tnl::cli {
 namespace {
 
-// A bad setting: tnl::ArgumentError with the message (which names the setting).
-void require_arg(bool ok, const std::string& message) {
-  if (!ok) throw ArgumentError(message);
-}
-// A bad file or a failed run: tnl::Error with the message (which names the file).
-[[maybe_unused]] void require_ok(bool ok, const std::string& message) {
-  if (!ok) throw Error(message);
-}
-
 std::atomic<bool> g_stop{false};
 
 void on_sigint(int) {
@@ -55,7 +46,7 @@ std::vector<std::string> with_config_file(int argc, char** argv) {
   }
   if (!path.empty()) {
     std::ifstream f(path);
-    require_arg(f.good(), "--config: cannot read " + path);
+    require_argument(f.good(), "--config: cannot read " + path);
     std::stringstream ss;
     ss << f.rdbuf();
     const json::Value v = json::parse(ss.str(), path);
@@ -80,7 +71,7 @@ std::vector<std::string> with_config_file(int argc, char** argv) {
 }
 
 double parse_duration(const std::string& s) {  // "600", "600s", "10m", "1.5h" â†’ seconds
-  require_arg(!s.empty(), "--time-budget: expected a duration like 600s, 10m or 1h");
+  require_argument(!s.empty(), "--time-budget: expected a duration like 600s, 10m or 1h");
   char unit = s.back();
   std::string n = s;
   double mult = 1;
@@ -90,7 +81,7 @@ double parse_duration(const std::string& s) {  // "600", "600s", "10m", "1.5h" â
   }
   char* end = nullptr;
   const double v = std::strtod(n.c_str(), &end);
-  require_arg(end != n.c_str() && *end == '\0' && v >= 0,
+  require_argument(end != n.c_str() && *end == '\0' && v >= 0,
                 "--time-budget: expected a duration like 600s, 10m or 1h, got '" + s + "'");
   return v * mult;
 }
@@ -115,9 +106,9 @@ std::string human_rate(double v) {
 train::TrainConfig config_from_args(const Args& a, train::TrainConfig c, bool resume) {
   c.data_dir = a.str("data", c.data_dir);
   c.tokenizer_path = a.str("tokenizer", c.tokenizer_path);
-  require_arg(!c.data_dir.empty(), "--data: expected the directory written by `tnl data prepare`");
+  require_argument(!c.data_dir.empty(), "--data: expected the directory written by `tnl data prepare`");
   if (!resume) {
-    require_arg(!c.tokenizer_path.empty(), "--tokenizer: expected the tokenizer.model of the data");
+    require_argument(!c.tokenizer_path.empty(), "--tokenizer: expected the tokenizer.model of the data");
     const model::Tokenizer tok(c.tokenizer_path);
     c.model = model::config_preset(a.str("shape", "small"), tok.vocab_size());
     c.model.num_layers = a.integer("layers", c.model.num_layers);
@@ -128,12 +119,12 @@ train::TrainConfig config_from_args(const Args& a, train::TrainConfig c, bool re
     const int64_t lrpe = a.integer("lrpe-layers", 1);  // the releases: LRPE in layer 0 only
     c.model.use_lrpe.assign(c.model.num_layers, 0);
     for (int64_t l = 0; l < std::min(lrpe, c.model.num_layers); ++l) c.model.use_lrpe[l] = 1;
-    require_arg(c.model.num_heads >= 1 && c.model.hidden_dim % c.model.num_heads == 0,
+    require_argument(c.model.num_heads >= 1 && c.model.hidden_dim % c.model.num_heads == 0,
                 "--heads: expected a divisor of the hidden dim " + std::to_string(c.model.hidden_dim));
   } else {
     for (const char* f : {"shape", "layers", "d-model", "hidden-dim", "heads", "glu-dim", "lrpe-layers",
                           "init-from"})
-      require_arg(!a.has(f), std::string("--") + f + ": the model of a resumed run cannot change");
+      require_argument(!a.has(f), std::string("--") + f + ": the model of a resumed run cannot change");
   }
   c.seq_len = a.integer("seq-len", c.seq_len);
   c.batch = a.integer("batch", c.batch);
@@ -168,13 +159,13 @@ int train_cmd(int argc, char** argv) {
   for (const std::string& w : words) ptrs.push_back(const_cast<char*>(w.c_str()));
   const Args a((int)ptrs.size(), ptrs.data(), kFlags, kBoolFlags);
   const std::string device = a.str("device", "cpu");
-  require_arg(device == "cpu", "--device: training runs on the CPU in this build (expected cpu, got '" +
+  require_argument(device == "cpu", "--device: training runs on the CPU in this build (expected cpu, got '" +
                                      device + "'); the GPU training path is not written yet");
   if (a.has("threads")) omp_set_num_threads((int)a.integer("threads", 0));
 
   const bool resume = a.flag("resume");
   const std::string out_dir = a.str("out", "");
-  require_arg(!out_dir.empty(), "--out: expected an output directory");
+  require_argument(!out_dir.empty(), "--out: expected an output directory");
   train::TrainConfig base;  // a new run's defaults (those not set in TrainConfig itself)
   if (resume) {
     base = train::saved_train_config(out_dir);
