@@ -13,13 +13,21 @@
 //     ‖g_gpu − g_cpu‖₂ / ‖g_cpu‖₂ ≤ kGradBar, and |loss_gpu − loss_cpu| ≤ kLossBar·loss_cpu.
 // A dozen independent roundings of 2^-9 each add up, in root-sum-square, to about 1e-3 of a
 // tensor's norm per layer; the backward compounds them through the layers and the GEMMs' fp32
-// sums over a few hundred rows do not average them away for the small tensors (θ: a sum over
-// rows with cancellation). Observed on the H200 (bench/logs/2026-11-30-h200-train.txt): see
-// the printed table; the bars are about three times the worst observed.
+// sums over a few hundred rows do not average them away. Observed on the H200 (2026-11-30,
+// bench/logs/2026-11-30-h200-train.txt), with weights N(0, 0.1²): loss within 5e-5 relative;
+// every weight matrix and the embedding within 0.9–1.7e-2, about the size of the weights-only
+// error (0.8–1.3e-2): bar 5e-2, three times the worst. θ is the exception: its gradient is
+//   dθ[h, c] = Σ_rows pos·x·(−dq̃[c]·sin + dq̃[dh + c]·cos)   (and the same for k),
+// a sum over positions up to N of terms that mostly cancel, built from the attention backward's
+// bf16 dq̃, dk̃ (rounded before the sum): its relative error grows with N and the cancellation
+// (observed 6e-3 and 1.8e-2 at N = 70, 9.6e-2 at N = 150): bar kThetaBar = 0.3.
 // The total (GPU on fp32 weights vs CPU on the same fp32 weights) must stay within the
-// measured weights-only error plus kGradBar.
+// measured weights-only error plus the bar (observed: 1.2–1.9e-2, θ 4.9e-2).
 // AdamW: fp32 on both sides with the same operation order and no FMA contraction on the GPU:
-// relative difference ≤ 1e-6 (observed: equal bits).
+// relative difference ≤ 1e-6 (observed 3e-8 after three steps: a quarter of the values differ
+// in the last bit, where g++ -march=native contracts the CPU loop into FMAs).
+// Determinism: no atomics anywhere (cuBLAS GEMMs, the attention backend and every kernel here
+// are run-to-run reproducible on one GPU), so two runs give the same bits; recompute too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -42,7 +50,8 @@
 namespace tnl::train {
 namespace {
 
-constexpr double kGradBar = 5e-2;  // per tensor relative L2, GPU vs CPU fp32 (same weights)
+constexpr double kGradBar = 5e-2;   // per tensor relative L2, GPU vs CPU fp32 (same weights)
+constexpr double kThetaBar = 0.3;  // the same for LRPE θ (a cancelling sum over positions)
 constexpr double kLossBar = 1e-2;  // relative, the mean loss
 
 bool have_gpu() { return cuda_device_count() > 0; }
@@ -160,8 +169,9 @@ TEST(CudaTrainer, LossAndGradientMatchCpuOnBf16Weights) {
     std::printf("  loss cpu %.6f gpu %.6f (rel %.2e, bar %.0e)\n", loss_cpu, loss_gpu,
                 std::fabs(loss_gpu - loss_cpu) / loss_cpu, kLossBar);
     EXPECT_LE(std::fabs(loss_gpu - loss_cpu), kLossBar * loss_cpu);
-    const std::vector<double> err = tensor_errors(p, g_gpu, g_cpu, "gradient, GPU vs CPU fp32 (bar 5e-2)");
-    for (size_t i = 0; i < err.size(); ++i) EXPECT_LE(err[i], kGradBar) << p.infos()[i].name;
+    const std::vector<double> err = tensor_errors(p, g_gpu, g_cpu, "gradient, GPU vs CPU fp32 (bars 5e-2, θ 0.3)");
+    for (size_t i = 0; i < err.size(); ++i)
+      EXPECT_LE(err[i], p.infos()[i].weight_decay ? kGradBar : kThetaBar) << p.infos()[i].name;
     // The GPU's loss_sum agrees with its own loss_and_grad.
     const auto [sum, count] = t.loss_sum(b.ids.data(), b.targets.data(), b.B, b.N);
     EXPECT_EQ(count, b.B * b.N - gc.ignored);
@@ -182,7 +192,8 @@ TEST(CudaTrainer, TotalErrorWithinWeightsOnlyPlusBar) {
   t.get_grads(g_gpu.data());
   const std::vector<double> w = tensor_errors(p, g_cpu16, g_cpu, "weights only: CPU on bf16 weights vs CPU");
   const std::vector<double> tot = tensor_errors(p, g_gpu, g_cpu, "total: GPU vs CPU on fp32 weights");
-  for (size_t i = 0; i < w.size(); ++i) EXPECT_LE(tot[i], w[i] + kGradBar) << p.infos()[i].name;
+  for (size_t i = 0; i < w.size(); ++i)
+    EXPECT_LE(tot[i], w[i] + (p.infos()[i].weight_decay ? kGradBar : kThetaBar)) << p.infos()[i].name;
 }
 
 TEST(CudaTrainer, RecomputeLossScaleAccumulationAndDeterminism) {
