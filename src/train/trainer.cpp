@@ -1,6 +1,8 @@
 // trainer.cpp: see trainer.h.
 #include "train/trainer.h"
 
+#include "train/cuda/cuda_trainer.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +80,7 @@ void validate(const TrainConfig& c) {
   require_argument(c.save_every >= 0, "save_every (--save-every): expected >= 0 (0 = only at the end)");
   require_argument(c.eval_batches >= 1, "eval_batches (--eval-batches): expected >= 1");
   require_argument(c.keep_checkpoints >= 1, "keep_checkpoints (--keep): expected >= 1");
+  require_argument(c.device == "cpu" || c.device == "cuda", "device (--device): expected cpu or cuda, got '" + c.device + "'");
   require_argument(c.schedule.lr_max > 0 && std::isfinite(c.schedule.lr_max),
                 "lr (--lr): expected a positive learning rate, got " + num(c.schedule.lr_max));
   require_argument(c.schedule.lr_min >= 0 && c.schedule.lr_min <= c.schedule.lr_max,
@@ -203,6 +206,8 @@ Trainer::Trainer(const TrainConfig& cfg) : Trainer(cfg, ResumeTag{}) {
   fs::create_directories(cfg_.out_dir);
 }
 
+Trainer::~Trainer() = default;
+
 std::string latest_checkpoint(const std::string& out_dir) {
   const fs::path latest = fs::path(out_dir) / "latest";
   require_argument(fs::exists(latest), "resume: " + out_dir + " holds no checkpoint (no `latest` file)");
@@ -239,6 +244,7 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& out_dir, const Train
     cfg.log_every = o.log_every;
     cfg.eval_every = o.eval_every;
     cfg.save_every = o.save_every;
+    cfg.device = o.device;
   }
   std::unique_ptr<Trainer> t(new Trainer(cfg, ResumeTag{}));
   t->load_checkpoint(dir);
@@ -262,7 +268,8 @@ double Trainer::evaluate() const {
   for (int64_t b = 0; b < cfg_.eval_batches; ++b) {
     const int64_t rows = val.next_rows(cfg_.batch, ids.data(), targets.data());
     if (rows == 0) break;
-    const auto [s, n] = loss_sum(params_, ids.data(), targets.data(), rows, cfg_.seq_len);
+    const auto [s, n] = gpu_ ? gpu_->loss_sum(ids.data(), targets.data(), rows, cfg_.seq_len)
+                             : loss_sum(params_, ids.data(), targets.data(), rows, cfg_.seq_len);
     nats += s;
     count += n;
   }
@@ -277,6 +284,10 @@ std::string Trainer::save_checkpoint() {
   fs::create_directories(root);
   fs::remove_all(tmp);
   fs::create_directories(tmp);
+  if (gpu_) {  // the device holds the current weights and optimizer state
+    gpu_->download(params_);
+    gpu_->get_optimizer(opt_);
+  }
   params_.save_hf(tmp.string());
   copy_file_atomically(cfg_.tokenizer_path, (tmp / "tokenizer.model").string());
   opt_.save((tmp / "optimizer.safetensors").string());
@@ -338,6 +349,10 @@ TrainResult Trainer::run(const std::atomic<bool>* stop, const std::function<void
   gopt.loss_scale = 1.0 / (double)cfg_.accum;
   TrainResult res;
   res.val_loss = NAN;
+  if (cfg_.device == "cuda" && !gpu_) {
+    gpu_ = std::make_unique<CudaTrainer>(params_, cfg_.adamw);
+    gpu_->set_optimizer(opt_);  // zero on a fresh run, the checkpoint's on a resumed one
+  }
   const double t_start = now_s();
   double t_window = t_start, loss_window = 0;
   int64_t tokens_window = 0, steps_window = 0;
@@ -361,19 +376,27 @@ TrainResult Trainer::run(const std::atomic<bool>* stop, const std::function<void
       message("time budget of " + num(budget) + " s reached");
       break;
     }
-    std::fill(grads_.begin(), grads_.end(), 0.0f);
+    if (gpu_) gpu_->zero_grads();
+    else std::fill(grads_.begin(), grads_.end(), 0.0f);
     double loss = 0;
     for (int64_t a = 0; a < cfg_.accum; ++a) {
       train_data_.next(B, ids.data(), targets.data());
-      loss += loss_and_grad(params_, ids.data(), targets.data(), B, N, grads_.data(), gopt) /
+      loss += (gpu_ ? gpu_->loss_and_grad(ids.data(), targets.data(), B, N, gopt)
+                    : loss_and_grad(params_, ids.data(), targets.data(), B, N, grads_.data(), gopt)) /
               (double)cfg_.accum;
     }
     require(std::isfinite(loss), "training diverged: the loss at step " + std::to_string(step_ + 1) +
                                        " is " + num(loss) + " (lower the learning rate?)");
-    const double norm = cfg_.clip > 0 ? clip_grad_norm(grads_.data(), (int64_t)grads_.size(), cfg_.clip)
-                                      : global_grad_norm(grads_.data(), (int64_t)grads_.size());
+    double norm;
     const double lr = cfg_.schedule.at(step_);
-    opt_.step(params_.data(), grads_.data(), lr, param_ranges);
+    if (gpu_) {
+      norm = cfg_.clip > 0 ? gpu_->clip_grad_norm(cfg_.clip) : gpu_->grad_norm();
+      gpu_->adamw_step(lr);
+    } else {
+      norm = cfg_.clip > 0 ? clip_grad_norm(grads_.data(), (int64_t)grads_.size(), cfg_.clip)
+                           : global_grad_norm(grads_.data(), (int64_t)grads_.size());
+      opt_.step(params_.data(), grads_.data(), lr, param_ranges);
+    }
     ++step_;
     tokens_ += B * N * cfg_.accum;
     if (fit_steps && step_ == kTimingSteps) {  // steps = 0 with a time budget: fit the schedule to it

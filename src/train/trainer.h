@@ -36,6 +36,8 @@
 
 namespace tnl::train {
 
+class CudaTrainer;
+
 struct TrainConfig {
   model::Config model;         // the architecture (vocab_size must match the tokenizer)
   std::string data_dir;        // shards from `tnl data prepare` (train-*.tok, val-*.tok)
@@ -54,6 +56,9 @@ struct TrainConfig {
   bool recompute = false;      // activation recomputation (memory flat in seq_len)
   double peak_gflops = 0;      // the machine's measured fp32 GEMM rate, for MFU (0: not shown)
   std::string init_from;       // a model directory to start from instead of random weights
+  std::string device = "cpu";  // cpu, or cuda: train/cuda/cuda_trainer.h (bf16 compute, fp32 master
+                               // weights and AdamW state on the GPU; downloaded at each save). Not
+                               // saved with the run: a run may resume on either device.
 };
 
 // Throws tnl::ArgumentError naming the field for a setting that cannot run.
@@ -71,6 +76,7 @@ class Trainer {
  public:
   // A fresh run into cfg.out_dir (which must not already hold a run unless `resume`).
   explicit Trainer(const TrainConfig& cfg);
+  ~Trainer();
   // Resumes from out_dir/latest; `override_cfg` may change only steps, time_budget_s and the
   // log/eval/save intervals (anything else that differs is an error naming it).
   static std::unique_ptr<Trainer> resume(const std::string& out_dir, const TrainConfig* override_cfg);
@@ -101,6 +107,7 @@ class Trainer {
   int64_t step_ = 0, tokens_ = 0;
   std::vector<LossPoint> curve_;
   int64_t last_saved_step_ = -1;
+  std::unique_ptr<CudaTrainer> gpu_;  // device "cuda": the weights, gradients and AdamW state live here
 };
 
 // The newest checkpoint directory of a run (OUT/latest); throws naming out_dir when none.
