@@ -1,6 +1,8 @@
 // tokenizer.cpp: see tokenizer.h.
 #include "model/tokenizer.h"
 
+#include <algorithm>
+
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
@@ -39,6 +41,25 @@ int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 int32_t Tokenizer::bos_id() const { return sp_->bos_id(); }
 int32_t Tokenizer::eos_id() const { return sp_->eos_id(); }
 
+namespace {
+constexpr size_t kContextIds = 8;    // context kept before the first new token
+constexpr size_t kWindowMax = 64;    // the window is cut back to kContextIds beyond this
+}  // namespace
+
+DetokenizeStream::DetokenizeStream(const Tokenizer& t, const std::vector<int32_t>& context) : tok_(t) {
+  ids_.assign(context.end() - (ptrdiff_t)std::min(context.size(), kContextIds), context.end());
+  emitted_ = render();
+}
+
+std::string DetokenizeStream::render() const {
+  std::string text = tok_.decode(ids_);
+  // Byte-fallback tokens arrive one byte each; until a character is complete, SentencePiece
+  // renders its bytes as U+FFFD. Hold trailing U+FFFD back until the next token or flush().
+  static const std::string kReplacement = "\xef\xbf\xbd";
+  while (text.size() >= 3 && text.compare(text.size() - 3, 3, kReplacement) == 0) text.resize(text.size() - 3);
+  return text;
+}
+
 std::string DetokenizeStream::emit(std::string text) {
   // SentencePiece may re-render earlier text (a leading space): emit only what is new.
   size_t common = 0;
@@ -50,12 +71,14 @@ std::string DetokenizeStream::emit(std::string text) {
 
 std::string DetokenizeStream::push(int32_t id) {
   ids_.push_back(id);
-  std::string text = tok_.decode(ids_);
-  // Byte-fallback tokens arrive one byte each; until a character is complete, SentencePiece
-  // renders its bytes as U+FFFD. Hold trailing U+FFFD back until the next token or flush().
-  static const std::string kReplacement = "\xef\xbf\xbd";
-  while (text.size() >= 3 && text.compare(text.size() - 3, 3, kReplacement) == 0) text.resize(text.size() - 3);
-  return emit(std::move(text));
+  std::string out = emit(render());
+  // Keep the latest ids as the context of the next ones and re-render them as the new baseline,
+  // when nothing is held back (so no character is split across the cut).
+  if (ids_.size() > kWindowMax && emitted_ == tok_.decode(ids_)) {
+    ids_.erase(ids_.begin(), ids_.end() - (ptrdiff_t)kContextIds);
+    emitted_ = render();
+  }
+  return out;
 }
 
 std::string DetokenizeStream::flush() { return emit(tok_.decode(ids_)); }

@@ -32,15 +32,19 @@ class Tokenizer {
 // Streams decoded text as tokens arrive: feed ids one by one, get the new text (UTF-8 complete).
 class DetokenizeStream {
  public:
-  explicit DetokenizeStream(const Tokenizer& t) : tok_(t) {}
+  // `context`: the ids before the first pushed one (the prompt). The text they render is not
+  // emitted, but it decides how the first new token renders: SentencePiece drops the leading
+  // space of a text's first piece, which is wrong for a piece that continues a prompt.
+  explicit DetokenizeStream(const Tokenizer& t, const std::vector<int32_t>& context = {});
   std::string push(int32_t id);
   std::string flush();  // whatever was held back (an incomplete character at the very end)
 
  private:
+  std::string render() const;  // decode(ids_) less a trailing incomplete character
   std::string emit(std::string text);
   const Tokenizer& tok_;
-  std::vector<int32_t> ids_;
-  std::string emitted_;
+  std::vector<int32_t> ids_;  // a window of the latest ids (bounded: O(1) work per token)
+  std::string emitted_;       // what ids_ renders to, as far as it was emitted
 };
 
 struct TokenizerTrainOptions {

@@ -71,6 +71,28 @@ TEST_F(TokenizerTest, StreamingDecodeEqualsWholeDecode) {
   EXPECT_EQ(out, s);
 }
 
+// Streaming a continuation with its prompt as context renders what decoding prompt + continuation
+// renders (a leading space is kept), over more tokens than the stream's window.
+TEST_F(TokenizerTest, StreamingAfterAPromptKeepsTheSpaceAndLongStreamsStayExact) {
+  const Tokenizer t(g_model);
+  std::mt19937 rng(std::random_device{}());
+  const char* words[] = {"decay", "state", "\xc3\xa9t\xc3\xa9", "token", "\xf0\x9f\x98\x80", "model", "a"};
+  std::string prompt = "the lightning", rest;
+  for (int w = 0; w < 150; ++w) rest += std::string(" ") + words[rng() % 7];
+  const std::vector<int32_t> p_ids = t.encode(prompt), r_ids = t.encode(rest);
+  std::vector<int32_t> all = p_ids;
+  all.insert(all.end(), r_ids.begin(), r_ids.end());
+  const std::string whole = t.decode(all);
+  ASSERT_EQ(whole.compare(0, prompt.size(), prompt), 0);
+  DetokenizeStream stream(t, p_ids);
+  std::string out;
+  for (int32_t id : r_ids) out += stream.push(id);
+  out += stream.flush();
+  EXPECT_GT(r_ids.size(), 64u);  // longer than the window
+  EXPECT_EQ(prompt + out, whole);
+  EXPECT_EQ(out[0], ' ');
+}
+
 TEST_F(TokenizerTest, Errors) {
   EXPECT_THROW(Tokenizer("/nonexistent/tokenizer.model"), Error);
   const Tokenizer t(g_model);

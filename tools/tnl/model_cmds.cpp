@@ -104,7 +104,7 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
   }
   std::vector<std::vector<int32_t>> history = prompts, out(B);
   std::vector<char> done(B, 0);
-  model::DetokenizeStream stream(tok);
+  model::DetokenizeStream stream(tok, prompts[0]);
   if (B == 1) std::fputs(texts[0].c_str(), stdout);
   std::vector<int32_t> next(B);
   int64_t steps = 0;
@@ -132,7 +132,12 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
     std::fputs(stream.flush().c_str(), stdout);
     std::fputc('\n', stdout);
   } else {
-    for (int64_t b = 0; b < B; ++b) std::printf("[%lld] %s%s\n", (long long)b, texts[b].c_str(), tok.decode(out[b]).c_str());
+    for (int64_t b = 0; b < B; ++b) {
+      model::DetokenizeStream text(tok, prompts[b]);  // the continuation as it follows its prompt
+      std::string cont;
+      for (int32_t id : out[b]) cont += text.push(id);
+      std::printf("[%lld] %s%s%s\n", (long long)b, texts[b].c_str(), cont.c_str(), text.flush().c_str());
+    }
   }
   int64_t generated = 0;
   for (const auto& o : out) generated += (int64_t)o.size();
