@@ -137,6 +137,10 @@ if [ "${PYTHON:-1}" = 1 ] && python3 -c "import torch, pybind11" 2>/dev/null; th
       >"$OUT/pytest-gpu.log" 2>&1 || fail=1
     echo "gpu-check: pytest -m gpu (${SECONDS}s): $(tail -1 "$OUT/pytest-gpu.log")"
     grep -E "FAILED|Error" "$OUT/pytest-gpu.log" | head -20
+    # torch.compile through the custom op (skipped on CI's older Debian torch)
+    PYTHONPATH=$BUILD/python python3 -m pytest -q -p no:cacheprovider tests/python/test_compile.py \
+      >"$OUT/pytest-compile.log" 2>&1 || fail=1
+    echo "gpu-check: pytest test_compile.py: $(tail -1 "$OUT/pytest-compile.log")"
     PYTHONPATH=$BUILD/python python3 bench/sdpa_python.py >"$OUT/sdpa.log" 2>&1 || fail=1
   else
     fail=1
