@@ -180,6 +180,32 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// A row of `bytes` bytes (a multiple of 16, 16-byte aligned) into L2, by the lanes of a warp:
+// one bulk prefetch on sm_90, one 128-byte line per lane per request before.
+__device__ __forceinline__ void prefetch_row_l2(const void* row, int bytes, int lane) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (lane == 0)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row), "r"(bytes) : "memory");
+#else
+  for (int off = lane * 128; off < bytes; off += 32 * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(row) + off));
+#endif
+}
+
+constexpr int kFormUnroll = 2;  // input loads per thread in flight (K = 2048 in one round)
+
+// Features 4g..4g+3 of input row m before the norm / gate / GLU product: a (rms, glu: the
+// first half) or o (rms_gate).
+__device__ __forceinline__ float4 load_input4(const GemvArgs& in, int m, int K, int g) {
+  if (in.mode == GemvInput::rms_gate) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(in.o + (int64_t)m * K + 4 * g);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+  }
+  return *reinterpret_cast<const float4*>(in.a + m * in.lda + 4 * g);
+}
+
 __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
   const __nv_bfloat162* xp = reinterpret_cast<const __nv_bfloat162*>(&x);
@@ -216,15 +242,16 @@ __device__ __forceinline__ void store_qkvu(const GemvArgs& in, int m, int n, flo
 }
 
 // One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
-// once per block in shared memory as bf16; the weight loads of the warp's first step are issued
-// before that (and before waiting on the previous kernel), and each step's loads before the
-// previous step's arithmetic.
+// once per block in shared memory as bf16; the warp's first rows are prefetched into L2 before
+// that (and before waiting on the previous kernel), and each step's loads go out before the
+// previous step's arithmetic. At M = 1, registers are capped for kGemvBlocksPerSm + 1 blocks
+// per multiprocessor, so that a block of the next GEMV fits beside this one's two (programmatic
+// dependent launch); more rows need more registers.
 template <int M>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K, const bf16* W,
-                                                        int N, float* y, int64_t ldy, bool accumulate) {
+__global__ void __launch_bounds__(kThreads, M == 1 ? kGemvBlocksPerSm + 1 : kGemvBlocksPerSm)
+    gemv_kernel(const GemvArgs in, int K, const bf16* W, int N, float* y, int64_t ldy, bool accumulate) {
   extern __shared__ __align__(16) unsigned char gemv_smem[];
   bf16* xs = reinterpret_cast<bf16*>(gemv_smem);  // (M, K)
-  __shared__ float scale[M];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stride = gridDim.x * kGemvWarps;
   int n = blockIdx.x * kGemvWarps + warp;
@@ -236,32 +263,68 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
       if (k < K) wv[u] = __ldcs(reinterpret_cast<const uint4*>(W + (int64_t)row * K + k));
     }
   };
-  if (n < N) load(n, 0);
+  // This warp's first rows into L2 before the wait (no registers held: the input is formed
+  // meanwhile); the main loop's loads then find them there.
+  for (int r = 0; r < in.prefetch_rows; ++r) {
+    const int row = n + r * stride;
+    if (row >= N) break;
+    prefetch_row_l2(W + (int64_t)row * K, 2 * K, lane);
+  }
   pdl_launch_dependents();  // the next GEMV may start loading its weights
   pdl_wait();               // the previous kernel's outputs (our input, y) are complete
 
-  if (in.mode != GemvInput::glu) {
-    for (int m = 0; m < M; ++m) {
+  // The input rows, 4 features per thread per load, each pass's loads issued together.
+  const int K4 = K / 4;
+  for (int m = 0; m < M; ++m) {
+    float inv = 1.f;
+    if (in.mode != GemvInput::glu) {
       float ss = 0.f;
-      for (int k = threadIdx.x; k < K; k += kThreads) {
-        const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
-        ss += x * x;
+      for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * kFormUnroll) {
+        float4 x[kFormUnroll];
+#pragma unroll
+        for (int u = 0; u < kFormUnroll; ++u)
+          if (g0 + u * kThreads < K4) x[u] = load_input4(in, m, K, g0 + u * kThreads);
+#pragma unroll
+        for (int u = 0; u < kFormUnroll; ++u)
+          if (g0 + u * kThreads < K4) ss += x[u].x * x[u].x + x[u].y * x[u].y + x[u].z * x[u].z + x[u].w * x[u].w;
       }
-      ss = block_sum(ss);
-      if (threadIdx.x == 0) scale[m] = inv_rms(ss, K);
+      inv = inv_rms(block_sum(ss), K);
     }
-    __syncthreads();
+    for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * kFormUnroll) {
+      float4 x[kFormUnroll], u4[kFormUnroll];
+#pragma unroll
+      for (int u = 0; u < kFormUnroll; ++u) {
+        const int g = g0 + u * kThreads;
+        if (g < K4) {
+          x[u] = load_input4(in, m, K, g);
+          if (in.mode == GemvInput::rms_gate) u4[u] = *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
+          else if (in.mode == GemvInput::glu) u4[u] = *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kFormUnroll; ++u) {
+        const int g = g0 + u * kThreads;
+        if (g >= K4) continue;
+        float4 r;
+        if (in.mode == GemvInput::rms) {
+          r = make_float4(x[u].x * inv, x[u].y * inv, x[u].z * inv, x[u].w * inv);
+        } else if (in.mode == GemvInput::rms_gate) {
+          r = make_float4(x[u].x * inv * u4[u].x, x[u].y * inv * u4[u].y, x[u].z * inv * u4[u].z,
+                          x[u].w * inv * u4[u].w);
+        } else {
+          r = make_float4(x[u].x * u4[u].x, x[u].y * u4[u].y, x[u].z * u4[u].z, x[u].w * u4[u].w);
+        }
+        __nv_bfloat162 lo = __floats2bfloat162_rn(r.x, r.y), hi = __floats2bfloat162_rn(r.z, r.w);
+        uint2 packed;
+        packed.x = *reinterpret_cast<unsigned*>(&lo);
+        packed.y = *reinterpret_cast<unsigned*>(&hi);
+        *reinterpret_cast<uint2*>(xs + (int64_t)m * K + 4 * g) = packed;
+      }
+    }
   }
-  for (int m = 0; m < M; ++m)
-    for (int k = threadIdx.x; k < K; k += kThreads) {
-      float x;
-      if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * scale[m];
-      else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * scale[m] * in.u[m * in.ldu + k];
-      else x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
-      xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
-    }
   __syncthreads();
 
+  if (n < N) load(n, 0);
   for (; n < N; n += stride) {
     float acc[M];
 #pragma unroll
@@ -330,7 +393,144 @@ void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float*
   TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<M>, in, (int)K, W, (int)N, y, ldy, accumulate));
 }
 
+
+// ---- decode attention split over blocks ----
+constexpr int kSplitMaxRowsPerThread = 8;
+
+// Block (s, b·H + h): rows [s·rps, (s+1)·rps) of head (b, h); thread (rg, cg) owns columns
+// 4cg..4cg+3 of rows s·rps + rg + i·nrg. The state's loads go out before the wait on the
+// input projection (the state was last written by the previous decode step, complete before
+// this step's first kernel started).
+__global__ void __launch_bounds__(kThreads) attn_split_kernel(const bf16* q, const bf16* k, const bf16* v,
+                                                              const float* slopes, int H, int D, int E,
+                                                              int rps, int splits, float* state,
+                                                              float* part, int32_t* counters, bf16* o) {
+  __shared__ float qs[256], ks[256], vs[256];  // rows of this block (rps), (rps), (E)
+  __shared__ float red[kThreads * 4];          // (row groups, E) partial sums of q S
+  __shared__ bool last;
+  const int split = blockIdx.x;
+  const int64_t bh = blockIdx.y;
+  const int h = (int)(bh % H);
+  const int ncg = E / 4, nrg = kThreads / ncg;
+  const int cg = threadIdx.x % ncg, rg = threadIdx.x / ncg, e = 4 * cg;
+  const bool active = rg < nrg;
+  const int d0 = split * rps, rows = min(rps, D - d0), rpt = (rps + nrg - 1) / nrg;
+  float* S = state + bh * (int64_t)D * E;  // (D, E)
+  float4 sv[kSplitMaxRowsPerThread];
+#pragma unroll
+  for (int i = 0; i < kSplitMaxRowsPerThread; ++i) {
+    const int r = rg + i * nrg;
+    if (active && i < rpt && r < rows) sv[i] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)(d0 + r) * E + e));
+  }
+  pdl_launch_dependents();
+  pdl_wait();
+  for (int i = threadIdx.x; i < rows; i += kThreads) {
+    qs[i] = __bfloat162float(q[bh * D + d0 + i]);
+    ks[i] = __bfloat162float(k[bh * D + d0 + i]);
+  }
+  for (int i = threadIdx.x; i < E; i += kThreads) vs[i] = __bfloat162float(v[bh * E + i]);
+  __syncthreads();
+  const float lambda = expf(-slopes[h]);
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int i = 0; i < kSplitMaxRowsPerThread; ++i) {
+    const int r = rg + i * nrg;
+    if (active && i < rpt && r < rows) {
+      float4 sn = sv[i];
+      const float kd = ks[r], qd = qs[r];
+      sn.x = fmaf(lambda, sn.x, kd * vs[e + 0]);
+      sn.y = fmaf(lambda, sn.y, kd * vs[e + 1]);
+      sn.z = fmaf(lambda, sn.z, kd * vs[e + 2]);
+      sn.w = fmaf(lambda, sn.w, kd * vs[e + 3]);
+      __stcs(reinterpret_cast<float4*>(S + (int64_t)(d0 + r) * E + e), sn);
+      acc.x = fmaf(qd, sn.x, acc.x);
+      acc.y = fmaf(qd, sn.y, acc.y);
+      acc.z = fmaf(qd, sn.z, acc.z);
+      acc.w = fmaf(qd, sn.w, acc.w);
+    }
+  }
+  if (active) *reinterpret_cast<float4*>(red + rg * E + e) = acc;
+  __syncthreads();
+  float* mine = part + (bh * splits + split) * (int64_t)E;  // (E)
+  for (int col = threadIdx.x; col < E; col += kThreads) {
+    float sum = 0.f;
+    for (int r = 0; r < nrg; ++r) sum += red[r * E + col];
+    if (splits == 1) o[bh * E + col] = __float2bfloat16_rn(sum);
+    else mine[col] = sum;
+  }
+  if (splits == 1) return;
+  __threadfence();  // this block's part is visible before its count
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&counters[bh], 1) == splits - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const float* all = part + bh * splits * (int64_t)E;  // (splits, E)
+  for (int col = threadIdx.x; col < E; col += kThreads) {
+    float sum = 0.f;
+    for (int j = 0; j < splits; ++j) sum += __ldcg(all + (int64_t)j * E + col);
+    o[bh * E + col] = __float2bfloat16_rn(sum);
+  }
+  if (threadIdx.x == 0) counters[bh] = 0;  // ready for the next call
+}
+
+struct DeviceInfo {
+  int sms = 0;
+  bool pdl = false;  // sm_90 or later, and not turned off by TNL_NO_PDL=1
+};
+const DeviceInfo& device_info() {
+  static DeviceInfo info = [] {
+    DeviceInfo i;
+    int dev = 0, major = 0;
+    TNL_CUDA_CHECK(cudaGetDevice(&dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&i.sms, cudaDevAttrMultiProcessorCount, dev));
+    const char* off = std::getenv("TNL_NO_PDL");
+    i.pdl = major >= 9 && !(off && off[0] == '1');
+    return i;
+  }();
+  return info;
+}
+
 }  // namespace
+
+bool attn_split_supported(int64_t D, int64_t E) {
+  return E % 4 == 0 && E >= 4 && E <= 256 && D >= 1 && D <= 256;
+}
+
+int attn_split_count(int64_t B, int64_t H, int64_t D, int64_t E) {
+  const int64_t nrg = kThreads / (E / 4);
+  const int64_t groups = (D + nrg - 1) / nrg;  // row groups of nrg rows
+  const int64_t want = (2 * (int64_t)device_info().sms + B * H - 1) / (B * H);
+  int64_t splits = std::max<int64_t>(1, std::min(groups, want));
+  splits = std::max(splits, (groups + kSplitMaxRowsPerThread - 1) / kSplitMaxRowsPerThread);
+  const int64_t rps = (groups + splits - 1) / splits * nrg;
+  return (int)((D + rps - 1) / rps);
+}
+
+void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
+                       int64_t H, int64_t D, int64_t E, int splits, float* state, float* part,
+                       int32_t* counters, bf16* o, cudaStream_t st) {
+  TNL_CHECK(attn_split_supported(D, E) && splits >= 1 && B * H <= 65535,
+            "tnl::model::cuda::attn_decode_split: unsupported shape D ", D, " E ", E, " splits ", splits);
+  const int64_t nrg = kThreads / (E / 4);
+  const int64_t rps = ((D + splits - 1) / splits + nrg - 1) / nrg * nrg;
+  TNL_CHECK(rps <= kSplitMaxRowsPerThread * nrg,
+            "tnl::model::cuda::attn_decode_split: ", splits, " splits of D ", D, " is too few (use attn_split_count)");
+  splits = (int)((D + rps - 1) / rps);  // blocks with rows (at most the given count)
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)splits, (unsigned)(B * H));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = device_info().pdl ? 1 : 0;
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, q, k, v, slopes, (int)H, (int)D, (int)E, (int)rps,
+                                    splits, state, part, counters, o));
+}
+
 
 void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st) {
   if (n == 0) return;
@@ -396,6 +596,11 @@ bool gemv_supported(int64_t M, int64_t K) {
 
 void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, float* y,
           int64_t ldy, bool accumulate, cudaStream_t st) {
+  const bool aligned = in.mode == GemvInput::rms_gate
+                           ? reinterpret_cast<uintptr_t>(in.o) % 8 == 0 && reinterpret_cast<uintptr_t>(in.u) % 16 == 0 && in.ldu % 4 == 0
+                           : reinterpret_cast<uintptr_t>(in.a) % 16 == 0 && in.lda % 4 == 0;
+  TNL_CHECK(aligned && gemv_supported(M, K), "tnl::model::cuda::gemv: unsupported input (M ", M, ", K ", K,
+            "; rows 16-byte aligned, strides multiples of 4 expected)");
   switch (M) {
     case 1: return launch_gemv<1>(in, K, W, N, y, ldy, accumulate, st);
     case 2: return launch_gemv<2>(in, K, W, N, y, ldy, accumulate, st);

@@ -88,6 +88,8 @@ struct Scratch {
   float* ab = nullptr;      // (T, 2·g) = [W1 x | W2 x]
   int32_t* ids = nullptr;   // (T)
   int64_t* pos = nullptr;   // (T)
+  float* attn_part = nullptr;    // decode only: split attention's partial sums (cuda::attn_decode_split)
+  int32_t* attn_count = nullptr;  // decode only: its per-head counters (B·H)
 };
 
 // Lays a Scratch for `rows` rows out in one allocation.
@@ -166,9 +168,10 @@ struct CudaGenState::Impl {
   size_t state_bytes = 0;
   ScratchBlock scratch;         // B rows, for decode
   DevMem logits, next;          // (B, V) fp32, (B) int32
+  DevMem attn_part, attn_count;  // split decode attention's scratch (see Scratch)
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
-  int64_t graph_gemv_rows = -1;                     // the setting the graphs were captured with
+  int64_t graph_gemv_rows = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -195,6 +198,7 @@ struct TransNormerCuda::Impl {
     DevMem qkvu, out, l12, l3;  // bf16: [4·hid, d], [d, hid], [2·g, d], [d, g]
     DevMem theta;               // fp32 [H, dh] when the layer has LRPE
     std::vector<float> slopes;  // (H), host
+    DevMem slopes_dev;          // (H) fp32, the same on the device
   };
   Config cfg;
   int device = 0;
@@ -208,6 +212,15 @@ struct TransNormerCuda::Impl {
   bool graphs = true;
   int64_t gemv_rows = cuda::kGemvMaxRows;
   bool prep_in_gemv = true;  // decode: qkv_prep as the input GEMV's epilogue (TNL_GEMV_PREP=0: off)
+  bool attn_split = true;    // decode: attention split over blocks (TNL_ATTN_SPLIT=0: the attention API)
+  int gemv_prefetch = 1;     // GemvArgs::prefetch_rows (TNL_GEMV_PREFETCH=n)
+  // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
+  // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
+  bool profiling = false;
+  std::vector<std::pair<const char*, cudaEvent_t>> prof_marks;
+  std::vector<cudaEvent_t> prof_pool;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> prof_sum;  // label, (ms, count)
+  int64_t prof_steps = 0;
   size_t peak = 0;
 
   explicit Impl(const Config& c, int dev) : cfg(c), device(dev) {
@@ -218,6 +231,11 @@ struct TransNormerCuda::Impl {
     TNL_CUDA_CHECK(cudaSetDevice(dev));
     const char* prep = std::getenv("TNL_GEMV_PREP");
     prep_in_gemv = !(prep && prep[0] == '0');
+    const char* split = std::getenv("TNL_ATTN_SPLIT");
+    attn_split = !(split && split[0] == '0');
+    if (const char* pf = std::getenv("TNL_GEMV_PREFETCH")) gemv_prefetch = std::max(0, std::atoi(pf));
+    const char* prof = std::getenv("TNL_PROFILE");
+    profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     TNL_CUBLAS_CHECK(cublasCreate(&blas));
     TNL_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -234,9 +252,23 @@ struct TransNormerCuda::Impl {
       L.l3.ensure(2 * (size_t)(d * g));
       if (cfg.use_lrpe[l]) L.theta.ensure(4 * (size_t)hid);
       L.slopes = slopes_transnormer(cfg.num_heads, l, cfg.num_layers);
+      L.slopes_dev.ensure(sizeof(float) * L.slopes.size());
+      TNL_CUDA_CHECK(cudaMemcpy(L.slopes_dev.as<void>(), L.slopes.data(), sizeof(float) * L.slopes.size(),
+                                cudaMemcpyHostToDevice));
     }
   }
   ~Impl() {
+    if (profiling && prof_steps > 0) {
+      double total = 0;
+      for (const auto& e : prof_sum) total += e.second.first;
+      std::fprintf(stderr, "TNL_PROFILE: decode without graphs, %lld steps, %.3f ms per step (events between launches)\n",
+                   (long long)prof_steps, total / (double)prof_steps);
+      for (const auto& e : prof_sum)
+        std::fprintf(stderr, "  %-22s %8.2f us per step  %6.2f us per launch  %5.1f%%\n", e.first.c_str(),
+                     1e3 * e.second.first / (double)prof_steps, 1e3 * e.second.first / (double)e.second.second,
+                     100.0 * e.second.first / total);
+    }
+    for (cudaEvent_t e : prof_pool) cudaEventDestroy(e);
     if (blas) cublasDestroy(blas);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -316,6 +348,7 @@ struct TransNormerCuda::Impl {
     const int64_t d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh = cfg.head_dim();
     cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
+    if (step) mark("upload + embed");
     const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
       const Layer& L = layers[l];
@@ -336,21 +369,33 @@ struct TransNormerCuda::Impl {
           in.heads = (int)H;
           in.dh = (int)dh;
         }
+        in.prefetch_rows = gemv_prefetch;
         cuda::gemv(in, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, 4 * hid, false, stream);
         if (!prep_in_gemv) cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
+        mark("qkvu gemv");
       } else {
         cuda::srms_to_bf16(s.h, d, nullptr, T, d, s.x, stream);
         gemm(s.x, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, false);
         cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
       }
-      attention(l, s, pk, state, step);
+      const int64_t D = qk_dim(l);
+      if (step && attn_split && s.attn_part && cuda::attn_split_supported(D, dh)) {
+        cuda::attn_decode_split(s.q, s.k, s.v, L.slopes_dev.as<float>(), pk.batch, H, D, dh,
+                                cuda::attn_split_count(pk.batch, H, D, dh), state, s.attn_part, s.attn_count,
+                                s.o, stream);
+      } else {
+        attention(l, s, pk, state, step);
+      }
+      if (step) mark("attention");
       if (fused) {
         cuda::GemvArgs in;
         in.mode = cuda::GemvInput::rms_gate;
         in.o = s.o;
         in.u = s.qkvu + 3 * hid;
         in.ldu = 4 * hid;
+        in.prefetch_rows = gemv_prefetch;
         cuda::gemv(in, T, hid, L.out.as<bf16>(), d, s.h, d, true, stream);
+        mark("out gemv");
       } else {
         cuda::norm_gate(s.o, s.qkvu + 3 * hid, 4 * hid, T, hid, s.x, stream);
         gemm(s.x, T, hid, L.out.as<bf16>(), d, s.h, true);
@@ -361,12 +406,16 @@ struct TransNormerCuda::Impl {
         in.mode = cuda::GemvInput::rms;
         in.a = s.h;
         in.lda = d;
+        in.prefetch_rows = gemv_prefetch;
         cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
+        mark("l12 gemv");
         cuda::GemvArgs in3;
         in3.mode = cuda::GemvInput::glu;
         in3.a = s.ab;
         in3.lda = 2 * g;
+        in3.prefetch_rows = gemv_prefetch;
         cuda::gemv(in3, T, g, L.l3.as<bf16>(), d, s.h, d, true, stream);
+        mark("l3 gemv");
       } else {
         cuda::srms_to_bf16(s.h, d, nullptr, T, d, s.x, stream);
         gemm(s.x, T, d, L.l12.as<bf16>(), 2 * g, s.ab, false);
@@ -384,7 +433,9 @@ struct TransNormerCuda::Impl {
       in.mode = cuda::GemvInput::rms;
       in.a = s.h;
       in.lda = d;
+      in.prefetch_rows = gemv_prefetch;
       cuda::gemv(in, R, d, embed.as<bf16>(), V, logits, V, false, stream);
+      mark("head gemv");
       return;
     }
     cuda::srms_to_bf16(s.h, d, rows, R, d, s.x, stream);
@@ -395,6 +446,42 @@ struct TransNormerCuda::Impl {
     TNL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
   }
   void sync() { TNL_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+  // TNL_PROFILE: an event after the launches of `label` (decode without a graph only).
+  bool prof_on() const {
+    if (!profiling) return false;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    TNL_CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
+    return cs == cudaStreamCaptureStatusNone;
+  }
+  void mark(const char* label) {
+    if (!prof_on()) return;
+    if (prof_marks.size() >= prof_pool.size()) {
+      cudaEvent_t e;
+      TNL_CUDA_CHECK(cudaEventCreate(&e));
+      prof_pool.push_back(e);
+    }
+    cudaEvent_t e = prof_pool[prof_marks.size()];
+    TNL_CUDA_CHECK(cudaEventRecord(e, stream));
+    prof_marks.push_back({label, e});
+  }
+  // After a synchronized step: time between consecutive marks, added up by label.
+  void prof_collect() {
+    if (prof_marks.size() < 2) {
+      prof_marks.clear();
+      return;
+    }
+    for (size_t i = 1; i < prof_marks.size(); ++i) {
+      float ms = 0;
+      TNL_CUDA_CHECK(cudaEventElapsedTime(&ms, prof_marks[i - 1].second, prof_marks[i].second));
+      const std::string label = prof_marks[i].first;
+      auto it = std::find_if(prof_sum.begin(), prof_sum.end(), [&](const auto& e) { return e.first == label; });
+      if (it == prof_sum.end()) prof_sum.push_back({label, {ms, 1}});
+      else it->second.first += ms, it->second.second += 1;
+    }
+    prof_marks.clear();
+    ++prof_steps;
+  }
 
   // Rows (B, n) continuing from `start` positions (or from 0), through `states` (or none);
   // logits of all rows to the host.
@@ -420,6 +507,7 @@ struct TransNormerCuda::Impl {
   void decode_body(CudaGenState::Impl& st, bool greedy) {
     const int64_t B = st.batch, V = cfg.vocab_size;
     const Scratch& s = st.scratch.s;
+    mark("start");
     upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
     run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
     head(s, nullptr, B, st.logits.as<float>(), true);
@@ -427,8 +515,10 @@ struct TransNormerCuda::Impl {
       cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
                                      cudaMemcpyDeviceToHost, stream));
+      mark("argmax + copy");
     }
     cuda::advance_positions(s.pos, B, stream);
+    mark("advance");
   }
 
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
@@ -439,9 +529,14 @@ struct TransNormerCuda::Impl {
     std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * st.batch);
     if (!graphs) {
       decode_body(st, greedy);
+      if (profiling) {
+        sync();
+        prof_collect();
+      }
     } else {
-      if (st.graph_gemv_rows != gemv_rows) st.drop_graphs();
-      st.graph_gemv_rows = gemv_rows;
+      const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
+      if (st.graph_gemv_rows != setting) st.drop_graphs();
+      st.graph_gemv_rows = setting;
       cudaGraphExec_t& exec = st.graph[greedy ? 1 : 0];
       if (!exec) {
         cudaGraph_t graph = nullptr;
@@ -540,6 +635,8 @@ size_t TransNormerCuda::weight_bytes() const {
 
 void TransNormerCuda::set_graphs(bool on) { impl_->graphs = on; }
 
+void TransNormerCuda::set_attn_split(bool on) { impl_->attn_split = on; }
+
 void TransNormerCuda::set_gemv_rows(int64_t rows) {
   TNL_ARG_CHECK(rows >= 0 && rows <= cuda::kGemvMaxRows, "tnl::model::TransNormerCuda::set_gemv_rows", "rows",
                 "expected 0..", cuda::kGemvMaxRows, ", got ", rows);
@@ -583,6 +680,18 @@ void TransNormerCuda::prefill(const std::vector<std::vector<int32_t>>& prompts, 
     st->state_bytes += bytes;
   }
   st->scratch.ensure(c, B);
+  int64_t part_floats = 0;
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    if (cuda::attn_split_supported(m.qk_dim(l), c.head_dim()))
+      part_floats = std::max<int64_t>(part_floats, B * c.num_heads * c.head_dim() *
+                                                       cuda::attn_split_count(B, c.num_heads, m.qk_dim(l), c.head_dim()));
+  if (part_floats > 0) {
+    st->attn_part.ensure(sizeof(float) * (size_t)part_floats);
+    st->attn_count.ensure(sizeof(int32_t) * (size_t)(B * c.num_heads));
+    TNL_CUDA_CHECK(cudaMemsetAsync(st->attn_count.as<void>(), 0, sizeof(int32_t) * (size_t)(B * c.num_heads), m.stream));
+    st->scratch.s.attn_part = st->attn_part.as<float>();
+    st->scratch.s.attn_count = st->attn_count.as<int32_t>();
+  }
   st->logits.ensure(sizeof(float) * (size_t)(B * V));
   st->next.ensure(sizeof(int32_t) * (size_t)B);
   st->host_ids.alloc(sizeof(int32_t) * (size_t)B);

@@ -6,7 +6,9 @@
 //   and, for the input projection, does SiLU/LRPE on its outputs, launched with programmatic
 //   dependent launch on sm_90 (TNL_NO_PDL=1 / TNL_GEMV_PREP=0 turn those two off); the residual
 //   stream h in fp32;
-//   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states).
+//   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states);
+//   the decode step's attention split over several blocks per head (layers_cuda.h), so that
+//   batch 1 fills the GPU; TNL_PROFILE=1 times decode launches (without graphs) one by one.
 // Generation keeps one fp32 state per layer, (B, H, D, E), on the device; the decode step is
 // captured once per state in a CUDA graph and replayed. Plain C++ header (no CUDA types):
 // builds without CUDA get stubs that throw (transnormer_cuda_none.cpp).
@@ -72,6 +74,9 @@ class TransNormerCuda {
   void set_graphs(bool on);
   // Decode batches up to this many rows use the fused GEMV instead of cuBLAS (0..4, default 4).
   void set_gemv_rows(int64_t rows);
+  // Decode attention split over several blocks per head (default on; TNL_ATTN_SPLIT=0 turns
+  // it off) or through the attention API's decode (one block per head).
+  void set_attn_split(bool on);
   // Device memory this process has in use (cudaMemGetInfo), and the most seen so far by this
   // model's calls.
   size_t device_bytes_in_use() const;
