@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # decode_variants.sh: batch-1 decode of the GPU model (1b shape, random bf16 weights) under its
 # switches, in one device call: builds the CLI and the GPU model's tests (as gpu-check.sh does),
-# runs the tests, then `tnl bench generate` once per variant (TNL_ATTN_SPLIT, TNL_GEMV_PREFETCH),
+# runs the tests, then `tnl bench generate` once per variant (TNL_ATTN_SPLIT, TNL_ATTN_PDL,
+# TNL_GEMV_VEC),
 # the per-launch profile (TNL_PROFILE=1, decode without graphs) and, where ncu reads the
 # counters, each decode kernel's time and DRAM throughput alone.
 #
@@ -31,10 +32,11 @@ grep -E "^\[ +(FAILED|PASSED) |Failure|split attention|fused GEMV, B 1" "$OUT/mo
 
 TNL=$BUILD/tools/tnl
 bench() { env "$@" "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1,16 --decode-tokens 64 2>&1; }
-for v in "DEFAULT=1" "TNL_ATTN_SPLIT=0" "TNL_GEMV_PREFETCH=0" "TNL_GEMV_PREFETCH=2" "TNL_GEMV_PREFETCH=4" \
-         "TNL_ATTN_SPLIT=0 TNL_GEMV_PREFETCH=0" "DEFAULT=2"; do
-  bench $v >"$OUT/bench-${v// /_}.log" || fail=1
-  echo "== $v: $(grep -E '^\| 1024 ' "$OUT/bench-${v// /_}.log" | cut -d'|' -f6,7) | by batch: $(grep -E '^\| (1|16) ' "$OUT/bench-${v// /_}.log" | cut -d'|' -f2-5,7 | tr '\n' ' ')"
+for v in "TNL_ATTN_SPLIT=0" "DEFAULT=1" "TNL_ATTN_PDL=0" "TNL_GEMV_VEC=1" "TNL_GEMV_VEC=1_TNL_ATTN_SPLIT=0" \
+         "DEFAULT=2" "TNL_ATTN_SPLIT=0_2"; do
+  log="$OUT/bench-${v//=/-}.log"
+  bench ${v//_TNL/ TNL} >"$log" || fail=1
+  echo "== $v: $(grep -E '^\| 1024 ' "$log" | cut -d'|' -f6,7) | by batch: $(grep -E '^\| (1|16) ' "$log" | cut -d'|' -f2-5,7 | tr '\n' ' ')"
 done
 TNL_PROFILE=1 "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1 --decode-tokens 64 \
   >"$OUT/profile.log" 2>&1 || fail=1

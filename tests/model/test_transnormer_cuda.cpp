@@ -384,11 +384,11 @@ TEST_F(CudaModelRandom, GraphsFusedGemvAndGreedy) {
 }
 
 TEST_F(CudaModelRandom, SplitDecodeAttentionMatchesAttentionApi) {
-  // The decode step's attention split over blocks (layers_cuda.h) against the attention API's
-  // decode kernel (one block per head), on the same prefilled states, several steps (so the
-  // updated states are compared too, through the later logits). Shapes: the tiny preset
-  // (dh 32: one or two blocks per head) and heads of 128 (dh 128; LRPE layer D 256: 16 to 32
-  // blocks per head, as in the 1b shape), batches through the fused GEMV and through cuBLAS.
+  // The decode step's attention split over blocks of columns (layers_cuda.h) against the
+  // attention API's decode kernel (one block per head), on the same prefilled states, several
+  // steps (so the updated states are compared too, through the later logits). Shapes: the tiny
+  // preset (dh 32) and heads of 128 (dh 128, LRPE layer D 256, as in the 1b shape); batches
+  // through the fused GEMV and through cuBLAS (6 rows: wider column groups).
   Config wide = config_preset("tiny", 1000);
   wide.d_model = wide.hidden_dim = 256;
   wide.num_heads = 2;
@@ -396,24 +396,28 @@ TEST_F(CudaModelRandom, SplitDecodeAttentionMatchesAttentionApi) {
   for (const Config& cfg : {config_preset("tiny", 1000), wide}) {
     TransNormerCuda gpu(cfg, 11);
     const int64_t V = cfg.vocab_size;
+    auto tokens = [&](int64_t n, uint64_t seed) {  // ids 3.. (not pad, whose embedding is zero)
+      std::vector<int32_t> ids = random_ids(n, V - 3, seed);
+      for (int32_t& t : ids) t += 3;
+      return ids;
+    };
     for (const int64_t B : {1, 3, 6}) {
       SCOPED_TRACE("dh " + std::to_string(cfg.head_dim()) + ", B " + std::to_string(B));
       std::vector<std::vector<int32_t>> prompts;
-      for (int64_t b = 0; b < B; ++b) prompts.push_back(random_ids(30 + 11 * b, V, 100 + b));
+      for (int64_t b = 0; b < B; ++b) prompts.push_back(tokens(30 + 11 * b, 100 + b));
       CudaGenState split, api;
       std::vector<float> first(B * V);
       gpu.prefill(prompts, split, first.data(), 16);
       gpu.prefill(prompts, api, first.data(), 16);
-      std::vector<int32_t> tok = random_ids(B, V, 7 + B);
       std::vector<float> a(B * V, NAN), c(B * V, NAN);
       for (int step = 0; step < 6; ++step) {
+        const std::vector<int32_t> tok = tokens(B, 1000 * step + B);  // fresh tokens: any input
         gpu.set_attn_split(true);
         gpu.decode(tok.data(), a.data(), split);
         gpu.set_attn_split(false);
         gpu.decode(tok.data(), c.data(), api);
-        // The two sum q·S in another order before o is rounded to bf16: rounding apart.
+        // The two sum q·S in another order before o is rounded to bf16: a rounding apart.
         expect_self_bar(a.data(), c.data(), a.size(), "decode: split attention vs attention API, step " + std::to_string(step));
-        tok = random_ids(B, V, 1000 * step + B);  // fresh tokens (not the argmax: any input)
       }
     }
     gpu.set_attn_split(true);

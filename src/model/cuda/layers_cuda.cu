@@ -180,18 +180,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// A row of `bytes` bytes (a multiple of 16, 16-byte aligned) into L2, by the lanes of a warp:
-// one bulk prefetch on sm_90, one 128-byte line per lane per request before.
-__device__ __forceinline__ void prefetch_row_l2(const void* row, int bytes, int lane) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (lane == 0)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row), "r"(bytes) : "memory");
-#else
-  for (int off = lane * 128; off < bytes; off += 32 * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(row) + off));
-#endif
-}
-
 constexpr int kFormUnroll = 2;  // input loads per thread in flight (K = 2048 in one round)
 
 // Features 4g..4g+3 of input row m before the norm / gate / GLU product: a (rms, glu: the
@@ -241,39 +229,10 @@ __device__ __forceinline__ void store_qkvu(const GemvArgs& in, int m, int n, flo
   }
 }
 
-// One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
-// once per block in shared memory as bf16; the warp's first rows are prefetched into L2 before
-// that (and before waiting on the previous kernel), and each step's loads go out before the
-// previous step's arithmetic. At M = 1, registers are capped for kGemvBlocksPerSm + 1 blocks
-// per multiprocessor, so that a block of the next GEMV fits beside this one's two (programmatic
-// dependent launch); more rows need more registers.
+// The input rows into xs (M, K) bf16, 4 features per thread per load, each pass's loads
+// issued together: the same values as the scalar form (see gemv_kernel).
 template <int M>
-__global__ void __launch_bounds__(kThreads, M == 1 ? kGemvBlocksPerSm + 1 : kGemvBlocksPerSm)
-    gemv_kernel(const GemvArgs in, int K, const bf16* W, int N, float* y, int64_t ldy, bool accumulate) {
-  extern __shared__ __align__(16) unsigned char gemv_smem[];
-  bf16* xs = reinterpret_cast<bf16*>(gemv_smem);  // (M, K)
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int stride = gridDim.x * kGemvWarps;
-  int n = blockIdx.x * kGemvWarps + warp;
-  uint4 wv[kGemvGroup];
-  auto load = [&](int row, int k0) {
-#pragma unroll
-    for (int u = 0; u < kGemvGroup; ++u) {
-      const int k = k0 + u * 256 + lane * 8;
-      if (k < K) wv[u] = __ldcs(reinterpret_cast<const uint4*>(W + (int64_t)row * K + k));
-    }
-  };
-  // This warp's first rows into L2 before the wait (no registers held: the input is formed
-  // meanwhile); the main loop's loads then find them there.
-  for (int r = 0; r < in.prefetch_rows; ++r) {
-    const int row = n + r * stride;
-    if (row >= N) break;
-    prefetch_row_l2(W + (int64_t)row * K, 2 * K, lane);
-  }
-  pdl_launch_dependents();  // the next GEMV may start loading its weights
-  pdl_wait();               // the previous kernel's outputs (our input, y) are complete
-
-  // The input rows, 4 features per thread per load, each pass's loads issued together.
+__device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* xs) {
   const int K4 = K / 4;
   for (int m = 0; m < M; ++m) {
     float inv = 1.f;
@@ -322,9 +281,60 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? kGemvBlocksPerSm + 1 : kGem
       }
     }
   }
+}
+
+// One warp per output row n (rows strided over the grid). The input rows (M, K) are formed
+// once per block in shared memory as bf16; the weight loads of the warp's first step are issued
+// before that (and before waiting on the previous kernel), and each step's loads before the
+// previous step's arithmetic. VEC: the input is read 4 features per load, each pass's loads
+// issued together (more registers: 2 blocks per multiprocessor); else one feature per load.
+template <int M, bool VEC>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K, const bf16* W,
+                                                        int N, float* y, int64_t ldy, bool accumulate) {
+  extern __shared__ __align__(16) unsigned char gemv_smem[];
+  bf16* xs = reinterpret_cast<bf16*>(gemv_smem);  // (M, K)
+  __shared__ float scale[M];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int stride = gridDim.x * kGemvWarps;
+  int n = blockIdx.x * kGemvWarps + warp;
+  uint4 wv[kGemvGroup];
+  auto load = [&](int row, int k0) {
+#pragma unroll
+    for (int u = 0; u < kGemvGroup; ++u) {
+      const int k = k0 + u * 256 + lane * 8;
+      if (k < K) wv[u] = __ldcs(reinterpret_cast<const uint4*>(W + (int64_t)row * K + k));
+    }
+  };
+  if (n < N) load(n, 0);
+  pdl_launch_dependents();  // the next GEMV may start loading its weights
+  pdl_wait();               // the previous kernel's outputs (our input, y) are complete
+
+  if constexpr (VEC) {
+    form_input_vec<M>(in, K, xs);
+  } else {
+    if (in.mode != GemvInput::glu) {
+      for (int m = 0; m < M; ++m) {
+        float ss = 0.f;
+        for (int k = threadIdx.x; k < K; k += kThreads) {
+          const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
+          ss += x * x;
+        }
+        ss = block_sum(ss);
+        if (threadIdx.x == 0) scale[m] = inv_rms(ss, K);
+      }
+      __syncthreads();
+    }
+    for (int m = 0; m < M; ++m)
+      for (int k = threadIdx.x; k < K; k += kThreads) {
+        float x;
+        if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * scale[m];
+        else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * scale[m] * in.u[m * in.ldu + k];
+        else x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
+        xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
+      }
+  }
   __syncthreads();
 
-  if (n < N) load(n, 0);
   for (; n < N; n += stride) {
     float acc[M];
 #pragma unroll
@@ -361,119 +371,6 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? kGemvBlocksPerSm + 1 : kGem
   }
 }
 
-template <int M>
-void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float* y, int64_t ldy,
-                 bool accumulate, cudaStream_t st) {
-  static int sms = 0;        // multiprocessors
-  static bool pdl = false;   // sm_90 or later, and not turned off by TNL_NO_PDL=1
-  const size_t smem = sizeof(bf16) * M * (size_t)K;
-  if (sms == 0) {
-    TNL_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)kGemvMaxSmem));
-    int dev = 0, major = 0;
-    TNL_CUDA_CHECK(cudaGetDevice(&dev));
-    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    const char* off = std::getenv("TNL_NO_PDL");
-    pdl = major >= 9 && !(off && off[0] == '1');
-  }
-  // A fixed grid of kGemvBlocksPerSm blocks per multiprocessor: rows per warp stay balanced
-  // (one round more at most) and each block forms its input rows once.
-  const int64_t want = (N + kGemvWarps - 1) / kGemvWarps;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)std::max<int64_t>(1, std::min<int64_t>(want, (int64_t)sms * kGemvBlocksPerSm)));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<M>, in, (int)K, W, (int)N, y, ldy, accumulate));
-}
-
-
-// ---- decode attention split over blocks ----
-constexpr int kSplitMaxRowsPerThread = 8;
-
-// Block (s, b·H + h): rows [s·rps, (s+1)·rps) of head (b, h); thread (rg, cg) owns columns
-// 4cg..4cg+3 of rows s·rps + rg + i·nrg. The state's loads go out before the wait on the
-// input projection (the state was last written by the previous decode step, complete before
-// this step's first kernel started).
-__global__ void __launch_bounds__(kThreads) attn_split_kernel(const bf16* q, const bf16* k, const bf16* v,
-                                                              const float* slopes, int H, int D, int E,
-                                                              int rps, int splits, float* state,
-                                                              float* part, int32_t* counters, bf16* o) {
-  __shared__ float qs[256], ks[256], vs[256];  // rows of this block (rps), (rps), (E)
-  __shared__ float red[kThreads * 4];          // (row groups, E) partial sums of q S
-  __shared__ bool last;
-  const int split = blockIdx.x;
-  const int64_t bh = blockIdx.y;
-  const int h = (int)(bh % H);
-  const int ncg = E / 4, nrg = kThreads / ncg;
-  const int cg = threadIdx.x % ncg, rg = threadIdx.x / ncg, e = 4 * cg;
-  const bool active = rg < nrg;
-  const int d0 = split * rps, rows = min(rps, D - d0), rpt = (rps + nrg - 1) / nrg;
-  float* S = state + bh * (int64_t)D * E;  // (D, E)
-  float4 sv[kSplitMaxRowsPerThread];
-#pragma unroll
-  for (int i = 0; i < kSplitMaxRowsPerThread; ++i) {
-    const int r = rg + i * nrg;
-    if (active && i < rpt && r < rows) sv[i] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)(d0 + r) * E + e));
-  }
-  pdl_launch_dependents();
-  pdl_wait();
-  for (int i = threadIdx.x; i < rows; i += kThreads) {
-    qs[i] = __bfloat162float(q[bh * D + d0 + i]);
-    ks[i] = __bfloat162float(k[bh * D + d0 + i]);
-  }
-  for (int i = threadIdx.x; i < E; i += kThreads) vs[i] = __bfloat162float(v[bh * E + i]);
-  __syncthreads();
-  const float lambda = expf(-slopes[h]);
-  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-  for (int i = 0; i < kSplitMaxRowsPerThread; ++i) {
-    const int r = rg + i * nrg;
-    if (active && i < rpt && r < rows) {
-      float4 sn = sv[i];
-      const float kd = ks[r], qd = qs[r];
-      sn.x = fmaf(lambda, sn.x, kd * vs[e + 0]);
-      sn.y = fmaf(lambda, sn.y, kd * vs[e + 1]);
-      sn.z = fmaf(lambda, sn.z, kd * vs[e + 2]);
-      sn.w = fmaf(lambda, sn.w, kd * vs[e + 3]);
-      __stcs(reinterpret_cast<float4*>(S + (int64_t)(d0 + r) * E + e), sn);
-      acc.x = fmaf(qd, sn.x, acc.x);
-      acc.y = fmaf(qd, sn.y, acc.y);
-      acc.z = fmaf(qd, sn.z, acc.z);
-      acc.w = fmaf(qd, sn.w, acc.w);
-    }
-  }
-  if (active) *reinterpret_cast<float4*>(red + rg * E + e) = acc;
-  __syncthreads();
-  float* mine = part + (bh * splits + split) * (int64_t)E;  // (E)
-  for (int col = threadIdx.x; col < E; col += kThreads) {
-    float sum = 0.f;
-    for (int r = 0; r < nrg; ++r) sum += red[r * E + col];
-    if (splits == 1) o[bh * E + col] = __float2bfloat16_rn(sum);
-    else mine[col] = sum;
-  }
-  if (splits == 1) return;
-  __threadfence();  // this block's part is visible before its count
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&counters[bh], 1) == splits - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const float* all = part + bh * splits * (int64_t)E;  // (splits, E)
-  for (int col = threadIdx.x; col < E; col += kThreads) {
-    float sum = 0.f;
-    for (int j = 0; j < splits; ++j) sum += __ldcg(all + (int64_t)j * E + col);
-    o[bh * E + col] = __float2bfloat16_rn(sum);
-  }
-  if (threadIdx.x == 0) counters[bh] = 0;  // ready for the next call
-}
-
 struct DeviceInfo {
   int sms = 0;
   bool pdl = false;  // sm_90 or later, and not turned off by TNL_NO_PDL=1
@@ -492,45 +389,132 @@ const DeviceInfo& device_info() {
   return info;
 }
 
-}  // namespace
-
-bool attn_split_supported(int64_t D, int64_t E) {
-  return E % 4 == 0 && E >= 4 && E <= 256 && D >= 1 && D <= 256;
-}
-
-int attn_split_count(int64_t B, int64_t H, int64_t D, int64_t E) {
-  const int64_t nrg = kThreads / (E / 4);
-  const int64_t groups = (D + nrg - 1) / nrg;  // row groups of nrg rows
-  const int64_t want = (2 * (int64_t)device_info().sms + B * H - 1) / (B * H);
-  int64_t splits = std::max<int64_t>(1, std::min(groups, want));
-  splits = std::max(splits, (groups + kSplitMaxRowsPerThread - 1) / kSplitMaxRowsPerThread);
-  const int64_t rps = (groups + splits - 1) / splits * nrg;
-  return (int)((D + rps - 1) / rps);
-}
-
-void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
-                       int64_t H, int64_t D, int64_t E, int splits, float* state, float* part,
-                       int32_t* counters, bf16* o, cudaStream_t st) {
-  TNL_CHECK(attn_split_supported(D, E) && splits >= 1 && B * H <= 65535,
-            "tnl::model::cuda::attn_decode_split: unsupported shape D ", D, " E ", E, " splits ", splits);
-  const int64_t nrg = kThreads / (E / 4);
-  const int64_t rps = ((D + splits - 1) / splits + nrg - 1) / nrg * nrg;
-  TNL_CHECK(rps <= kSplitMaxRowsPerThread * nrg,
-            "tnl::model::cuda::attn_decode_split: ", splits, " splits of D ", D, " is too few (use attn_split_count)");
-  splits = (int)((D + rps - 1) / rps);  // blocks with rows (at most the given count)
+template <int M, bool VEC>
+void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float* y, int64_t ldy,
+                 bool accumulate, cudaStream_t st) {
+  static bool ready = false;
+  if (!ready) {
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<M, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)kGemvMaxSmem));
+    ready = true;
+  }
+  // A fixed grid of kGemvBlocksPerSm blocks per multiprocessor: rows per warp stay balanced
+  // (one round more at most) and each block forms its input rows once.
+  const int64_t want = (N + kGemvWarps - 1) / kGemvWarps;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)splits, (unsigned)(B * H));
+  cfg.gridDim = dim3((unsigned)std::max<int64_t>(1, std::min<int64_t>(want, (int64_t)device_info().sms * kGemvBlocksPerSm)));
   cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = sizeof(bf16) * M * (size_t)K;
   cfg.stream = st;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = device_info().pdl ? 1 : 0;
-  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, q, k, v, slopes, (int)H, (int)D, (int)E, (int)rps,
-                                    splits, state, part, counters, o));
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<M, VEC>, in, (int)K, W, (int)N, y, ldy, accumulate));
 }
 
+
+// ---- decode attention split over blocks ----
+constexpr int kAttnMaxItems = 8;  // 16-byte state pieces per thread
+
+// Block (c, b·H + h): columns [c·4cv, (c+1)·4cv) of head (b, h), all D rows, so that no other
+// block adds to its outputs. Thread t owns pieces i = t + u·kThreads: row i / cv, columns
+// 4·(i % cv).. (the same column group t % cv for all its pieces). The state's loads go out
+// before the wait on the input projection: the state was last written by the previous decode
+// step, complete before this step's first kernel started.
+__global__ void __launch_bounds__(kThreads) attn_split_kernel(const bf16* q, const bf16* k, const bf16* v,
+                                                              const float* slopes, int H, int D, int E, int cv,
+                                                              float* state, bf16* o) {
+  __shared__ float qs[256], ks[256], vs[32];        // (D), (D), (4cv)
+  __shared__ float4 red[kThreads / 32][8];          // (warps, cv) partial sums of q S
+  const int64_t bh = blockIdx.y;
+  const int h = (int)(bh % H), C = 4 * cv, e0 = blockIdx.x * C;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, j = threadIdx.x % cv;
+  const int items = D * cv;
+  float* S = state + bh * (int64_t)D * E;  // (D, E)
+  float4 sv[kAttnMaxItems];
+#pragma unroll
+  for (int u = 0; u < kAttnMaxItems; ++u) {
+    const int i = threadIdx.x + u * kThreads;
+    if (i < items) sv[u] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)(i / cv) * E + e0 + 4 * j));
+  }
+  pdl_launch_dependents();
+  pdl_wait();
+  for (int i = threadIdx.x; i < D; i += kThreads) {
+    qs[i] = __bfloat162float(q[bh * D + i]);
+    ks[i] = __bfloat162float(k[bh * D + i]);
+  }
+  if (threadIdx.x < C) vs[threadIdx.x] = __bfloat162float(v[bh * E + e0 + threadIdx.x]);
+  __syncthreads();
+  const float lambda = expf(-slopes[h]);
+  const float v0 = vs[4 * j], v1 = vs[4 * j + 1], v2 = vs[4 * j + 2], v3 = vs[4 * j + 3];
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int u = 0; u < kAttnMaxItems; ++u) {
+    const int i = threadIdx.x + u * kThreads;
+    if (i < items) {
+      const int d = i / cv;
+      float4 sn = sv[u];
+      const float kd = ks[d], qd = qs[d];
+      sn.x = fmaf(lambda, sn.x, kd * v0);
+      sn.y = fmaf(lambda, sn.y, kd * v1);
+      sn.z = fmaf(lambda, sn.z, kd * v2);
+      sn.w = fmaf(lambda, sn.w, kd * v3);
+      __stcs(reinterpret_cast<float4*>(S + (int64_t)d * E + e0 + 4 * j), sn);
+      acc.x = fmaf(qd, sn.x, acc.x);
+      acc.y = fmaf(qd, sn.y, acc.y);
+      acc.z = fmaf(qd, sn.z, acc.z);
+      acc.w = fmaf(qd, sn.w, acc.w);
+    }
+  }
+  // Sum over the lanes of one column group, then over the warps (fixed order: deterministic).
+  for (int off = cv; off < 32; off <<= 1) {
+    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+  }
+  if (lane < cv) red[warp][lane] = acc;
+  __syncthreads();
+  if (threadIdx.x < C) {
+    float sum = 0.f;
+    for (int w = 0; w < kThreads / 32; ++w) sum += reinterpret_cast<const float*>(&red[w][threadIdx.x / 4])[threadIdx.x % 4];
+    o[bh * E + e0 + threadIdx.x] = __float2bfloat16_rn(sum);
+  }
+}
+
+}  // namespace
+
+bool attn_split_supported(int64_t D, int64_t E) {
+  return E % 4 == 0 && E >= 4 && E <= 256 && D >= 1 && D <= 256;
+}
+
+int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E) {
+  int cv = E % 8 == 0 ? 2 : 1;  // two 16-byte pieces: whole 32-byte sectors of each row
+  const int64_t want = 2 * (int64_t)device_info().sms;
+  while (2 * cv <= 8 && (E / 4) % (2 * cv) == 0 && D * 2 * cv <= (int64_t)kAttnMaxItems * kThreads &&
+         E / (8 * cv) * B * H >= want)
+    cv *= 2;
+  return cv;
+}
+
+void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
+                       int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st) {
+  TNL_CHECK(attn_split_supported(D, E) && B * H <= 65535 && reinterpret_cast<uintptr_t>(state) % 16 == 0,
+            "tnl::model::cuda::attn_decode_split: unsupported shape D ", D, " E ", E, " (or unaligned state)");
+  const int cv = attn_split_groups(B, H, D, E);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)(E / (4 * cv)), (unsigned)(B * H));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl && device_info().pdl ? 1 : 0;
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, q, k, v, slopes, (int)H, (int)D, (int)E, cv, state, o));
+}
 
 void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st) {
   if (n == 0) return;
@@ -599,13 +583,18 @@ void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, fl
   const bool aligned = in.mode == GemvInput::rms_gate
                            ? reinterpret_cast<uintptr_t>(in.o) % 8 == 0 && reinterpret_cast<uintptr_t>(in.u) % 16 == 0 && in.ldu % 4 == 0
                            : reinterpret_cast<uintptr_t>(in.a) % 16 == 0 && in.lda % 4 == 0;
-  TNL_CHECK(aligned && gemv_supported(M, K), "tnl::model::cuda::gemv: unsupported input (M ", M, ", K ", K,
-            "; rows 16-byte aligned, strides multiples of 4 expected)");
+  TNL_CHECK(gemv_supported(M, K), "tnl::model::cuda::gemv: unsupported shape M ", M, ", K ", K);
+  TNL_CHECK(aligned || !in.vec_input, "tnl::model::cuda::gemv: vec_input needs 16-byte aligned rows and strides "
+            "that are multiples of 4");
   switch (M) {
-    case 1: return launch_gemv<1>(in, K, W, N, y, ldy, accumulate, st);
-    case 2: return launch_gemv<2>(in, K, W, N, y, ldy, accumulate, st);
-    case 3: return launch_gemv<3>(in, K, W, N, y, ldy, accumulate, st);
-    case 4: return launch_gemv<4>(in, K, W, N, y, ldy, accumulate, st);
+    case 1: return in.vec_input ? launch_gemv<1, true>(in, K, W, N, y, ldy, accumulate, st)
+                         : launch_gemv<1, false>(in, K, W, N, y, ldy, accumulate, st);
+    case 2: return in.vec_input ? launch_gemv<2, true>(in, K, W, N, y, ldy, accumulate, st)
+                         : launch_gemv<2, false>(in, K, W, N, y, ldy, accumulate, st);
+    case 3: return in.vec_input ? launch_gemv<3, true>(in, K, W, N, y, ldy, accumulate, st)
+                         : launch_gemv<3, false>(in, K, W, N, y, ldy, accumulate, st);
+    case 4: return in.vec_input ? launch_gemv<4, true>(in, K, W, N, y, ldy, accumulate, st)
+                         : launch_gemv<4, false>(in, K, W, N, y, ldy, accumulate, st);
     default: throw Error("tnl::model::cuda::gemv: M outside 1..4");
   }
 }

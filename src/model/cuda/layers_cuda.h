@@ -65,15 +65,13 @@ struct GemvArgs {
   const float* theta = nullptr;  // [H, dh] or null
   const int64_t* pos = nullptr;  // (M)
   int heads = 0, dh = 0;
-  // Rows of weights (its first ones) that each warp prefetches into L2 before it waits on the
-  // previous kernel (programmatic dependent launch), so that memory stays busy while the
-  // previous kernel drains and this one forms its input. 0 = none.
-  int prefetch_rows = 0;
+  // Form the input with 16-byte loads, all of a pass issued together (more registers), instead
+  // of one feature per load.
+  bool vec_input = false;
 };
 constexpr int kGemvMaxRows = 4;
 // True when the GEMV handles this shape (M <= kGemvMaxRows, K % 8 == 0, the input fits in
-// shared memory).
-// Vectors are read 16 bytes at a time: lda, ldu multiples of 4 and a, u, o 16-byte aligned.
+// shared memory). With vec_input: lda, ldu multiples of 4 and a, u 16-byte aligned, o 8.
 bool gemv_supported(int64_t M, int64_t K);
 void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, float* y,
           int64_t ldy, bool accumulate, cudaStream_t st);
@@ -82,16 +80,13 @@ void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, fl
 // The same function as attention_decode (scale 1) on the model's layout: per (b, h),
 // S ← λ_h S + kᵀv (λ_h = exp(−slope_h)), o = q S, with S (B, H, D, E) fp32 in place,
 // q, k (B, H, D), v (B, H, E), o (B, H, E) bf16 contiguous, slopes (H) fp32 on the device.
-// Each head's D rows are split over `splits` blocks; each block writes q·S over its rows to
-// part, and the last block of a head to finish sums the parts in split order (deterministic)
-// into o. Scratch: part (B·H·splits·E) fp32, counters (B·H) int32, zero before the first call
-// (each call leaves them zero). Launched with programmatic dependent launch on sm_90 (the
-// state's first loads go out before the previous kernel finishes).
+// Each head's E columns are split over blocks of 4·cv columns (cv = attn_split_groups), all D
+// rows each, so that every output has one block (no atomics; deterministic). `pdl`: launched
+// with programmatic dependent launch on sm_90 (the state's loads go out before the previous
+// kernel finishes; valid when no kernel of the same step wrote this state).
 bool attn_split_supported(int64_t D, int64_t E);  // E % 4 == 0, D, E <= 256
-// Blocks per head for B·H heads (at least two blocks per multiprocessor in all).
-int attn_split_count(int64_t B, int64_t H, int64_t D, int64_t E);
+int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E);
 void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
-                       int64_t H, int64_t D, int64_t E, int splits, float* state, float* part,
-                       int32_t* counters, bf16* o, cudaStream_t st);
+                       int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st);
 
 }  // namespace tnl::model::cuda

@@ -88,8 +88,6 @@ struct Scratch {
   float* ab = nullptr;      // (T, 2·g) = [W1 x | W2 x]
   int32_t* ids = nullptr;   // (T)
   int64_t* pos = nullptr;   // (T)
-  float* attn_part = nullptr;    // decode only: split attention's partial sums (cuda::attn_decode_split)
-  int32_t* attn_count = nullptr;  // decode only: its per-head counters (B·H)
 };
 
 // Lays a Scratch for `rows` rows out in one allocation.
@@ -168,7 +166,6 @@ struct CudaGenState::Impl {
   size_t state_bytes = 0;
   ScratchBlock scratch;         // B rows, for decode
   DevMem logits, next;          // (B, V) fp32, (B) int32
-  DevMem attn_part, attn_count;  // split decode attention's scratch (see Scratch)
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
   int64_t graph_gemv_rows = -1;  // the settings the graphs were captured with (GEMV rows, split)
@@ -213,7 +210,8 @@ struct TransNormerCuda::Impl {
   int64_t gemv_rows = cuda::kGemvMaxRows;
   bool prep_in_gemv = true;  // decode: qkv_prep as the input GEMV's epilogue (TNL_GEMV_PREP=0: off)
   bool attn_split = true;    // decode: attention split over blocks (TNL_ATTN_SPLIT=0: the attention API)
-  int gemv_prefetch = 1;     // GemvArgs::prefetch_rows (TNL_GEMV_PREFETCH=n)
+  bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
+  bool gemv_vec = false;     // GemvArgs::vec_input (TNL_GEMV_VEC=1: on)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -233,7 +231,10 @@ struct TransNormerCuda::Impl {
     prep_in_gemv = !(prep && prep[0] == '0');
     const char* split = std::getenv("TNL_ATTN_SPLIT");
     attn_split = !(split && split[0] == '0');
-    if (const char* pf = std::getenv("TNL_GEMV_PREFETCH")) gemv_prefetch = std::max(0, std::atoi(pf));
+    const char* apdl = std::getenv("TNL_ATTN_PDL");
+    attn_pdl = !(apdl && apdl[0] == '0');
+    const char* vec = std::getenv("TNL_GEMV_VEC");
+    gemv_vec = vec && vec[0] == '1';
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -369,7 +370,7 @@ struct TransNormerCuda::Impl {
           in.heads = (int)H;
           in.dh = (int)dh;
         }
-        in.prefetch_rows = gemv_prefetch;
+        in.vec_input = gemv_vec;
         cuda::gemv(in, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, 4 * hid, false, stream);
         if (!prep_in_gemv) cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
         mark("qkvu gemv");
@@ -379,10 +380,9 @@ struct TransNormerCuda::Impl {
         cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
       }
       const int64_t D = qk_dim(l);
-      if (step && attn_split && s.attn_part && cuda::attn_split_supported(D, dh)) {
-        cuda::attn_decode_split(s.q, s.k, s.v, L.slopes_dev.as<float>(), pk.batch, H, D, dh,
-                                cuda::attn_split_count(pk.batch, H, D, dh), state, s.attn_part, s.attn_count,
-                                s.o, stream);
+      if (step && attn_split && cuda::attn_split_supported(D, dh)) {
+        cuda::attn_decode_split(s.q, s.k, s.v, L.slopes_dev.as<float>(), pk.batch, H, D, dh, state, s.o, attn_pdl,
+                                stream);
       } else {
         attention(l, s, pk, state, step);
       }
@@ -393,7 +393,7 @@ struct TransNormerCuda::Impl {
         in.o = s.o;
         in.u = s.qkvu + 3 * hid;
         in.ldu = 4 * hid;
-        in.prefetch_rows = gemv_prefetch;
+        in.vec_input = gemv_vec;
         cuda::gemv(in, T, hid, L.out.as<bf16>(), d, s.h, d, true, stream);
         mark("out gemv");
       } else {
@@ -406,14 +406,14 @@ struct TransNormerCuda::Impl {
         in.mode = cuda::GemvInput::rms;
         in.a = s.h;
         in.lda = d;
-        in.prefetch_rows = gemv_prefetch;
+        in.vec_input = gemv_vec;
         cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
         mark("l12 gemv");
         cuda::GemvArgs in3;
         in3.mode = cuda::GemvInput::glu;
         in3.a = s.ab;
         in3.lda = 2 * g;
-        in3.prefetch_rows = gemv_prefetch;
+        in3.vec_input = gemv_vec;
         cuda::gemv(in3, T, g, L.l3.as<bf16>(), d, s.h, d, true, stream);
         mark("l3 gemv");
       } else {
@@ -433,7 +433,7 @@ struct TransNormerCuda::Impl {
       in.mode = cuda::GemvInput::rms;
       in.a = s.h;
       in.lda = d;
-      in.prefetch_rows = gemv_prefetch;
+      in.vec_input = gemv_vec;
       cuda::gemv(in, R, d, embed.as<bf16>(), V, logits, V, false, stream);
       mark("head gemv");
       return;
@@ -680,18 +680,6 @@ void TransNormerCuda::prefill(const std::vector<std::vector<int32_t>>& prompts, 
     st->state_bytes += bytes;
   }
   st->scratch.ensure(c, B);
-  int64_t part_floats = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l)
-    if (cuda::attn_split_supported(m.qk_dim(l), c.head_dim()))
-      part_floats = std::max<int64_t>(part_floats, B * c.num_heads * c.head_dim() *
-                                                       cuda::attn_split_count(B, c.num_heads, m.qk_dim(l), c.head_dim()));
-  if (part_floats > 0) {
-    st->attn_part.ensure(sizeof(float) * (size_t)part_floats);
-    st->attn_count.ensure(sizeof(int32_t) * (size_t)(B * c.num_heads));
-    TNL_CUDA_CHECK(cudaMemsetAsync(st->attn_count.as<void>(), 0, sizeof(int32_t) * (size_t)(B * c.num_heads), m.stream));
-    st->scratch.s.attn_part = st->attn_part.as<float>();
-    st->scratch.s.attn_count = st->attn_count.as<int32_t>();
-  }
   st->logits.ensure(sizeof(float) * (size_t)(B * V));
   st->next.ensure(sizeof(int32_t) * (size_t)B);
   st->host_ids.alloc(sizeof(int32_t) * (size_t)B);
