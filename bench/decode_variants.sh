@@ -32,8 +32,8 @@ grep -E "^\[ +(FAILED|PASSED) |Failure|split attention|fused GEMV, B 1" "$OUT/mo
 
 TNL=$BUILD/tools/tnl
 bench() { env "$@" "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1,16 --decode-tokens 64 2>&1; }
-for v in "TNL_ATTN_SPLIT=0" "DEFAULT=1" "TNL_ATTN_PDL=0" "TNL_GEMV_VEC=1" "TNL_GEMV_VEC=1_TNL_ATTN_SPLIT=0" \
-         "DEFAULT=2" "TNL_ATTN_SPLIT=0_2"; do
+for v in "TNL_ATTN_SPLIT=0_TNL_GEMV_VEC=0" "DEFAULT=1" "TNL_ATTN_PDL=0" "TNL_GEMV_VEC=0" "TNL_ATTN_SPLIT=0" \
+         "DEFAULT=2"; do
   log="$OUT/bench-${v//=/-}.log"
   bench ${v//_TNL/ TNL} >"$log" || fail=1
   echo "== $v: $(grep -E '^\| 1024 ' "$log" | cut -d'|' -f6,7) | by batch: $(grep -E '^\| (1|16) ' "$log" | cut -d'|' -f2-5,7 | tr '\n' ' ')"

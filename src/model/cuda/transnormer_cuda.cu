@@ -211,7 +211,7 @@ struct TransNormerCuda::Impl {
   bool prep_in_gemv = true;  // decode: qkv_prep as the input GEMV's epilogue (TNL_GEMV_PREP=0: off)
   bool attn_split = true;    // decode: attention split over blocks (TNL_ATTN_SPLIT=0: the attention API)
   bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
-  bool gemv_vec = false;     // GemvArgs::vec_input (TNL_GEMV_VEC=1: on)
+  bool gemv_vec = true;      // GemvArgs::vec_input (TNL_GEMV_VEC=0: off)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -234,7 +234,7 @@ struct TransNormerCuda::Impl {
     const char* apdl = std::getenv("TNL_ATTN_PDL");
     attn_pdl = !(apdl && apdl[0] == '0');
     const char* vec = std::getenv("TNL_GEMV_VEC");
-    gemv_vec = vec && vec[0] == '1';
+    gemv_vec = !(vec && vec[0] == '0');
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
