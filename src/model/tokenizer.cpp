@@ -56,7 +56,8 @@ std::string DetokenizeStream::render() const {
   // Byte-fallback tokens arrive one byte each; until a character is complete, SentencePiece
   // renders its bytes as U+FFFD. Hold trailing U+FFFD back until the next token or flush().
   static const std::string kReplacement = "\xef\xbf\xbd";
-  while (text.size() >= 3 && text.compare(text.size() - 3, 3, kReplacement) == 0) text.resize(text.size() - 3);
+  while (text.size() >= 3 && text.compare(text.size() - 3, 3, kReplacement) == 0)
+    text.resize(text.size() - 3);
   return text;
 }
 

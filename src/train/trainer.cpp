@@ -74,17 +74,19 @@ void validate(const TrainConfig& c) {
   require_argument(c.batch >= 1, "batch (--batch): expected >= 1, got " + std::to_string(c.batch));
   require_argument(c.accum >= 1, "accum (--accum): expected >= 1, got " + std::to_string(c.accum));
   require_argument(c.steps >= 1 || (c.steps == 0 && c.time_budget_s > 0),
-                "steps (--steps): expected >= 1, or 0 with a time budget (fit to it), got " + std::to_string(c.steps));
+                   "steps (--steps): expected >= 1, or 0 with a time budget (fit to it), got " +
+                       std::to_string(c.steps));
   require_argument(c.log_every >= 1, "log_every (--log-every): expected >= 1");
   require_argument(c.eval_every >= 0, "eval_every (--eval-every): expected >= 0 (0 = never)");
   require_argument(c.save_every >= 0, "save_every (--save-every): expected >= 0 (0 = only at the end)");
   require_argument(c.eval_batches >= 1, "eval_batches (--eval-batches): expected >= 1");
   require_argument(c.keep_checkpoints >= 1, "keep_checkpoints (--keep): expected >= 1");
-  require_argument(c.device == "cpu" || c.device == "cuda", "device (--device): expected cpu or cuda, got '" + c.device + "'");
+  require_argument(c.device == "cpu" || c.device == "cuda",
+                   "device (--device): expected cpu or cuda, got '" + c.device + "'");
   require_argument(c.schedule.lr_max > 0 && std::isfinite(c.schedule.lr_max),
-                "lr (--lr): expected a positive learning rate, got " + num(c.schedule.lr_max));
+                   "lr (--lr): expected a positive learning rate, got " + num(c.schedule.lr_max));
   require_argument(c.schedule.lr_min >= 0 && c.schedule.lr_min <= c.schedule.lr_max,
-                "min_lr (--min-lr): expected 0 <= min_lr <= lr");
+                   "min_lr (--min-lr): expected 0 <= min_lr <= lr");
   require_argument(c.schedule.warmup_steps >= 0, "warmup (--warmup): expected >= 0 steps");
   require_argument(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, "beta1 (--beta1): expected in [0, 1)");
   require_argument(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, "beta2 (--beta2): expected in [0, 1)");
@@ -96,7 +98,7 @@ void validate(const TrainConfig& c) {
     sched.validate();
   }
   require_argument(c.model.num_layers >= 1 && c.model.d_model >= 1 && c.model.num_heads >= 1,
-                "model: expected at least one layer, head and feature");
+                   "model: expected at least one layer, head and feature");
 }
 
 std::string train_config_to_json(const TrainConfig& c) {
@@ -181,24 +183,24 @@ Trainer::Trainer(const TrainConfig& cfg, ResumeTag)
       train_data_(cfg.data_dir, "train", cfg.seq_len, cfg.seed, /*shuffle=*/true) {
   cfg_.schedule.total_steps = cfg_.steps;
   require_argument(train_data_.vocab_size() <= cfg_.model.vocab_size,
-                "data_dir: " + cfg_.data_dir + " holds tokens of a vocabulary of " +
-                    std::to_string(train_data_.vocab_size()) + ", larger than the model's " +
-                    std::to_string(cfg_.model.vocab_size));
+                   "data_dir: " + cfg_.data_dir + " holds tokens of a vocabulary of " +
+                       std::to_string(train_data_.vocab_size()) + ", larger than the model's " +
+                       std::to_string(cfg_.model.vocab_size));
   require_argument(train_data_.num_windows() >= 1,
-                "data_dir: " + cfg_.data_dir + " holds fewer than seq_len + 1 = " +
-                    std::to_string(cfg_.seq_len + 1) + " training tokens");
+                   "data_dir: " + cfg_.data_dir + " holds fewer than seq_len + 1 = " +
+                       std::to_string(cfg_.seq_len + 1) + " training tokens");
 }
 
 Trainer::Trainer(const TrainConfig& cfg) : Trainer(cfg, ResumeTag{}) {
   require_argument(!fs::exists(fs::path(cfg_.out_dir) / "latest"),
-                "out_dir: " + cfg_.out_dir + " already holds a training run (resume it, or choose "
-                "another directory)");
+                   "out_dir: " + cfg_.out_dir + " already holds a training run (resume it, or choose "
+                   "another directory)");
   if (!cfg_.init_from.empty()) {
     const model::Checkpoint ck(cfg_.init_from);
     require_argument(ck.config().vocab_size == cfg_.model.vocab_size &&
-                      ck.config().d_model == cfg_.model.d_model &&
-                      ck.config().num_layers == cfg_.model.num_layers,
-                  "init_from: " + cfg_.init_from + " has another shape than the model asked for");
+                         ck.config().d_model == cfg_.model.d_model &&
+                         ck.config().num_layers == cfg_.model.num_layers,
+                     "init_from: " + cfg_.init_from + " has another shape than the model asked for");
     params_ = ParamSet::from_checkpoint(ck);
   } else {
     params_.init_random(cfg_.seed);

@@ -82,7 +82,7 @@ double parse_duration(const std::string& s) {  // "600", "600s", "10m", "1.5h" �
   char* end = nullptr;
   const double v = std::strtod(n.c_str(), &end);
   require_argument(end != n.c_str() && *end == '\0' && v >= 0,
-                "--time-budget: expected a duration like 600s, 10m or 1h, got '" + s + "'");
+                   "--time-budget: expected a duration like 600s, 10m or 1h, got '" + s + "'");
   return v * mult;
 }
 
@@ -120,7 +120,8 @@ train::TrainConfig config_from_args(const Args& a, train::TrainConfig c, bool re
     c.model.use_lrpe.assign(c.model.num_layers, 0);
     for (int64_t l = 0; l < std::min(lrpe, c.model.num_layers); ++l) c.model.use_lrpe[l] = 1;
     require_argument(c.model.num_heads >= 1 && c.model.hidden_dim % c.model.num_heads == 0,
-                "--heads: expected a divisor of the hidden dim " + std::to_string(c.model.hidden_dim));
+                     "--heads: expected a divisor of the hidden dim " +
+                         std::to_string(c.model.hidden_dim));
   } else {
     for (const char* f : {"shape", "layers", "d-model", "hidden-dim", "heads", "glu-dim", "lrpe-layers",
                           "init-from"})
@@ -130,7 +131,8 @@ train::TrainConfig config_from_args(const Args& a, train::TrainConfig c, bool re
   c.batch = a.integer("batch", c.batch);
   c.accum = a.integer("accum", c.accum);
   if (a.has("time-budget")) c.time_budget_s = parse_duration(a.str("time-budget", ""));
-  c.steps = a.integer("steps", resume ? 0 : c.time_budget_s > 0 ? 0 : c.steps);  // resume: 0 keeps the saved count
+  // Resuming: 0 keeps the saved count. A time budget alone: 0 fits the steps to it.
+  c.steps = a.integer("steps", resume ? 0 : c.time_budget_s > 0 ? 0 : c.steps);
   if (a.has("schedule")) c.schedule.kind = train::parse_schedule_kind(a.str("schedule", ""), "--schedule");
   c.schedule.lr_max = a.real("lr", c.schedule.lr_max);
   c.schedule.lr_min = a.real("min-lr", resume ? c.schedule.lr_min : c.schedule.lr_max / 10);
@@ -160,7 +162,8 @@ int train_cmd(int argc, char** argv) {
   for (const std::string& w : words) ptrs.push_back(const_cast<char*>(w.c_str()));
   const Args a((int)ptrs.size(), ptrs.data(), kFlags, kBoolFlags);
   const std::string device = a.str("device", "cpu");
-  require_argument(device == "cpu" || device == "cuda", "--device: expected cpu or cuda, got '" + device + "'");
+  require_argument(device == "cpu" || device == "cuda",
+                   "--device: expected cpu or cuda, got '" + device + "'");
   if (a.has("threads")) omp_set_num_threads((int)a.integer("threads", 0));
 
   const bool resume = a.flag("resume");
@@ -192,13 +195,16 @@ int train_cmd(int argc, char** argv) {
   std::printf("model: %lld layers, d %lld, %lld heads, glu %lld, vocab %lld: %.2fM parameters\n",
               (long long)m.num_layers, (long long)m.d_model, (long long)m.num_heads,
               (long long)m.glu_dim, (long long)m.vocab_size, trainer->params().size() / 1e6);
+  std::string mfu_note;
+  if (cfg.peak_gflops > 0)
+    mfu_note = ", MFU against " + std::to_string((int)cfg.peak_gflops) +
+               (device == "cuda" ? " GFLOP/s (measured bf16 GEMM), cuda" : " GFLOP/s (measured SGEMM)");
   std::printf("training: %lld tokens per step (%lld × %lld × accum %lld), %s steps, lr %.3g (%s), "
               "%d threads%s\n",
               (long long)tokens_per_step, (long long)tc.batch, (long long)tc.seq_len, (long long)tc.accum,
               tc.steps > 0 ? std::to_string(tc.steps).c_str() : "time-fitted", tc.schedule.lr_max,
               train::schedule_kind_name(tc.schedule.kind), omp_get_max_threads(),
-              cfg.peak_gflops > 0 ? (", MFU against " + std::to_string((int)cfg.peak_gflops) +
-                                     (device == "cuda" ? " GFLOP/s (measured bf16 GEMM), cuda" : " GFLOP/s (measured SGEMM)")).c_str() : "");
+              mfu_note.c_str());
   std::fflush(stdout);
 
   std::signal(SIGINT, on_sigint);
@@ -226,11 +232,13 @@ int train_cmd(int argc, char** argv) {
   std::signal(SIGINT, SIG_DFL);
   if (r.interrupted) std::printf("interrupted: ");
   std::printf("%lld steps; last train loss %.4f", (long long)r.step, r.train_loss);
-  if (!std::isnan(r.val_loss)) std::printf("; val loss %.4f, perplexity %.2f", r.val_loss, std::exp(r.val_loss));
+  if (!std::isnan(r.val_loss))
+    std::printf("; val loss %.4f, perplexity %.2f", r.val_loss, std::exp(r.val_loss));
   std::printf("\ncheckpoint: %s\n", r.checkpoint_dir.c_str());
   std::printf("loss curve: %s/loss.csv, %s/loss.png\n", tc.out_dir.c_str(), tc.out_dir.c_str());
   if (r.interrupted) std::printf("resume with: tnl train --out %s --resume\n", tc.out_dir.c_str());
-  std::printf("generate with: tnl generate --model %s --prompt \"...\"\n", r.checkpoint_dir.c_str());
+  std::printf("generate with: tnl generate --model %s%s --prompt \"...\"\n", r.checkpoint_dir.c_str(),
+              device == "cuda" ? " --device cuda" : "");
   return 0;
 }
 
