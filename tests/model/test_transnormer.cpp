@@ -15,6 +15,7 @@
 
 #include "model/checkpoint.h"
 #include "model/transnormer.h"
+#include "testing/reference_files.h"
 #include "tnl/error.h"
 
 namespace tnl::model {
@@ -25,23 +26,13 @@ std::string g_fixtures;
 class TransNormerRef : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    g_fixtures = ::testing::TempDir() + "tnl_model_fixtures_" + std::to_string(std::random_device{}());
-    const std::string cmd = std::string(TNL_TEST_PYTHON) + " " + TNL_SOURCE_DIR +
-                            "/tests/ref/make_fixtures.py " + g_fixtures + " > /dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0)
-        << "generating the PyTorch reference failed (needs Debian's python3-torch: "
-           "bash scripts/install-deps.sh): " << cmd;
+    g_fixtures = testing::run_reference_script(TNL_TEST_PYTHON,
+                                               TNL_SOURCE_DIR "/tests/ref/make_fixtures.py", "tnl_model_fixtures_");
+    ASSERT_FALSE(g_fixtures.empty());
   }
 };
 
-template <class T>
-std::vector<T> read_raw(const std::string& path, size_t n) {
-  std::vector<T> v(n);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), (std::streamsize)(n * sizeof(T)));
-  EXPECT_TRUE(f.good()) << path;
-  return v;
-}
+using testing::read_raw;
 
 double rel_err(const float* out, const double* ref, size_t n) {
   double num = 0, den = 0;

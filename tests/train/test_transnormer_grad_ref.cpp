@@ -18,6 +18,7 @@
 
 #include "model/checkpoint.h"
 #include "model/io/safetensors.h"
+#include "testing/reference_files.h"
 #include "train/params.h"
 #include "train/transnormer_grad.h"
 
@@ -29,23 +30,13 @@ std::string g_fixtures;
 class GradRef : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    g_fixtures = ::testing::TempDir() + "tnl_grad_fixtures_" + std::to_string(std::random_device{}());
-    const std::string cmd = std::string(TNL_TEST_PYTHON) + " " + TNL_SOURCE_DIR +
-                            "/tests/ref/make_grad_fixture.py " + g_fixtures + " > /dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0)
-        << "generating the PyTorch reference failed (needs Debian's python3-torch: "
-           "bash scripts/install-deps.sh): " << cmd;
+    g_fixtures = testing::run_reference_script(TNL_TEST_PYTHON,
+                                               TNL_SOURCE_DIR "/tests/ref/make_grad_fixture.py", "tnl_grad_fixtures_");
+    ASSERT_FALSE(g_fixtures.empty());
   }
 };
 
-template <class T>
-std::vector<T> read_raw(const std::string& path, size_t n) {
-  std::vector<T> v(n);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), (std::streamsize)(n * sizeof(T)));
-  EXPECT_TRUE(f.good()) << path;
-  return v;
-}
+using testing::read_raw;
 
 // Per tensor: max|g − g_ref| / max|g_ref| and ‖g − g_ref‖ / ‖g_ref‖, the worst of each printed.
 struct Worst {
