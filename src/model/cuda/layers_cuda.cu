@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "backends/cuda/cuda_check.h"
+#include "model/cuda/cuda_common.cuh"
 #include "model/cuda/layers_cuda.h"
 
 namespace tnl::model::cuda {
@@ -16,23 +17,6 @@ unsigned grid_for(int64_t n, int64_t cap = 65536) {
   return (unsigned)std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, cap));
 }
 
-// Sum over the block (kThreads threads); every thread gets the total.
-__device__ float block_sum(float v) {
-  __shared__ float part[kThreads / 32];
-  __shared__ float total;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float s = 0.f;
-    for (int w = 0; w < kThreads / 32; ++w) s += part[w];
-    total = s;
-  }
-  __syncthreads();
-  const float t = total;
-  __syncthreads();  // part/total may be reused by the next call
-  return t;
-}
 
 __device__ __forceinline__ float inv_rms(float sum_sq, int64_t cols) {
   return 1.0f / sqrtf(sum_sq / (float)cols + 1e-6f);
@@ -77,7 +61,7 @@ __global__ void srms_kernel(const float* x, int64_t ld_x, const int32_t* rows, i
   const float* xr = x + (rows ? (int64_t)rows[i] : i) * ld_x;  // (cols)
   float ss = 0.f;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) ss += xr[c] * xr[c];
-  const float inv = inv_rms(block_sum(ss), cols);
+  const float inv = inv_rms(cuda_common::block_sum<kThreads>(ss), cols);
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) y[i * cols + c] = __float2bfloat16_rn(xr[c] * inv);
 }
 
@@ -116,7 +100,7 @@ __global__ void norm_gate_kernel(const bf16* o, const float* u, int64_t ld_u, in
     const float x = __bfloat162float(orow[c]);
     ss += x * x;
   }
-  const float inv = inv_rms(block_sum(ss), hid);
+  const float inv = inv_rms(cuda_common::block_sum<kThreads>(ss), hid);
   for (int64_t c = threadIdx.x; c < hid; c += kThreads)
     g[r * hid + c] = __float2bfloat16_rn(__bfloat162float(orow[c]) * inv * u[r * ld_u + c]);
 }
@@ -247,7 +231,7 @@ __device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* 
         for (int u = 0; u < kFormUnroll; ++u)
           if (g0 + u * kThreads < K4) ss += x[u].x * x[u].x + x[u].y * x[u].y + x[u].z * x[u].z + x[u].w * x[u].w;
       }
-      inv = inv_rms(block_sum(ss), K);
+      inv = inv_rms(cuda_common::block_sum<kThreads>(ss), K);
     }
     for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * kFormUnroll) {
       float4 x[kFormUnroll], u4[kFormUnroll];
@@ -319,7 +303,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
           const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
           ss += x * x;
         }
-        ss = block_sum(ss);
+        ss = cuda_common::block_sum<kThreads>(ss);
         if (threadIdx.x == 0) scale[m] = inv_rms(ss, K);
       }
       __syncthreads();
@@ -489,6 +473,8 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(const bf16* q, con
 bool attn_split_supported(int64_t D, int64_t E) {
   return E % 4 == 0 && E >= 4 && E <= 256 && D >= 1 && D <= 256;
 }
+
+bool attn_split_pays(int64_t B, int64_t H) { return B * H < 2 * (int64_t)device_info().sms; }
 
 int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E) {
   int cv = E % 8 == 0 ? 2 : 1;  // two 16-byte pieces: whole 32-byte sectors of each row

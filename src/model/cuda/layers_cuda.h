@@ -85,6 +85,9 @@ void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, fl
 // with programmatic dependent launch on sm_90 (the state's loads go out before the previous
 // kernel finishes; valid when no kernel of the same step wrote this state).
 bool attn_split_supported(int64_t D, int64_t E);  // E % 4 == 0, D, E <= 256
+// Whether the split kernel pays at this B·H: where the attention API's decode (a block per
+// sequence and head) leaves SMs idle, B·H < 2 · SMs (at B·H = 1024 the split cost 4%).
+bool attn_split_pays(int64_t B, int64_t H);
 int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E);
 void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
                        int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st);

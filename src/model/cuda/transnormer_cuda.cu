@@ -15,50 +15,19 @@
 #include <string>
 
 #include "backends/cuda/cuda_check.h"
+#include "model/cuda/cuda_common.cuh"
 #include "model/cuda/layers_cuda.h"
 #include "model/cuda/transnormer_cuda.h"
 #include "tnl/attention.h"
 #include "tnl/device.h"
 
-#define TNL_CUBLAS_CHECK(stmt)                                                              \
-  do {                                                                                      \
-    const cublasStatus_t tnl_st_ = (stmt);                                                  \
-    if (tnl_st_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::tnl::Error(::tnl::detail::cat("tnl: cuBLAS error ", (int)tnl_st_, " in ", #stmt, \
-                                            " at ", __FILE__, ":", __LINE__));              \
-  } while (0)
 
 namespace tnl::model {
 using cuda::bf16;
+using cuda_common::DevMem;
 
 namespace {
 
-// Device memory that grows on demand (contents are not kept when it grows).
-class DevMem {
- public:
-  DevMem() = default;
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  DevMem(DevMem&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  ~DevMem() { if (p_) cudaFree(p_); }
-  // Returns true when it had to reallocate.
-  bool ensure(size_t bytes) {
-    if (bytes <= n_) return false;
-    if (p_) TNL_CUDA_CHECK(cudaFree(p_));
-    p_ = nullptr;
-    n_ = 0;
-    TNL_CUDA_CHECK(cudaMalloc(&p_, bytes));
-    n_ = bytes;
-    return true;
-  }
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-  size_t bytes() const { return n_; }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
-};
 
 // Pinned host memory.
 class HostMem {
@@ -380,7 +349,7 @@ struct TransNormerCuda::Impl {
         cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
       }
       const int64_t D = qk_dim(l);
-      if (step && attn_split && cuda::attn_split_supported(D, dh)) {
+      if (step && attn_split && cuda::attn_split_pays(pk.batch, H) && cuda::attn_split_supported(D, dh)) {
         cuda::attn_decode_split(s.q, s.k, s.v, L.slopes_dev.as<float>(), pk.batch, H, D, dh, state, s.o, attn_pdl,
                                 stream);
       } else {

@@ -22,47 +22,17 @@
 #include "tnl/attention.h"
 #include "tnl/device.h"
 #include "tnl/error.h"
+#include "model/cuda/cuda_common.cuh"
 #include "train/cuda/cuda_trainer.h"
 #include "train/cuda/train_kernels.h"
 
-#define TNL_CUBLAS_CHECK(stmt)                                                              \
-  do {                                                                                      \
-    const cublasStatus_t tnl_st_ = (stmt);                                                  \
-    if (tnl_st_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::tnl::Error(::tnl::detail::cat("tnl: cuBLAS error ", (int)tnl_st_, " in ", #stmt, \
-                                            " at ", __FILE__, ":", __LINE__));              \
-  } while (0)
 
 namespace tnl::train {
 using cuda::bf16;
+using cuda_common::DevMem;
 
 namespace {
 
-// Device memory that grows on demand (contents are not kept when it grows).
-class DevMem {
- public:
-  DevMem() = default;
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  ~DevMem() { release(); }
-  void ensure(size_t bytes) {
-    if (bytes <= n_) return;
-    release();
-    TNL_CUDA_CHECK(cudaMalloc(&p_, bytes));
-    n_ = bytes;
-  }
-  void release() {
-    if (p_) cudaFree(p_);
-    p_ = nullptr;
-    n_ = 0;
-  }
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
-};
 
 // Carves typed arrays out of one allocation (256-byte aligned): plan with add(), then place().
 class Carver {

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "backends/cuda/cuda_check.h"
+#include "model/cuda/cuda_common.cuh"
 #include "train/cuda/train_kernels.h"
 
 namespace tnl::train::cuda {
@@ -13,24 +14,6 @@ unsigned grid_for(int64_t n, int64_t cap = 65536) {
   return (unsigned)std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, cap));
 }
 
-// Sum over the block (kThreads threads), in a fixed order; every thread gets the total.
-template <class T>
-__device__ T block_sum(T v) {
-  __shared__ T part[kThreads / 32];
-  __shared__ T total;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    T s = 0;
-    for (int w = 0; w < kThreads / 32; ++w) s += part[w];
-    total = s;
-  }
-  __syncthreads();
-  const T t = total;
-  __syncthreads();  // part/total may be reused by the next call
-  return t;
-}
 
 __device__ float block_max(float v) {
   __shared__ float part[kThreads / 32];
@@ -81,7 +64,7 @@ __global__ void srms_forward_kernel(const float* x, int64_t cols, bf16* y, float
   const float* xr = x + r * cols;  // (cols)
   float ss = 0.f;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) ss += xr[c] * xr[c];
-  const float inv = 1.0f / sqrtf(block_sum(ss) / (float)cols + 1e-6f);
+  const float inv = 1.0f / sqrtf(cuda_common::block_sum<kThreads>(ss) / (float)cols + 1e-6f);
   if (threadIdx.x == 0) rstd[r] = inv;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) y[r * cols + c] = b(xr[c] * inv);
 }
@@ -93,7 +76,7 @@ __global__ void srms_backward_kernel(const float* dy, const bf16* y, const float
   const bf16* yr = y + r * cols;
   float s = 0.f;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) s += dyr[c] * f(yr[c]);
-  const float mean = block_sum(s) / (float)cols, inv = rstd[r];
+  const float mean = cuda_common::block_sum<kThreads>(s) / (float)cols, inv = rstd[r];
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
     const float v = inv * (dyr[c] - f(yr[c]) * mean);
     dx[r * cols + c] = accumulate ? dx[r * cols + c] + v : v;
@@ -180,7 +163,7 @@ __global__ void gate_forward_kernel(const bf16* o, const bf16* pre, int64_t hid,
   if (write_rstd) {
     float ss = 0.f;
     for (int64_t c = threadIdx.x; c < hid; c += kThreads) ss += f(orow[c]) * f(orow[c]);
-    inv = 1.0f / sqrtf(block_sum(ss) / (float)hid + 1e-6f);
+    inv = 1.0f / sqrtf(cuda_common::block_sum<kThreads>(ss) / (float)hid + 1e-6f);
     if (threadIdx.x == 0) r2[r] = inv;
   } else {
     inv = r2[r];
@@ -202,7 +185,7 @@ __global__ void gate_backward_kernel(const float* dgated, const bf16* o, const f
     du[c] = b(dg[c] * on);
     s += dg[c] * f(u[c]) * on;
   }
-  const float mean = block_sum(s) / (float)hid;
+  const float mean = cuda_common::block_sum<kThreads>(s) / (float)hid;
   for (int64_t c = threadIdx.x; c < hid; c += kThreads) {
     const float on = f(orow[c]) * inv;
     d_o[r * hid + c] = b(inv * (dg[c] * f(u[c]) - on * mean));
@@ -241,7 +224,7 @@ __global__ void cross_entropy_kernel(const float* logits, int64_t V, const int32
   mx = block_max(mx);
   float s = 0.f;
   for (int64_t i = threadIdx.x; i < V; i += kThreads) s += expf(x[i] - mx);
-  s = block_sum(s);
+  s = cuda_common::block_sum<kThreads>(s);
   if (threadIdx.x == 0) nll[r] = (mx + logf(s)) - x[t];
   if (dlogits) {
     const float inv = 1.0f / s;
@@ -256,7 +239,7 @@ __global__ void sum_squares_kernel(const float* g, int64_t n, double* partial) {
   const int64_t lo = blockIdx.x * kNormBlock, hi = std::min(n, lo + kNormBlock);
   double s = 0;
   for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) s += (double)g[i] * (double)g[i];
-  s = block_sum(s);
+  s = cuda_common::block_sum<kThreads>(s);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
