@@ -4,12 +4,13 @@ each with token ids and the float64 reference logits of transnormer_ref.py:
     OUT_DIR/<case>/{config.json, weights..., ids.i32, logits.f64, shape.txt}"""
 import json
 import os
-import struct
 import sys
 
 import torch
 
+import fixture_util
 import transnormer_ref as ref
+from fixture_util import hf_config, write_safetensors
 
 CASES = [
     # name, d, heads, layers, glu, lrpe list, no_scale, format, dtype
@@ -22,48 +23,13 @@ VOCAB = 97
 
 
 def config(d, heads, layers, glu, lrpe, no_scale):
-    return {"model_type": "transnormer", "vocab_size": VOCAB, "decoder_embed_dim": d,
-            "hidden_dim": d, "decoder_layers": layers, "decoder_attention_heads": heads,
-            "glu_dim": glu, "linear_use_lrpe_list": lrpe, "no_scale_embedding": no_scale,
-            "linear_act_fun": "swish", "norm_type": "simplermsnorm", "bias": False,
-            "init_std": 0.02, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    return hf_config(d, d, heads, layers, glu, VOCAB, lrpe, no_scale)
 
 
 def random_weights(cfg, gen):
-    d, hid, heads = cfg["decoder_embed_dim"], cfg["hidden_dim"], cfg["decoder_attention_heads"]
-    dh, glu = hid // heads, cfg["glu_dim"]
-    # Larger than the 0.02 init so that every layer matters to the logits.
-    rnd = lambda *s: torch.randn(*s, generator=gen) * 0.2
-    w = {"model.embed_tokens.weight": rnd(VOCAB, d)}
-    for l in range(cfg["decoder_layers"]):
-        p = f"model.layers.{l}."
-        w[p + "token_mixer.qkvu_proj.weight"] = rnd(4 * hid, d)
-        w[p + "token_mixer.out_proj.weight"] = rnd(d, hid)
-        if cfg["linear_use_lrpe_list"][l]:
-            c = torch.arange(dh, dtype=torch.float64)
-            theta = torch.stack([10000 ** (-2 * (h * dh + c) / d) for h in range(heads)])
-            w[p + "token_mixer.lrpe.theta"] = theta.float().view(heads, 1, dh) * (1 + 0.1 * torch.rand(heads, 1, dh, generator=gen))
-        w[p + "channel_mixer.l1.weight"] = rnd(glu, d)
-        w[p + "channel_mixer.l2.weight"] = rnd(glu, d)
-        w[p + "channel_mixer.l3.weight"] = rnd(d, glu)
+    w = fixture_util.random_weights(cfg, gen)
     w["lm_head.weight"] = w["model.embed_tokens.weight"]  # tied: one storage in the .bin
     return w
-
-
-def write_safetensors(path, tensors):
-    names = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
-    inv = {v: k for k, v in names.items()}
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, t in tensors.items():
-        t = t.contiguous()
-        raw = t.view(torch.int16).numpy().tobytes() if t.dtype in (torch.bfloat16, torch.float16) else t.numpy().tobytes()
-        header[name] = {"dtype": inv[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def save(case_dir, fmt, w):

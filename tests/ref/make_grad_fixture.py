@@ -9,12 +9,12 @@ LRPE angle θ·p is an fp32 product (what the C++ fp32 training code computes); 
 angle in float64 too (what the C++ fp64 instantiation computes, a smooth function of θ)."""
 import json
 import os
-import struct
 import sys
 
 import torch
 
 import transnormer_ref as ref
+from fixture_util import hf_config, random_weights, write_safetensors
 
 CASES = [
     # name, d, hidden, heads, layers, glu, vocab, lrpe list, no_scale, B, N
@@ -25,56 +25,12 @@ CASES = [
 ]
 
 
-def config(d, hid, heads, layers, glu, vocab, lrpe, no_scale):
-    return {"model_type": "transnormer", "vocab_size": vocab, "decoder_embed_dim": d,
-            "hidden_dim": hid, "decoder_layers": layers, "decoder_attention_heads": heads,
-            "glu_dim": glu, "linear_use_lrpe_list": lrpe, "no_scale_embedding": no_scale,
-            "linear_act_fun": "swish", "norm_type": "simplermsnorm", "bias": False,
-            "init_std": 0.02, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
-
-
-def random_weights(cfg, gen):
-    d, hid, heads = cfg["decoder_embed_dim"], cfg["hidden_dim"], cfg["decoder_attention_heads"]
-    dh, glu, vocab = hid // heads, cfg["glu_dim"], cfg["vocab_size"]
-    # Larger than the 0.02 init so that every layer matters to the loss.
-    rnd = lambda *s: torch.randn(*s, generator=gen) * 0.2
-    w = {"model.embed_tokens.weight": rnd(vocab, d)}
-    for l in range(cfg["decoder_layers"]):
-        p = f"model.layers.{l}."
-        w[p + "token_mixer.qkvu_proj.weight"] = rnd(4 * hid, d)
-        w[p + "token_mixer.out_proj.weight"] = rnd(d, hid)
-        if cfg["linear_use_lrpe_list"][l]:
-            c = torch.arange(dh, dtype=torch.float64)
-            theta = torch.stack([10000 ** (-2 * (h * dh + c) / d) for h in range(heads)])
-            jitter = 1 + 0.1 * torch.rand(heads, 1, dh, generator=gen)
-            w[p + "token_mixer.lrpe.theta"] = theta.float().view(heads, 1, dh) * jitter
-        w[p + "channel_mixer.l1.weight"] = rnd(glu, d)
-        w[p + "channel_mixer.l2.weight"] = rnd(glu, d)
-        w[p + "channel_mixer.l3.weight"] = rnd(d, glu)
-    return {k: v.float() for k, v in w.items()}
-
-
-def write_safetensors(path, tensors):
-    """F32 or F64 tensors, in the order given."""
-    dtypes = {torch.float32: "F32", torch.float64: "F64"}
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, t in tensors.items():
-        raw = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def main(out):
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
     for name, d, hid, heads, layers, glu, vocab, lrpe, no_scale, b, n in CASES:
         case_dir = os.path.join(out, name)
         os.makedirs(case_dir, exist_ok=True)
-        cfg = config(d, hid, heads, layers, glu, vocab, lrpe, no_scale)
+        cfg = hf_config(d, hid, heads, layers, glu, vocab, lrpe, no_scale)
         with open(os.path.join(case_dir, "config.json"), "w") as f:
             json.dump(cfg, f, indent=1)
         w32 = random_weights(cfg, gen)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
+#include "model/cuda/cuda_common.cuh"  // TNL_CUBLAS_CHECK
 #include "buffer.h"
 #include "floor.h"
 
@@ -52,14 +53,6 @@ void launch_fill(void* p, DType dtype, int64_t n, double stddev, uint64_t seed, 
   fill_normal_kernel<<<(unsigned)blocks, threads>>>(p, (int)dtype, n, stddev, seed, nan);
   TNL_CUDA_CHECK_LAUNCH();
 }
-
-#define TNL_CUBLAS_CHECK(stmt)                                                              \
-  do {                                                                                      \
-    const cublasStatus_t st_ = (stmt);                                                      \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                       \
-      throw ::tnl::Error(::tnl::detail::cat("tnl: cuBLAS error ", (int)st_, " in ", #stmt, \
-                                            " at ", __FILE__, ":", __LINE__));              \
-  } while (0)
 
 }  // namespace
 
