@@ -42,9 +42,13 @@ double peak_rss_mib() {
   return 0;
 }
 
-void reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";  // resets VmHWM to the current RSS (Linux >= 4.0); harmless where unsupported
+// Resets VmHWM to the current RSS (Linux >= 4.0); false where the kernel refuses it (then the
+// peak also holds the floor measurement's buffers, so it is not reported).
+bool reset_peak_rss() {
+  std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (f == nullptr) return false;
+  const bool wrote = std::fputs("5", f) >= 0;
+  return (std::fclose(f) == 0) && wrote;
 }
 
 // Fresh random tokens for one step: ids (B·n), targets = ids shifted by one.
@@ -164,7 +168,7 @@ int bench_train(int argc, char** argv) {
   for (int64_t n : lens) {
     const int64_t B = tokens_per_step / n;
     std::vector<int32_t> ids(B * n), targets(B * n);  // (B, n)
-    reset_peak_rss();
+    const bool peak_known = reset_peak_rss();
     double total = 0;
     for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up
       random_tokens(rng, cfg.vocab_size, ids, targets);  // fresh tokens each step
@@ -178,9 +182,11 @@ int bench_train(int argc, char** argv) {
     const double ms = total / (double)steps * 1e3;
     const double rate = (double)tokens_per_step / (ms / 1e3);
     if (first_rate == 0) first_rate = rate;
-    std::printf("| %lld | %lld | %.1f | %.0f | %.1f%% | %+.1f%% | %.0f |\n", (long long)n, (long long)B, ms,
+    char peak[32] = "n/a (reset refused)";
+    if (peak_known) std::snprintf(peak, sizeof peak, "%.0f", peak_rss_mib());
+    std::printf("| %lld | %lld | %.1f | %.0f | %.1f%% | %+.1f%% | %s |\n", (long long)n, (long long)B, ms,
                 rate, 100.0 * flops_per_token * rate / (fl.gemm_gflops * 1e9), 100.0 * (rate / first_rate - 1),
-                peak_rss_mib());
+                peak);
     std::fflush(stdout);
   }
   return 0;
