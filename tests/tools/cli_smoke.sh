@@ -86,6 +86,7 @@ grep -q "^$((done_steps + 3)) steps" "$work/resume.txt" || fail "train --resume:
 "$tnl" generate --model "$work/run/$(cat "$work/run/latest")" --prompt "paragraph" --max-tokens 4 \
   --greedy >/dev/null 2>&1 || fail "generate from a training checkpoint"
 [ -s "$work/run/loss.png" ] && [ -s "$work/run/loss.csv" ] || fail "train: no loss curve"
+"$tnl" info --model "$work/run" 2>/dev/null | grep -q "parameters" || fail "info on a training output directory"
 
 expect_usage_error() {  # expect exit 2 and the flag named on stderr
   local flag=$1; shift

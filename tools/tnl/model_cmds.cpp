@@ -1,5 +1,7 @@
 // model_cmds.cpp: `tnl generate`, `tnl eval` and `tnl info`, TransNormerLLM from a Hugging Face
 // model directory (config.json, weights, tokenizer.model), on the CPU (fp32) or a CUDA GPU (bf16).
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "args.h"
+#include "train/trainer.h"  // latest_checkpoint
 #include "model/checkpoint.h"
 #include "model/cuda/transnormer_cuda.h"
 #include "model/sampler.h"
@@ -30,6 +33,19 @@ double seconds() {
 std::string required(const Args& a, const char* flag) {
   if (!a.has(flag)) throw ArgumentError(detail::cat("flag '--", flag, "': required"));
   return a.str(flag, "");
+}
+
+// --model: a model directory, or a `tnl train` output directory (then its newest checkpoint).
+std::string model_dir(const Args& a) {
+  const std::string dir = required(a, "model");
+  struct stat st;
+  if (::stat((dir + "/config.json").c_str(), &st) != 0 && ::stat((dir + "/latest").c_str(), &st) == 0) {
+    const std::string ckpt = train::latest_checkpoint(dir);
+    std::fprintf(stderr, "using %s, the newest checkpoint of the training run in %s\n", ckpt.c_str(),
+                 dir.c_str());
+    return ckpt;
+  }
+  return dir;
 }
 
 }  // namespace
@@ -139,6 +155,7 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
       std::printf("[%lld] %s%s%s\n", (long long)b, texts[b].c_str(), cont.c_str(), text.flush().c_str());
     }
   }
+  std::fflush(stdout);  // the text before the statistics on stderr
   int64_t generated = 0;
   for (const auto& o : out) generated += (int64_t)o.size();
   std::fprintf(stderr, "prefill %lld tokens in %.2f s (%.0f tok/s); decode %lld tokens in %.2f s (%.1f tok/s); "
@@ -155,7 +172,7 @@ int generate(int argc, char** argv) {
                {"model", "prompt", "prompts-file", "device", "max-tokens", "temperature", "top-k",
                 "top-p", "repetition-penalty", "seed", "chunk"},
                {"greedy", "add-bos"});
-  const std::string dir = required(a, "model");
+  const std::string dir = model_dir(a);
   std::vector<std::string> texts;
   if (a.has("prompts-file")) {
     std::istringstream in(read_file(a.str("prompts-file", "")));
@@ -223,7 +240,7 @@ int run_eval(Net& net, const std::vector<int32_t>& ids, int64_t chunk, const std
 int eval(int argc, char** argv) {
   const Args a(argc, argv, {"model", "text", "device", "chunk", "max-tokens"}, {});
   const bool cuda = use_cuda(a);
-  const std::string dir = required(a, "model"), path = required(a, "text");
+  const std::string dir = model_dir(a), path = required(a, "text");
   const int64_t chunk = a.integer("chunk", 1024);
   if (chunk < 1) throw ArgumentError("flag '--chunk': expected >= 1");
   const model::Checkpoint ck(dir);
@@ -243,7 +260,7 @@ int eval(int argc, char** argv) {
 
 int info(int argc, char** argv) {
   const Args a(argc, argv, {"model"}, {"no-check"});
-  const std::string dir = required(a, "model");
+  const std::string dir = model_dir(a);
   const model::Checkpoint ck(dir, !a.flag("no-check"));
   const model::Config& c = ck.config();
   int64_t state_floats = 0;
