@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
 #include <vector>
 
 #include "args.h"
@@ -65,8 +66,9 @@ int bench_generate(int argc, char** argv) {
               shape.c_str(), (long long)cfg.num_parameters(), weight_bytes / (1 << 30), (long long)B);
   std::printf("floor: copy %.1f GB/s -> decode at most %.1f tokens/s (weights read once per step)\n\n",
               fl.bandwidth_gbs, floor_tok_s);
-  std::printf("| prompt | prefill s | prefill tok/s | decode tok/s | %% of floor | state MiB | RSS MiB before -> after decode |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  std::printf("| prompt | prefill s | prefill tok/s | decode tok/s (median step) | decode tok/s (mean) | "
+              "%% of floor (median) | state MiB | RSS MiB before -> after decode |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   const int64_t V = cfg.vocab_size;
   std::vector<float> logits(B * V);
   for (int64_t n : lens) {
@@ -82,16 +84,19 @@ int bench_generate(int argc, char** argv) {
     for (int64_t b = 0; b < B; ++b) tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
     net.decode(tok.data(), logits.data(), st);  // warm-up step
     const double rss0 = rss_mib();
-    t0 = seconds();
+    std::vector<double> step_s(steps);  // each step timed: the median resists a busy machine
     for (int64_t s = 0; s < steps; ++s) {
       for (int64_t b = 0; b < B; ++b) tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
+      t0 = seconds();
       net.decode(tok.data(), logits.data(), st);
+      step_s[s] = seconds() - t0;
     }
-    const double t_decode = seconds() - t0;
-    const double dec = (double)(steps * B) / t_decode;
-    std::printf("| %lld | %.2f | %.0f | %.2f | %.0f%% | %.2f | %.0f -> %.0f |\n", (long long)n, t_prefill,
-                (double)(n * B) / t_prefill, dec, 100.0 * dec / floor_tok_s, (double)st.bytes() / (1 << 20), rss0,
-                rss_mib());
+    const double mean_s = std::accumulate(step_s.begin(), step_s.end(), 0.0) / (double)steps;
+    std::nth_element(step_s.begin(), step_s.begin() + steps / 2, step_s.end());
+    const double dec = (double)B / step_s[steps / 2], dec_mean = (double)B / mean_s;
+    std::printf("| %lld | %.2f | %.0f | %.2f | %.2f | %.0f%% | %.2f | %.0f -> %.0f |\n", (long long)n, t_prefill,
+                (double)(n * B) / t_prefill, dec, dec_mean, 100.0 * dec / floor_tok_s,
+                (double)st.bytes() / (1 << 20), rss0, rss_mib());
     std::fflush(stdout);
   }
   return 0;
