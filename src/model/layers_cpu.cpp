@@ -43,22 +43,27 @@ void silu_inplace(float* x, int64_t rows, int64_t cols, int64_t ld) {
     }
 }
 
-void lrpe(const float* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x, const float* theta,
-          const int64_t* positions, float* out) {
+template <class T>
+void lrpe(const T* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x, const T* theta,
+          const int64_t* positions, T* out) {
 #pragma omp parallel for schedule(static) if (rows * heads * dh >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
-    const float p = (float)positions[r];
+    const T p = (T)positions[r];
     for (int64_t h = 0; h < heads; ++h) {
-      const float* xh = x + r * ld_x + h * dh;
-      float* oh = out + (r * heads + h) * 2 * dh;
+      const T* xh = x + r * ld_x + h * dh;
+      T* oh = out + (r * heads + h) * 2 * dh;
       for (int64_t c = 0; c < dh; ++c) {
-        const float angle = theta[h * dh + c] * p;  // fp32, as the released model computes it
+        const T angle = theta[h * dh + c] * p;  // in T: fp32, as the released model computes it
         oh[c] = xh[c] * std::cos(angle);
         oh[dh + c] = xh[c] * std::sin(angle);
       }
     }
   }
 }
+template void lrpe<float>(const float*, int64_t, int64_t, int64_t, int64_t, const float*, const int64_t*,
+                          float*);
+template void lrpe<double>(const double*, int64_t, int64_t, int64_t, int64_t, const double*,
+                           const int64_t*, double*);
 
 void mul_inplace(float* y, int64_t ld_y, const float* a, int64_t ld_a, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)

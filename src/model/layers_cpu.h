@@ -17,8 +17,11 @@ void silu_inplace(float* x, int64_t rows, int64_t cols, int64_t ld);
 //   out[h, c] = x[h, c]·cos(θ[h, c]·p),  out[h, dh + c] = x[h, c]·sin(θ[h, c]·p)
 // x rows have stride ld_x with heads packed (H·dh); out rows are (H, 2·dh) contiguous.
 // `positions` (rows) gives p per row.
-void lrpe(const float* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x,
-          const float* theta, const int64_t* positions, float* out);
+// The angle is computed in T: the fp32 product of the released model when T is float (the
+// double instance is training's finite-difference twin).
+template <class T>
+void lrpe(const T* x, int64_t rows, int64_t heads, int64_t dh, int64_t ld_x, const T* theta,
+          const int64_t* positions, T* out);
 // y ← a ⊙ b element-wise on `cols` columns (row strides given).
 void mul_inplace(float* y, int64_t ld_y, const float* a, int64_t ld_a, int64_t rows, int64_t cols);
 

@@ -105,24 +105,6 @@ void silu_backward(const T* pre, int64_t ld_pre, int64_t rows, int64_t cols, T* 
 }
 
 template <class T>
-void lrpe_forward(const T* x, int64_t ld_x, int64_t rows, int64_t heads, int64_t dh, const T* theta,
-                  const int64_t* positions, T* out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T p = (T)positions[r];
-    for (int64_t h = 0; h < heads; ++h) {
-      const T* xh = x + r * ld_x + h * dh;
-      T* oh = out + (r * heads + h) * 2 * dh;
-      for (int64_t c = 0; c < dh; ++c) {
-        const T angle = theta[h * dh + c] * p;
-        oh[c] = xh[c] * std::cos(angle);
-        oh[dh + c] = xh[c] * std::sin(angle);
-      }
-    }
-  }
-}
-
-template <class T>
 void lrpe_backward(const T* dout, const T* x, int64_t ld_x, int64_t rows, int64_t heads, int64_t dh,
                    const T* theta, const int64_t* positions, T* dx, int64_t ld_dx, T* dtheta) {
   const int64_t hd = heads * dh;
@@ -245,8 +227,6 @@ double cross_entropy(T* logits, int64_t rows, int64_t vocab, const int32_t* targ
                                  int64_t, bool);                                                         \
   template void silu_forward<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t);                       \
   template void silu_backward<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t);                      \
-  template void lrpe_forward<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, const int64_t*,  \
-                                T*);                                                                     \
   template void lrpe_backward<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, const T*,       \
                                  const int64_t*, T*, int64_t, T*);                                       \
   template void mul_forward<T>(const T*, int64_t, const T*, int64_t, int64_t, int64_t, T*, int64_t);     \

@@ -64,12 +64,9 @@ void silu_forward(const T* pre, int64_t ld_pre, int64_t rows, int64_t cols, T* o
 template <class T>
 void silu_backward(const T* pre, int64_t ld_pre, int64_t rows, int64_t cols, T* d, int64_t ld_d);
 
-// LRPE (spec step 3): for row r at position positions[r], head h, channel c < dh, a = θ[h, c]·p
-// (in T: the fp32 product of the released model when T is float):
+// LRPE (spec step 3), forward: model::cpu::lrpe (float and double). For row r at position
+// positions[r], head h, channel c < dh, a = θ[h, c]·p:
 //   out[r, h, c] = x[r, h, c]·cos a,   out[r, h, dh + c] = x[r, h, c]·sin a;   out (rows, H, 2·dh).
-template <class T>
-void lrpe_forward(const T* x, int64_t ld_x, int64_t rows, int64_t heads, int64_t dh, const T* theta,
-                  const int64_t* positions, T* out);
 // dx[r, h, c] = dout[c]·cos a + dout[dh + c]·sin a  (written, rows of stride ld_dx);
 // dθ[h, c] += Σ_r p·x[r, h, c]·(−dout[c]·sin a + dout[dh + c]·cos a).
 template <class T>

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "model/layers_cpu.h"
 #include "tnl/attention.h"
 #include "tnl/error.h"
 #include "train/layers_backward.h"
@@ -221,8 +222,8 @@ class Runner {
     if (lrpe) {
       A.qe.resize(R * H * D);
       A.ke.resize(R * H * D);
-      ops::lrpe_forward(A.act.data(), 2 * hid, R, H, dh, W.theta, positions_.data(), A.qe.data());
-      ops::lrpe_forward(A.act.data() + hid, 2 * hid, R, H, dh, W.theta, positions_.data(), A.ke.data());
+      model::cpu::lrpe(A.act.data(), R, H, dh, 2 * hid, W.theta, positions_.data(), A.qe.data());
+      model::cpu::lrpe(A.act.data() + hid, R, H, dh, 2 * hid, W.theta, positions_.data(), A.ke.data());
       q = A.qe.data();
       k = A.ke.data();
       ld_qk = H * D;

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "model/layers_cpu.h"
 #include "testing/testing.h"
 #include "tnl/attention.h"
 #include "train/layers_backward.h"
@@ -130,7 +131,7 @@ TEST_F(OpsFd, LrpeInputAndTheta) {
     theta[i] = std::pow(10000.0, -2.0 * i / 12.0) * (1 + 0.1 * (double)(i % 3));
   auto loss = [&] {
     Vec y(rows * heads * 2 * dh);
-    lrpe_forward(x.data(), ld_x, rows, heads, dh, theta.data(), pos.data(), y.data());
+    model::cpu::lrpe(x.data(), rows, heads, dh, ld_x, theta.data(), pos.data(), y.data());
     return dot(y, wy);
   };
   Vec dx(rows * ld_x, 0.0), dtheta(heads * dh, 0.0);
