@@ -2,7 +2,8 @@
 # decode_variants.sh: batch-1 decode of the GPU model (1b shape, random bf16 weights) under its
 # switches, in one device call: builds the CLI and the GPU model's tests (as gpu-check.sh does),
 # runs the tests, then `tnl bench generate` once per variant (TNL_ATTN_SPLIT, TNL_ATTN_PDL,
-# TNL_GEMV_VEC),
+# TNL_GEMV_VEC, TNL_GEMV_GLU; VARIANTS="A B ..." to choose,
+# "_" joining the switches of one variant),
 # the per-launch profile (TNL_PROFILE=1, decode without graphs) and, where ncu reads the
 # counters, each decode kernel's time and DRAM throughput alone.
 #
@@ -28,12 +29,12 @@ ninja -C "$BUILD" -j"${JOBS:-16}" tnl_cli model_test_transnormer_cuda >"$OUT/bui
 echo "decode_variants: built in ${SECONDS}s"
 fail=0
 TNL_TEST_PYTHON=$(command -v python3) "$BUILD/tests/model_test_transnormer_cuda" >"$OUT/model-tests.log" 2>&1 || fail=1
-grep -E "^\[ +(FAILED|PASSED) |Failure|split attention|fused GEMV, B 1" "$OUT/model-tests.log" | head -30
+grep -E "^\[ +(FAILED|PASSED|  FAILED  ) |Failure|fused GEMV, B 1" "$OUT/model-tests.log" | head -30
 
 TNL=$BUILD/tools/tnl
 bench() { env "$@" "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1,16 --decode-tokens 64 2>&1; }
-for v in "TNL_ATTN_SPLIT=0_TNL_GEMV_VEC=0" "DEFAULT=1" "TNL_ATTN_PDL=0" "TNL_GEMV_VEC=0" "TNL_ATTN_SPLIT=0" \
-         "DEFAULT=2"; do
+VARIANTS=${VARIANTS:-"TNL_GEMV_GLU=0 DEFAULT=1 TNL_ATTN_PDL=0 DEFAULT=2"}
+for v in $VARIANTS; do
   log="$OUT/bench-${v//=/-}.log"
   bench ${v//_TNL/ TNL} >"$log" || fail=1
   echo "== $v: $(grep -E '^\| 1024 ' "$log" | cut -d'|' -f6,7) | by batch: $(grep -E '^\| (1|16) ' "$log" | cut -d'|' -f2-5,7 | tr '\n' ' ')"

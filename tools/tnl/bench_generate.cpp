@@ -44,14 +44,17 @@ int bench_generate_cuda(const Args& a);
 bool use_cuda(const Args& a);  // model_cmds.cpp
 
 int bench_generate(int argc, char** argv) {
-  const Args a(argc, argv, {"shape", "device", "prompt-lens", "decode-tokens", "batch", "batches", "vocab", "chunk", "seed"}, {});
+  const Args a(argc, argv, {"shape", "device", "prompt-lens", "decode-tokens", "batch", "batches", "vocab", "chunk", "seed",
+                                 "report-every"}, {});
   if (use_cuda(a)) return bench_generate_cuda(a);
   const std::string shape = a.str("shape", "385m");
   const model::Config cfg = model::config_preset(shape, a.integer("vocab", 64000));
   const std::vector<int64_t> lens = a.int_list("prompt-lens", {1024, 4096, 16384});
   const int64_t steps = a.integer("decode-tokens", 32), B = a.integer("batch", 1);
   const int64_t chunk = a.integer("chunk", 4096);
+  const int64_t report_every = a.integer("report-every", 0);  // 0: no progress lines
   if (steps < 1 || B < 1) throw ArgumentError("flags '--decode-tokens' and '--batch': expected >= 1");
+  if (report_every < 0) throw ArgumentError("flag '--report-every': expected >= 0 (0 = off)");
   for (int64_t n : lens)
     if (n < 1) throw ArgumentError("flag '--prompt-lens': expected lengths >= 1");
 
@@ -90,6 +93,11 @@ int bench_generate(int argc, char** argv) {
       t0 = seconds();
       net.decode(tok.data(), logits.data(), st);
       step_s[s] = seconds() - t0;
+      if (report_every > 0 && (s + 1) % report_every == 0) {  // long runs: speed and memory as they go
+        const double window = std::accumulate(step_s.begin() + (s + 1 - report_every), step_s.begin() + s + 1, 0.0);
+        std::fprintf(stderr, "    step %lld/%lld: %.2f tokens/s over the last %lld, RSS %.0f MiB\n", (long long)(s + 1),
+                     (long long)steps, (double)(report_every * B) / window, (long long)report_every, rss_mib());
+      }
     }
     const double mean_s = std::accumulate(step_s.begin(), step_s.end(), 0.0) / (double)steps;
     std::nth_element(step_s.begin(), step_s.begin() + steps / 2, step_s.end());

@@ -37,7 +37,7 @@ const char* kUsage =
     "                      --no-decode  --no-validate\n"
     "  bench generate  random weights in a released shape: prefill and decode tokens/s by prompt\n"
     "               length, state size, memory: --shape 385m|1b|7b|small|tiny --prompt-lens 1k,4k\n"
-    "                      --decode-tokens N --batch B  --device cpu|cuda (cuda: --batches 1,16,64)\n"
+    "                      --decode-tokens N --batch B  --report-every N (cpu)  --device cpu|cuda (cuda: --batches 1,16,64)\n"
     "  bench train  training tokens/s, MFU and peak memory at a fixed number of tokens per step\n"
     "               for several sequence lengths: --shape small|385m|... --seqlens 1k,4k,16k\n"
     "                      --tokens-per-step 16k --steps 3 --vocab V --recompute --device cpu|cuda\n"

@@ -43,11 +43,13 @@ void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaS
 void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
 
 // ---- skinny GEMV for decode: y (M, N) (+)= in (M, K) · Wᵀ, W (N, K) bf16, M <= kGemvMaxRows ----
+// (with glu_out: W (2N, K) and glu_out (M, N) written instead of y); gemv_cuda.cu
 // The input row is formed in the kernel (and rounded to bf16, as the GEMM path does), from:
 enum class GemvInput : int {
   rms = 0,       // SRMS(a) over K; a fp32 (M, K), row stride lda
   rms_gate = 1,  // SRMS(o) over K ⊙ u; o bf16 (M, K) contiguous, u fp32 row stride ldu
   glu = 2,       // a[:, :K] ⊙ a[:, K:2K]; a fp32 (M, 2K), row stride lda
+  plain = 3,     // o bf16 (M, K) contiguous, as it is
 };
 struct GemvArgs {
   GemvInput mode = GemvInput::rms;
@@ -65,6 +67,10 @@ struct GemvArgs {
   const float* theta = nullptr;  // [H, dh] or null
   const int64_t* pos = nullptr;  // (M)
   int heads = 0, dh = 0;
+  // Optional GLU epilogue of the channel mixer's first projection (W (2N, K) = [W1; W2]): work
+  // item n computes rows n and N + n and writes glu_out[m, n] = bf16(a · b) (M, N) contiguous,
+  // what glu_product does; y is not written. Off when null.
+  bf16* glu_out = nullptr;
   // Form the input with 16-byte loads, all of a pass issued together (more registers), instead
   // of one feature per load.
   bool vec_input = false;

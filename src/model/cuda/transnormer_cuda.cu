@@ -137,7 +137,7 @@ struct CudaGenState::Impl {
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
-  int64_t graph_gemv_rows = -1;  // the settings the graphs were captured with (GEMV rows, split)
+  int64_t graph_setting = -1;  // the settings the graphs were captured with (Impl::decode_setting)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -181,6 +181,7 @@ struct TransNormerCuda::Impl {
   bool attn_split = true;    // decode: attention split over blocks (TNL_ATTN_SPLIT=0: the attention API)
   bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
   bool gemv_vec = true;      // GemvArgs::vec_input (TNL_GEMV_VEC=0: off)
+  bool glu_in_gemv = true;   // decode: the GLU product as the l12 GEMV's epilogue (TNL_GEMV_GLU=0: off)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -204,6 +205,8 @@ struct TransNormerCuda::Impl {
     attn_pdl = !(apdl && apdl[0] == '0');
     const char* vec = std::getenv("TNL_GEMV_VEC");
     gemv_vec = !(vec && vec[0] == '0');
+    const char* glu = std::getenv("TNL_GEMV_GLU");
+    glu_in_gemv = !(glu && glu[0] == '0');
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -376,13 +379,20 @@ struct TransNormerCuda::Impl {
         in.a = s.h;
         in.lda = d;
         in.vec_input = gemv_vec;
-        cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
-        mark("l12 gemv");
         cuda::GemvArgs in3;
-        in3.mode = cuda::GemvInput::glu;
-        in3.a = s.ab;
-        in3.lda = 2 * g;
         in3.vec_input = gemv_vec;
+        if (glu_in_gemv) {  // p = a ⊙ b (T, g) bf16 straight from the l12 GEMV, into s.x
+          in.glu_out = s.x;
+          cuda::gemv(in, T, d, L.l12.as<bf16>(), g, nullptr, 0, false, stream);
+          in3.mode = cuda::GemvInput::plain;
+          in3.o = s.x;
+        } else {
+          cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
+          in3.mode = cuda::GemvInput::glu;
+          in3.a = s.ab;
+          in3.lda = 2 * g;
+        }
+        mark("l12 gemv");
         cuda::gemv(in3, T, g, L.l3.as<bf16>(), d, s.h, d, true, stream);
         mark("l3 gemv");
       } else {
@@ -490,6 +500,11 @@ struct TransNormerCuda::Impl {
     mark("advance");
   }
 
+  // The switches a captured decode graph depends on, in one number.
+  int64_t decode_setting() const {
+    return 4 * gemv_rows + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
+  }
+
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
     TNL_ARG_CHECK(state.impl_ && state.impl_->owner == this, "tnl::model::TransNormerCuda::decode", "state",
                   "expected the state of a prefill of this model");
@@ -503,9 +518,9 @@ struct TransNormerCuda::Impl {
         prof_collect();
       }
     } else {
-      const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
-      if (st.graph_gemv_rows != setting) st.drop_graphs();
-      st.graph_gemv_rows = setting;
+      const int64_t setting = decode_setting();
+      if (st.graph_setting != setting) st.drop_graphs();
+      st.graph_setting = setting;
       cudaGraphExec_t& exec = st.graph[greedy ? 1 : 0];
       if (!exec) {
         cudaGraph_t graph = nullptr;
@@ -610,6 +625,10 @@ void TransNormerCuda::set_gemv_rows(int64_t rows) {
   TNL_ARG_CHECK(rows >= 0 && rows <= cuda::kGemvMaxRows, "tnl::model::TransNormerCuda::set_gemv_rows", "rows",
                 "expected 0..", cuda::kGemvMaxRows, ", got ", rows);
   impl_->gemv_rows = rows;
+}
+
+void TransNormerCuda::set_glu_in_gemv(bool on) {
+  impl_->glu_in_gemv = on;
 }
 
 size_t TransNormerCuda::device_bytes_in_use() const { return impl_->in_use(); }
