@@ -2,7 +2,7 @@
 # decode_variants.sh: batch-1 decode of the GPU model (1b shape, random bf16 weights) under its
 # switches, in one device call: builds the CLI and the GPU model's tests (as gpu-check.sh does),
 # runs the tests, then `tnl bench generate` once per variant (TNL_ATTN_SPLIT, TNL_ATTN_PDL,
-# TNL_GEMV_VEC, TNL_GEMV_GLU; VARIANTS="A B ..." to choose,
+# TNL_GEMV_VEC, TNL_GEMV_GLU, TNL_DECODE_PERSISTENT; VARIANTS="A B ..." to choose,
 # "_" joining the switches of one variant),
 # the per-launch profile (TNL_PROFILE=1, decode without graphs) and, where ncu reads the
 # counters, each decode kernel's time and DRAM throughput alone.
@@ -30,10 +30,17 @@ echo "decode_variants: built in ${SECONDS}s"
 fail=0
 TNL_TEST_PYTHON=$(command -v python3) "$BUILD/tests/model_test_transnormer_cuda" >"$OUT/model-tests.log" 2>&1 || fail=1
 grep -E "^\[ +(FAILED|PASSED|  FAILED  ) |Failure|fused GEMV, B 1" "$OUT/model-tests.log" | head -30
+if command -v compute-sanitizer >/dev/null 2>&1; then  # the decode kernels, persistent and not
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/model_test_transnormer_cuda" \
+      --gtest_filter='*DecodePathsAreBitIdentical*' >"$OUT/sanitize-$tool.log" 2>&1
+    echo "decode_variants: compute-sanitizer $tool: exit $? ($(grep -m1 -E 'ERROR SUMMARY|errors' "$OUT/sanitize-$tool.log"))"
+  done
+fi
 
 TNL=$BUILD/tools/tnl
 bench() { env "$@" "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1,16 --decode-tokens 64 2>&1; }
-VARIANTS=${VARIANTS:-"TNL_GEMV_GLU=0 DEFAULT=1 TNL_ATTN_PDL=0 DEFAULT=2"}
+VARIANTS=${VARIANTS:-"TNL_DECODE_PERSISTENT=0 DEFAULT=1 TNL_GEMV_GLU=0 TNL_DECODE_PERSISTENT=0_TNL_GEMV_GLU=0 DEFAULT=2"}
 for v in $VARIANTS; do
   log="$OUT/bench-${v//=/-}.log"
   bench ${v//_TNL/ TNL} >"$log" || fail=1
@@ -46,7 +53,7 @@ grep -A14 "^TNL_PROFILE" "$OUT/profile.log"
 if command -v ncu >/dev/null 2>&1; then
   # One decode step's kernels (prefill uses cuBLAS; the first 81 GEMV/attention launches are
   # the warm-up step).
-  timeout 150 ncu --clock-control none --kernel-name regex:"gemv_kernel|attn_split_kernel" --launch-skip 81 \
+  TNL_DECODE_PERSISTENT=0 timeout 150 ncu --clock-control none --kernel-name regex:"gemv_kernel|attn_split_kernel" --launch-skip 81 \
     --launch-count 81 --csv --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
     "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1 --decode-tokens 4 \
     >"$OUT/ncu.csv" 2>"$OUT/ncu.err" || echo "decode_variants: ncu failed: $(tail -2 "$OUT/ncu.err")"

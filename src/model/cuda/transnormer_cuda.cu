@@ -138,6 +138,10 @@ struct CudaGenState::Impl {
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
   int64_t graph_setting = -1;  // the settings the graphs were captured with (Impl::decode_setting)
+  // The persistent decode kernel's program (cuda::DecodePhase, device) and barrier words.
+  DevMem phases, barrier;
+  int phase_count = 0;
+  int64_t phases_setting = -1;  // the settings the program was built with
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -182,6 +186,7 @@ struct TransNormerCuda::Impl {
   bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
   bool gemv_vec = true;      // GemvArgs::vec_input (TNL_GEMV_VEC=0: off)
   bool glu_in_gemv = true;   // decode: the GLU product as the l12 GEMV's epilogue (TNL_GEMV_GLU=0: off)
+  bool persistent = true;    // decode: the layers and head in one persistent kernel (TNL_DECODE_PERSISTENT=0: off)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -207,6 +212,8 @@ struct TransNormerCuda::Impl {
     gemv_vec = !(vec && vec[0] == '0');
     const char* glu = std::getenv("TNL_GEMV_GLU");
     glu_in_gemv = !(glu && glu[0] == '0');
+    const char* pers = std::getenv("TNL_DECODE_PERSISTENT");
+    persistent = !(pers && pers[0] == '0');
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -315,6 +322,125 @@ struct TransNormerCuda::Impl {
     if (state) TNL_CUDA_CHECK(cudaMemcpyAsync(state, next_state.as<float>(), bytes, cudaMemcpyDeviceToDevice, stream));
   }
 
+  // ---- the decode step's work, for the fused GEMVs (separate kernels or one persistent) ----
+  // Layer l's input projection: SRMS(h) → qkvu, and (prep_in_gemv) q, k (SiLU, LRPE), v.
+  cuda::GemvWork qkvu_work(int64_t l, const Scratch& s) const {
+    const int64_t d = cfg.d_model, hid = cfg.hidden_dim;
+    cuda::GemvWork w;
+    w.in.mode = cuda::GemvInput::rms;
+    w.in.a = s.h;
+    w.in.lda = d;
+    if (prep_in_gemv) {
+      w.in.q = s.q;
+      w.in.k = s.k;
+      w.in.v = s.v;
+      w.in.theta = cfg.use_lrpe[l] ? layers[l].theta.as<float>() : nullptr;
+      w.in.pos = s.pos;
+      w.in.heads = (int)cfg.num_heads;
+      w.in.dh = (int)cfg.head_dim();
+    }
+    w.in.vec_input = gemv_vec;
+    w.W = layers[l].qkvu.as<bf16>();
+    w.K = (int)d;
+    w.N = (int)(4 * hid);
+    w.y = s.qkvu;
+    w.ldy = 4 * hid;
+    return w;
+  }
+  // The output projection: h += (SRMS(o) ⊙ u) · Woutᵀ.
+  cuda::GemvWork out_work(int64_t l, const Scratch& s) const {
+    const int64_t d = cfg.d_model, hid = cfg.hidden_dim;
+    cuda::GemvWork w;
+    w.in.mode = cuda::GemvInput::rms_gate;
+    w.in.o = s.o;
+    w.in.u = s.qkvu + 3 * hid;
+    w.in.ldu = 4 * hid;
+    w.in.vec_input = gemv_vec;
+    w.W = layers[l].out.as<bf16>();
+    w.K = (int)hid;
+    w.N = (int)d;
+    w.y = s.h;
+    w.ldy = d;
+    w.accumulate = true;
+    return w;
+  }
+  // The GLU's first projection: SRMS(h) → a ⊙ b into x (glu_in_gemv), or [a | b] into ab.
+  cuda::GemvWork l12_work(int64_t l, const Scratch& s) const {
+    const int64_t d = cfg.d_model, g = cfg.glu_dim;
+    cuda::GemvWork w;
+    w.in.mode = cuda::GemvInput::rms;
+    w.in.a = s.h;
+    w.in.lda = d;
+    w.in.vec_input = gemv_vec;
+    w.W = layers[l].l12.as<bf16>();
+    w.K = (int)d;
+    if (glu_in_gemv) {
+      w.in.glu_out = s.x;
+      w.N = (int)g;
+    } else {
+      w.N = (int)(2 * g);
+      w.y = s.ab;
+      w.ldy = 2 * g;
+    }
+    return w;
+  }
+  // The GLU's second projection: h += (a ⊙ b) · W3ᵀ.
+  cuda::GemvWork l3_work(int64_t l, const Scratch& s) const {
+    const int64_t d = cfg.d_model, g = cfg.glu_dim;
+    cuda::GemvWork w;
+    if (glu_in_gemv) {
+      w.in.mode = cuda::GemvInput::plain;
+      w.in.o = s.x;
+    } else {
+      w.in.mode = cuda::GemvInput::glu;
+      w.in.a = s.ab;
+      w.in.lda = 2 * g;
+    }
+    w.in.vec_input = gemv_vec;
+    w.W = layers[l].l3.as<bf16>();
+    w.K = (int)g;
+    w.N = (int)d;
+    w.y = s.h;
+    w.ldy = d;
+    w.accumulate = true;
+    return w;
+  }
+  // The tied head: logits = SRMS(h) · Eᵀ.
+  cuda::GemvWork head_work(const Scratch& s, float* logits) const {
+    cuda::GemvWork w;
+    w.in.mode = cuda::GemvInput::rms;
+    w.in.a = s.h;
+    w.in.lda = cfg.d_model;
+    w.in.vec_input = gemv_vec;
+    w.W = embed.as<bf16>();
+    w.K = (int)cfg.d_model;
+    w.N = (int)cfg.vocab_size;
+    w.y = logits;
+    w.ldy = cfg.vocab_size;
+    return w;
+  }
+  // Layer l's decode attention split over blocks, B sequences.
+  cuda::AttnWork attn_work(int64_t l, const Scratch& s, int64_t B, float* state) const {
+    const int64_t H = cfg.num_heads, dh = cfg.head_dim(), D = qk_dim(l);
+    cuda::AttnWork a;
+    a.q = s.q;
+    a.k = s.k;
+    a.v = s.v;
+    a.slopes = layers[l].slopes_dev.as<float>();
+    a.H = (int)H;
+    a.D = (int)D;
+    a.E = (int)dh;
+    a.cv = cuda::attn_split_groups(B, H, D, dh);
+    a.BH = B * H;
+    a.state = state;
+    a.o = s.o;
+    return a;
+  }
+  void gemv(const cuda::GemvWork& w, int64_t T) {
+    cuda::gemv(w.in, T, w.K, w.W, w.N, w.y, w.ldy, w.accumulate, stream);
+  }
+  int64_t widest() const { return std::max({cfg.d_model, cfg.hidden_dim, cfg.glu_dim}); }
+
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
   // then every layer; `states` per layer or empty. `step`: one token per sequence (decode).
   void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step) {
@@ -322,28 +448,14 @@ struct TransNormerCuda::Impl {
     const int64_t dh = cfg.head_dim();
     cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
     if (step) mark("upload + embed");
-    const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
+    const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, widest());
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
       const Layer& L = layers[l];
       float* state = states ? (*states)[l].as<float>() : nullptr;
       // Token mixer.
       const float* theta = cfg.use_lrpe[l] ? L.theta.as<float>() : nullptr;
       if (fused) {
-        cuda::GemvArgs in;
-        in.mode = cuda::GemvInput::rms;
-        in.a = s.h;
-        in.lda = d;
-        if (prep_in_gemv) {
-          in.q = s.q;
-          in.k = s.k;
-          in.v = s.v;
-          in.theta = theta;
-          in.pos = s.pos;
-          in.heads = (int)H;
-          in.dh = (int)dh;
-        }
-        in.vec_input = gemv_vec;
-        cuda::gemv(in, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, 4 * hid, false, stream);
+        gemv(qkvu_work(l, s), T);
         if (!prep_in_gemv) cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
         mark("qkvu gemv");
       } else {
@@ -360,13 +472,7 @@ struct TransNormerCuda::Impl {
       }
       if (step) mark("attention");
       if (fused) {
-        cuda::GemvArgs in;
-        in.mode = cuda::GemvInput::rms_gate;
-        in.o = s.o;
-        in.u = s.qkvu + 3 * hid;
-        in.ldu = 4 * hid;
-        in.vec_input = gemv_vec;
-        cuda::gemv(in, T, hid, L.out.as<bf16>(), d, s.h, d, true, stream);
+        gemv(out_work(l, s), T);
         mark("out gemv");
       } else {
         cuda::norm_gate(s.o, s.qkvu + 3 * hid, 4 * hid, T, hid, s.x, stream);
@@ -374,26 +480,9 @@ struct TransNormerCuda::Impl {
       }
       // Channel mixer (GLU).
       if (fused) {
-        cuda::GemvArgs in;
-        in.mode = cuda::GemvInput::rms;
-        in.a = s.h;
-        in.lda = d;
-        in.vec_input = gemv_vec;
-        cuda::GemvArgs in3;
-        in3.vec_input = gemv_vec;
-        if (glu_in_gemv) {  // p = a ⊙ b (T, g) bf16 straight from the l12 GEMV, into s.x
-          in.glu_out = s.x;
-          cuda::gemv(in, T, d, L.l12.as<bf16>(), g, nullptr, 0, false, stream);
-          in3.mode = cuda::GemvInput::plain;
-          in3.o = s.x;
-        } else {
-          cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
-          in3.mode = cuda::GemvInput::glu;
-          in3.a = s.ab;
-          in3.lda = 2 * g;
-        }
+        gemv(l12_work(l, s), T);
         mark("l12 gemv");
-        cuda::gemv(in3, T, g, L.l3.as<bf16>(), d, s.h, d, true, stream);
+        gemv(l3_work(l, s), T);
         mark("l3 gemv");
       } else {
         cuda::srms_to_bf16(s.h, d, nullptr, T, d, s.x, stream);
@@ -408,12 +497,7 @@ struct TransNormerCuda::Impl {
   void head(const Scratch& s, const int32_t* rows, int64_t R, float* logits, bool step) {
     const int64_t d = cfg.d_model, V = cfg.vocab_size;
     if (step && !rows && R <= gemv_rows && cuda::gemv_supported(R, d)) {
-      cuda::GemvArgs in;
-      in.mode = cuda::GemvInput::rms;
-      in.a = s.h;
-      in.lda = d;
-      in.vec_input = gemv_vec;
-      cuda::gemv(in, R, d, embed.as<bf16>(), V, logits, V, false, stream);
+      gemv(head_work(s, logits), R);
       mark("head gemv");
       return;
     }
@@ -488,8 +572,16 @@ struct TransNormerCuda::Impl {
     const Scratch& s = st.scratch.s;
     mark("start");
     upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
-    run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
-    head(s, nullptr, B, st.logits.as<float>(), true);
+    if (st.phases_setting == decode_setting() && st.phase_count > 0) {  // prepare_persistent built it
+      cuda::embed_rows(embed.as<bf16>(), s.ids, B, cfg.d_model, (float)cfg.embed_scale(), s.h, stream);
+      mark("upload + embed");
+      cuda::decode_persistent(st.phases.as<cuda::DecodePhase>(), st.phase_count, B, gemv_vec, widest(),
+                              st.barrier.as<unsigned>(), stream);
+      mark("persistent layers + head");
+    } else {
+      run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
+      head(s, nullptr, B, st.logits.as<float>(), true);
+    }
     if (greedy) {
       cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
@@ -502,7 +594,53 @@ struct TransNormerCuda::Impl {
 
   // The switches a captured decode graph depends on, in one number.
   int64_t decode_setting() const {
-    return 4 * gemv_rows + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
+    return 8 * gemv_rows + (persistent ? 4 : 0) + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
+  }
+
+  // Whether this state's decode step runs as one persistent kernel: every GEMV fused with its
+  // epilogues, every layer's attention split, and the grid fits the device.
+  bool persistent_fits(const CudaGenState::Impl& st) const {
+    const int64_t B = st.batch, dh = cfg.head_dim();
+    if (!persistent || !prep_in_gemv || !attn_split || B > gemv_rows || !cuda::gemv_supported(B, widest()))
+      return false;
+    for (int64_t l = 0; l < cfg.num_layers; ++l)
+      if (!cuda::attn_split_supported(qk_dim(l), dh)) return false;
+    return cuda::decode_persistent_supported(B, widest());
+  }
+
+  // Builds and uploads the state's persistent program when the settings changed (outside any
+  // graph capture: the upload is synchronous); phase_count 0 when the step runs kernel by kernel.
+  void prepare_persistent(CudaGenState::Impl& st) {
+    if (st.phases_setting == decode_setting()) return;
+    st.phase_count = 0;
+    if (persistent_fits(st)) {
+      const Scratch& s = st.scratch.s;
+      std::vector<cuda::DecodePhase> prog;
+      auto add_gemv = [&](const cuda::GemvWork& w) {
+        cuda::DecodePhase p;
+        p.kind = cuda::DecodePhase::gemv;
+        p.g = w;
+        prog.push_back(p);
+      };
+      for (int64_t l = 0; l < cfg.num_layers; ++l) {
+        add_gemv(qkvu_work(l, s));
+        cuda::DecodePhase p;
+        p.kind = cuda::DecodePhase::attention;
+        p.a = attn_work(l, s, st.batch, st.layers[l].as<float>());
+        prog.push_back(p);
+        add_gemv(out_work(l, s));
+        add_gemv(l12_work(l, s));
+        add_gemv(l3_work(l, s));
+      }
+      add_gemv(head_work(s, st.logits.as<float>()));
+      st.phases.ensure(sizeof(cuda::DecodePhase) * prog.size());
+      st.barrier.ensure(2 * sizeof(unsigned));
+      sync();  // the program may be in use by a step in flight
+      TNL_CUDA_CHECK(cudaMemcpy(st.phases.as<void>(), prog.data(), sizeof(cuda::DecodePhase) * prog.size(),
+                                cudaMemcpyHostToDevice));
+      st.phase_count = (int)prog.size();
+    }
+    st.phases_setting = decode_setting();
   }
 
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
@@ -511,6 +649,7 @@ struct TransNormerCuda::Impl {
     CudaGenState::Impl& st = *state.impl_;
     check_ids(ids, st.batch, "tnl::model::TransNormerCuda::decode");
     std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * st.batch);
+    prepare_persistent(st);
     if (!graphs) {
       decode_body(st, greedy);
       if (profiling) {
@@ -626,6 +765,8 @@ void TransNormerCuda::set_gemv_rows(int64_t rows) {
                 "expected 0..", cuda::kGemvMaxRows, ", got ", rows);
   impl_->gemv_rows = rows;
 }
+
+void TransNormerCuda::set_decode_persistent(bool on) { impl_->persistent = on; }
 
 void TransNormerCuda::set_glu_in_gemv(bool on) {
   impl_->glu_in_gemv = on;
