@@ -1,11 +1,10 @@
 // decode_device.cuh: the decode step's two kinds of work as device functions (internal to
 // src/model/cuda/), each in two parts: a prologue that issues the loads that do not depend on
-// the work before it (weights; the attention state, last written by the previous step) into
-// registers, and a body that waits for nothing itself, reads its inputs and computes. The
-// kernels of gemv_cuda.cu and layers_cuda.cu run prologue, wait (programmatic dependent
-// launch), body; the persistent decode kernel (decode_persistent.cu) runs them back to back
-// with a grid-wide barrier between prologue and body. Activations are read through L2
-// (ld.global.cg): in the persistent kernel other multiprocessors wrote them in the same launch.
+// the kernel before (weights; the attention state, last written by the previous step) into
+// registers, and a body that reads its inputs and computes. The kernels of gemv_cuda.cu and
+// layers_cuda.cu run prologue, wait (programmatic dependent launch), body. (Bodies run back to
+// back in one kernel between grid-wide barriers would have to read activations through L2,
+// ld.global.cg; that was tried and was slower, see bench/cuda/NOTES.md.)
 #pragma once
 
 #include <cuda_bf16.h>
@@ -32,12 +31,12 @@ constexpr int kFormUnroll = 2;               // input loads per thread in flight
 // first half) or o (rms_gate, plain).
 __device__ __forceinline__ float4 load_input4(const GemvArgs& in, int m, int K, int g) {
   if (in.mode == GemvInput::rms_gate || in.mode == GemvInput::plain) {
-    const uint2 raw = __ldcg(reinterpret_cast<const uint2*>(in.o + (int64_t)m * K + 4 * g));
+    const uint2 raw = *reinterpret_cast<const uint2*>(in.o + (int64_t)m * K + 4 * g);
     const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
     const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
     return make_float4(lo.x, lo.y, hi.x, hi.y);
   }
-  return __ldcg(reinterpret_cast<const float4*>(in.a + m * in.lda + 4 * g));
+  return *reinterpret_cast<const float4*>(in.a + m * in.lda + 4 * g);
 }
 
 // The input rows into xs (M, K) bf16, 4 features per thread per load, each pass's loads
@@ -67,8 +66,8 @@ __device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* 
         const int g = g0 + u * kThreads;
         if (g < K4) {
           x[u] = load_input4(in, m, K, g);
-          if (in.mode == GemvInput::rms_gate) u4[u] = __ldcg(reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g));
-          else if (in.mode == GemvInput::glu) u4[u] = __ldcg(reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g));
+          if (in.mode == GemvInput::rms_gate) u4[u] = *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
+          else if (in.mode == GemvInput::glu) u4[u] = *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
         }
       }
 #pragma unroll
@@ -104,7 +103,7 @@ __device__ __forceinline__ void form_input_scalar(const GemvArgs& in, int K, bf1
     for (int m = 0; m < M; ++m) {
       float ss = 0.f;
       for (int k = threadIdx.x; k < K; k += kThreads) {
-        const float x = in.mode == GemvInput::rms ? __ldcg(in.a + m * in.lda + k) : __bfloat162float(__ldcg(in.o + (int64_t)m * K + k));
+        const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
         ss += x * x;
       }
       ss = cuda_common::block_sum<kThreads>(ss);
@@ -115,10 +114,10 @@ __device__ __forceinline__ void form_input_scalar(const GemvArgs& in, int K, bf1
   for (int m = 0; m < M; ++m)
     for (int k = threadIdx.x; k < K; k += kThreads) {
       float x;
-      if (in.mode == GemvInput::rms) x = __ldcg(in.a + m * in.lda + k) * scale[m];
-      else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(__ldcg(in.o + (int64_t)m * K + k)) * scale[m] * __ldcg(in.u + m * in.ldu + k);
-      else if (in.mode == GemvInput::glu) x = __ldcg(in.a + m * in.lda + k) * __ldcg(in.a + m * in.lda + K + k);
-      else x = __bfloat162float(__ldcg(in.o + (int64_t)m * K + k));
+      if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * scale[m];
+      else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * scale[m] * in.u[m * in.ldu + k];
+      else if (in.mode == GemvInput::glu) x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
+      else x = __bfloat162float(in.o[(int64_t)m * K + k]);
       xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
     }
 }
@@ -183,7 +182,7 @@ __device__ __forceinline__ void store_output(const GemvArgs& in, int m, int n, i
     store_qkvu(in, m, n, s, y + m * ldy);
   } else {
     float* dst = y + m * ldy + n;
-    *dst = accumulate ? __ldcg(dst) + s : s;
+    *dst = accumulate ? *dst + s : s;
   }
 }
 
@@ -293,10 +292,10 @@ __device__ __forceinline__ void attn_body(const AttnWork& a, int block, const At
   const int items = D * cv;
   float* S = a.state + bh * (int64_t)D * E;  // (D, E)
   for (int i = threadIdx.x; i < D; i += kThreads) {
-    qs[i] = __bfloat162float(__ldcg(a.q + bh * D + i));
-    ks[i] = __bfloat162float(__ldcg(a.k + bh * D + i));
+    qs[i] = __bfloat162float(a.q[bh * D + i]);
+    ks[i] = __bfloat162float(a.k[bh * D + i]);
   }
-  if (threadIdx.x < C) vs[threadIdx.x] = __bfloat162float(__ldcg(a.v + bh * E + e0 + threadIdx.x));
+  if (threadIdx.x < C) vs[threadIdx.x] = __bfloat162float(a.v[bh * E + e0 + threadIdx.x]);
   __syncthreads();
   const float lambda = expf(-a.slopes[h]);
   const float v0 = vs[4 * j], v1 = vs[4 * j + 1], v2 = vs[4 * j + 2], v3 = vs[4 * j + 3];

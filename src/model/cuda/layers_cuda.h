@@ -98,9 +98,7 @@ int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E);
 void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
                        int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st);
 
-// ---- the decode step in one persistent kernel ----
-// One GEMV as gemv() takes it, and one split decode attention as attn_decode_split takes it
-// (cv = attn_split_groups; its blocks: E / 4cv per (b, h)).
+// ---- the decode step's work items (what gemv and attn_decode_split take, in one struct) ----
 struct GemvWork {
   GemvArgs in;
   const bf16* W = nullptr;
@@ -109,7 +107,7 @@ struct GemvWork {
   int64_t ldy = 0;
   bool accumulate = false;
 };
-struct AttnWork {
+struct AttnWork {  // cv = attn_split_groups; its blocks: E / 4cv per (b, h)
   const bf16 *q = nullptr, *k = nullptr, *v = nullptr;
   const float* slopes = nullptr;  // (H) fp32, device
   int H = 0, D = 0, E = 0, cv = 1;
@@ -118,20 +116,7 @@ struct AttnWork {
   bf16* o = nullptr;              // (B, H, E)
   __host__ __device__ int blocks() const { return E / (4 * cv) * (int)BH; }
 };
-struct DecodePhase {
-  enum Kind : int { gemv = 0, attention = 1 };
-  Kind kind = gemv;
-  GemvWork g;
-  AttnWork a;
-};
-// Runs `count` phases (device memory) in order in one cooperative launch, a grid-wide barrier
-// between consecutive phases (each phase's weight or state loads issued before it); every
-// GEMV phase has M rows (1..4), vec_input as given and K <= max_k. `barrier`: 2 words of
-// device memory for the barrier (zeroed in the stream before the launch). Same results as the
-// separate kernels. Supported when the grid fits the device (two blocks per multiprocessor,
-// or one); decode_persistent throws otherwise.
-bool decode_persistent_supported(int64_t M, int64_t max_k);
-void decode_persistent(const DecodePhase* phases, int count, int64_t M, bool vec_input, int64_t max_k,
-                       unsigned* barrier, cudaStream_t st);
+// gemv() on a GemvWork, M rows.
+void gemv(const GemvWork& w, int64_t M, cudaStream_t st);
 
 }  // namespace tnl::model::cuda

@@ -138,10 +138,6 @@ struct CudaGenState::Impl {
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
   int64_t graph_setting = -1;  // the settings the graphs were captured with (Impl::decode_setting)
-  // The persistent decode kernel's program (cuda::DecodePhase, device) and barrier words.
-  DevMem phases, barrier;
-  int phase_count = 0;
-  int64_t phases_setting = -1;  // the settings the program was built with
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -186,7 +182,6 @@ struct TransNormerCuda::Impl {
   bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
   bool gemv_vec = true;      // GemvArgs::vec_input (TNL_GEMV_VEC=0: off)
   bool glu_in_gemv = true;   // decode: the GLU product as the l12 GEMV's epilogue (TNL_GEMV_GLU=0: off)
-  bool persistent = true;    // decode: the layers and head in one persistent kernel (TNL_DECODE_PERSISTENT=0: off)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -212,8 +207,6 @@ struct TransNormerCuda::Impl {
     gemv_vec = !(vec && vec[0] == '0');
     const char* glu = std::getenv("TNL_GEMV_GLU");
     glu_in_gemv = !(glu && glu[0] == '0');
-    const char* pers = std::getenv("TNL_DECODE_PERSISTENT");
-    persistent = !(pers && pers[0] == '0');
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -322,7 +315,7 @@ struct TransNormerCuda::Impl {
     if (state) TNL_CUDA_CHECK(cudaMemcpyAsync(state, next_state.as<float>(), bytes, cudaMemcpyDeviceToDevice, stream));
   }
 
-  // ---- the decode step's work, for the fused GEMVs (separate kernels or one persistent) ----
+  // ---- the decode step's work, for the fused GEMVs ----
   // Layer l's input projection: SRMS(h) → qkvu, and (prep_in_gemv) q, k (SiLU, LRPE), v.
   cuda::GemvWork qkvu_work(int64_t l, const Scratch& s) const {
     const int64_t d = cfg.d_model, hid = cfg.hidden_dim;
@@ -436,9 +429,7 @@ struct TransNormerCuda::Impl {
     a.o = s.o;
     return a;
   }
-  void gemv(const cuda::GemvWork& w, int64_t T) {
-    cuda::gemv(w.in, T, w.K, w.W, w.N, w.y, w.ldy, w.accumulate, stream);
-  }
+  void gemv(const cuda::GemvWork& w, int64_t T) { cuda::gemv(w, T, stream); }
   int64_t widest() const { return std::max({cfg.d_model, cfg.hidden_dim, cfg.glu_dim}); }
 
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
@@ -572,16 +563,8 @@ struct TransNormerCuda::Impl {
     const Scratch& s = st.scratch.s;
     mark("start");
     upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
-    if (st.phases_setting == decode_setting() && st.phase_count > 0) {  // prepare_persistent built it
-      cuda::embed_rows(embed.as<bf16>(), s.ids, B, cfg.d_model, (float)cfg.embed_scale(), s.h, stream);
-      mark("upload + embed");
-      cuda::decode_persistent(st.phases.as<cuda::DecodePhase>(), st.phase_count, B, gemv_vec, widest(),
-                              st.barrier.as<unsigned>(), stream);
-      mark("persistent layers + head");
-    } else {
-      run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
-      head(s, nullptr, B, st.logits.as<float>(), true);
-    }
+    run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
+    head(s, nullptr, B, st.logits.as<float>(), true);
     if (greedy) {
       cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
@@ -594,53 +577,7 @@ struct TransNormerCuda::Impl {
 
   // The switches a captured decode graph depends on, in one number.
   int64_t decode_setting() const {
-    return 8 * gemv_rows + (persistent ? 4 : 0) + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
-  }
-
-  // Whether this state's decode step runs as one persistent kernel: every GEMV fused with its
-  // epilogues, every layer's attention split, and the grid fits the device.
-  bool persistent_fits(const CudaGenState::Impl& st) const {
-    const int64_t B = st.batch, dh = cfg.head_dim();
-    if (!persistent || !prep_in_gemv || !attn_split || B > gemv_rows || !cuda::gemv_supported(B, widest()))
-      return false;
-    for (int64_t l = 0; l < cfg.num_layers; ++l)
-      if (!cuda::attn_split_supported(qk_dim(l), dh)) return false;
-    return cuda::decode_persistent_supported(B, widest());
-  }
-
-  // Builds and uploads the state's persistent program when the settings changed (outside any
-  // graph capture: the upload is synchronous); phase_count 0 when the step runs kernel by kernel.
-  void prepare_persistent(CudaGenState::Impl& st) {
-    if (st.phases_setting == decode_setting()) return;
-    st.phase_count = 0;
-    if (persistent_fits(st)) {
-      const Scratch& s = st.scratch.s;
-      std::vector<cuda::DecodePhase> prog;
-      auto add_gemv = [&](const cuda::GemvWork& w) {
-        cuda::DecodePhase p;
-        p.kind = cuda::DecodePhase::gemv;
-        p.g = w;
-        prog.push_back(p);
-      };
-      for (int64_t l = 0; l < cfg.num_layers; ++l) {
-        add_gemv(qkvu_work(l, s));
-        cuda::DecodePhase p;
-        p.kind = cuda::DecodePhase::attention;
-        p.a = attn_work(l, s, st.batch, st.layers[l].as<float>());
-        prog.push_back(p);
-        add_gemv(out_work(l, s));
-        add_gemv(l12_work(l, s));
-        add_gemv(l3_work(l, s));
-      }
-      add_gemv(head_work(s, st.logits.as<float>()));
-      st.phases.ensure(sizeof(cuda::DecodePhase) * prog.size());
-      st.barrier.ensure(2 * sizeof(unsigned));
-      sync();  // the program may be in use by a step in flight
-      TNL_CUDA_CHECK(cudaMemcpy(st.phases.as<void>(), prog.data(), sizeof(cuda::DecodePhase) * prog.size(),
-                                cudaMemcpyHostToDevice));
-      st.phase_count = (int)prog.size();
-    }
-    st.phases_setting = decode_setting();
+    return 4 * gemv_rows + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
   }
 
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
@@ -649,7 +586,6 @@ struct TransNormerCuda::Impl {
     CudaGenState::Impl& st = *state.impl_;
     check_ids(ids, st.batch, "tnl::model::TransNormerCuda::decode");
     std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * st.batch);
-    prepare_persistent(st);
     if (!graphs) {
       decode_body(st, greedy);
       if (profiling) {
@@ -765,8 +701,6 @@ void TransNormerCuda::set_gemv_rows(int64_t rows) {
                 "expected 0..", cuda::kGemvMaxRows, ", got ", rows);
   impl_->gemv_rows = rows;
 }
-
-void TransNormerCuda::set_decode_persistent(bool on) { impl_->persistent = on; }
 
 void TransNormerCuda::set_glu_in_gemv(bool on) {
   impl_->glu_in_gemv = on;

@@ -37,7 +37,6 @@ void TransNormerCuda::decode_greedy(const int32_t*, int32_t*, CudaGenState&) { n
 void TransNormerCuda::set_graphs(bool) { none(); }
 void TransNormerCuda::set_gemv_rows(int64_t) { none(); }
 void TransNormerCuda::set_glu_in_gemv(bool) { none(); }
-void TransNormerCuda::set_decode_persistent(bool) { none(); }
 void TransNormerCuda::set_attn_split(bool) { none(); }
 size_t TransNormerCuda::device_bytes_in_use() const { none(); }
 size_t TransNormerCuda::peak_device_bytes() const { none(); }
