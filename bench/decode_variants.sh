@@ -2,7 +2,7 @@
 # decode_variants.sh: batch-1 decode of the GPU model (1b shape, random bf16 weights) under its
 # switches, in one device call: builds the CLI and the GPU model's tests (as gpu-check.sh does),
 # runs the tests, then `tnl bench generate` once per variant (TNL_ATTN_SPLIT, TNL_ATTN_PDL,
-# TNL_GEMV_VEC, TNL_GEMV_GLU; VARIANTS="A B ..." to choose,
+# TNL_GEMV_VEC; VARIANTS="A B ..." to choose,
 # "_" joining the switches of one variant),
 # the per-launch profile (TNL_PROFILE=1, decode without graphs) and, where ncu reads the
 # counters, each decode kernel's time and DRAM throughput alone.
@@ -36,7 +36,7 @@ if command -v compute-sanitizer >/dev/null 2>&1; then  # the decode kernels
   # crashes when they are filtered out; so the whole run, then the hazards counted by kernel.
   for tool in memcheck racecheck; do
     timeout 240 compute-sanitizer --tool $tool "$BUILD/tests/model_test_transnormer_cuda" \
-      --gtest_filter='*GluEpilogue*' >"$OUT/sanitize-$tool.log" 2>&1
+      --gtest_filter='*GraphsFusedGemv*' >"$OUT/sanitize-$tool.log" 2>&1
     echo "decode_variants: compute-sanitizer $tool: exit $? ($(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log"))"
     grep -E "^========= +(Error|Warning)" -A1 "$OUT/sanitize-$tool.log" | grep -oE "at [A-Za-z_0-9]+" | sort | uniq -c |
       sed 's/^/    hazards /'
@@ -47,7 +47,7 @@ fi
 
 TNL=$BUILD/tools/tnl
 bench() { env "$@" "$TNL" bench generate --device cuda --shape 1b --prompt-lens 1024 --batches 1,16 --decode-tokens 64 2>&1; }
-VARIANTS=${VARIANTS:-"TNL_GEMV_GLU=0 DEFAULT=1 TNL_ATTN_PDL=0 DEFAULT=2"}
+VARIANTS=${VARIANTS:-"TNL_ATTN_SPLIT=0_TNL_GEMV_VEC=0 DEFAULT=1 TNL_ATTN_PDL=0 TNL_GEMV_VEC=0 TNL_ATTN_SPLIT=0 DEFAULT=2"}
 for v in $VARIANTS; do
   log="$OUT/bench-${v//=/-}.log"
   bench ${v//_TNL/ TNL} >"$log" || fail=1

@@ -37,22 +37,18 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 
 struct DeviceInfo {
   int sms = 0;
-  int major = 0;
-  size_t smem_per_sm = 0;  // shared memory per multiprocessor, bytes
-  bool pdl = false;        // sm_90 or later, and not turned off by TNL_NO_PDL=1
+  bool pdl = false;  // sm_90 or later, and not turned off by TNL_NO_PDL=1
 };
 // The current device's properties, read once per process (the model uses one device).
 inline const DeviceInfo& device_info() {
   static const DeviceInfo info = [] {
     DeviceInfo i;
-    int dev = 0, smem = 0;
+    int dev = 0, major = 0;
     TNL_CUDA_CHECK(cudaGetDevice(&dev));
-    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&i.major, cudaDevAttrComputeCapabilityMajor, dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     TNL_CUDA_CHECK(cudaDeviceGetAttribute(&i.sms, cudaDevAttrMultiProcessorCount, dev));
-    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-    i.smem_per_sm = (size_t)smem;
     const char* off = std::getenv("TNL_NO_PDL");
-    i.pdl = i.major >= 9 && !(off && off[0] == '1');
+    i.pdl = major >= 9 && !(off && off[0] == '1');
     return i;
   }();
   return info;

@@ -6,7 +6,6 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "model/cuda/cuda_common.cuh"
-#include "model/cuda/decode_device.cuh"
 #include "model/cuda/kernels_common.cuh"
 #include "model/cuda/layers_cuda.h"
 
@@ -138,17 +137,72 @@ __global__ void advance_kernel(int64_t* pos, int64_t B) {
 }
 
 // ---- decode attention split over blocks ----
+constexpr int kAttnMaxItems = 8;  // 16-byte state pieces per thread
 
-// Block (c, b·H + h) of attn_body's blocks (decode_device.cuh). The state's loads go out before
-// the wait on the input projection: the state was last written by the previous decode step,
-// complete before this step's first kernel started.
-__global__ void __launch_bounds__(kThreads) attn_split_kernel(const AttnWork a) {
-  AttnLoads l;
-  const int block = blockIdx.y * gridDim.x + blockIdx.x;
-  attn_prologue(a, block, l);
+// Block (c, b·H + h): columns [c·4cv, (c+1)·4cv) of head (b, h), all D rows, so that no other
+// block adds to its outputs. Thread t owns pieces i = t + u·kThreads: row i / cv, columns
+// 4·(i % cv).. (the same column group t % cv for all its pieces). The state's loads go out
+// before the wait on the input projection: the state was last written by the previous decode
+// step, complete before this step's first kernel started.
+__global__ void __launch_bounds__(kThreads) attn_split_kernel(const bf16* q, const bf16* k, const bf16* v,
+                                                              const float* slopes, int H, int D, int E, int cv,
+                                                              float* state, bf16* o) {
+  __shared__ float qs[256], ks[256], vs[32];        // (D), (D), (4cv)
+  __shared__ float4 red[kThreads / 32][8];          // (warps, cv) partial sums of q S
+  const int64_t bh = blockIdx.y;
+  const int h = (int)(bh % H), C = 4 * cv, e0 = blockIdx.x * C;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, j = threadIdx.x % cv;
+  const int items = D * cv;
+  float* S = state + bh * (int64_t)D * E;  // (D, E)
+  float4 sv[kAttnMaxItems];
+#pragma unroll
+  for (int u = 0; u < kAttnMaxItems; ++u) {
+    const int i = threadIdx.x + u * kThreads;
+    if (i < items) sv[u] = __ldcs(reinterpret_cast<const float4*>(S + (int64_t)(i / cv) * E + e0 + 4 * j));
+  }
   pdl_launch_dependents();
   pdl_wait();
-  attn_body(a, block, l);
+  for (int i = threadIdx.x; i < D; i += kThreads) {
+    qs[i] = __bfloat162float(q[bh * D + i]);
+    ks[i] = __bfloat162float(k[bh * D + i]);
+  }
+  if (threadIdx.x < C) vs[threadIdx.x] = __bfloat162float(v[bh * E + e0 + threadIdx.x]);
+  __syncthreads();
+  const float lambda = expf(-slopes[h]);
+  const float v0 = vs[4 * j], v1 = vs[4 * j + 1], v2 = vs[4 * j + 2], v3 = vs[4 * j + 3];
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int u = 0; u < kAttnMaxItems; ++u) {
+    const int i = threadIdx.x + u * kThreads;
+    if (i < items) {
+      const int d = i / cv;
+      float4 sn = sv[u];
+      const float kd = ks[d], qd = qs[d];
+      sn.x = fmaf(lambda, sn.x, kd * v0);
+      sn.y = fmaf(lambda, sn.y, kd * v1);
+      sn.z = fmaf(lambda, sn.z, kd * v2);
+      sn.w = fmaf(lambda, sn.w, kd * v3);
+      __stcs(reinterpret_cast<float4*>(S + (int64_t)d * E + e0 + 4 * j), sn);
+      acc.x = fmaf(qd, sn.x, acc.x);
+      acc.y = fmaf(qd, sn.y, acc.y);
+      acc.z = fmaf(qd, sn.z, acc.z);
+      acc.w = fmaf(qd, sn.w, acc.w);
+    }
+  }
+  // Sum over the lanes of one column group, then over the warps (fixed order: deterministic).
+  for (int off = cv; off < 32; off <<= 1) {
+    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+  }
+  if (lane < cv) red[warp][lane] = acc;
+  __syncthreads();
+  if (threadIdx.x < C) {
+    float sum = 0.f;
+    for (int w = 0; w < kThreads / 32; ++w) sum += reinterpret_cast<const float*>(&red[w][threadIdx.x / 4])[threadIdx.x % 4];
+    o[bh * E + e0 + threadIdx.x] = __float2bfloat16_rn(sum);
+  }
 }
 
 }  // namespace
@@ -182,8 +236,7 @@ void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float*
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl && device_info().pdl ? 1 : 0;
-  const AttnWork a{q, k, v, slopes, (int)H, (int)D, (int)E, cv, B * H, state, o};
-  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, a));
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, q, k, v, slopes, (int)H, (int)D, (int)E, cv, state, o));
 }
 
 void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st) {

@@ -43,13 +43,12 @@ void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaS
 void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
 
 // ---- skinny GEMV for decode: y (M, N) (+)= in (M, K) · Wᵀ, W (N, K) bf16, M <= kGemvMaxRows ----
-// (with glu_out: W (2N, K) and glu_out (M, N) written instead of y); gemv_cuda.cu
+// (gemv_cuda.cu)
 // The input row is formed in the kernel (and rounded to bf16, as the GEMM path does), from:
 enum class GemvInput : int {
   rms = 0,       // SRMS(a) over K; a fp32 (M, K), row stride lda
   rms_gate = 1,  // SRMS(o) over K ⊙ u; o bf16 (M, K) contiguous, u fp32 row stride ldu
   glu = 2,       // a[:, :K] ⊙ a[:, K:2K]; a fp32 (M, 2K), row stride lda
-  plain = 3,     // o bf16 (M, K) contiguous, as it is
 };
 struct GemvArgs {
   GemvInput mode = GemvInput::rms;
@@ -67,10 +66,6 @@ struct GemvArgs {
   const float* theta = nullptr;  // [H, dh] or null
   const int64_t* pos = nullptr;  // (M)
   int heads = 0, dh = 0;
-  // Optional GLU epilogue of the channel mixer's first projection (W (2N, K) = [W1; W2]): work
-  // item n computes rows n and N + n and writes glu_out[m, n] = bf16(a · b) (M, N) contiguous,
-  // what glu_product does; y is not written. Off when null.
-  bf16* glu_out = nullptr;
   // Form the input with 16-byte loads, all of a pass issued together (more registers), instead
   // of one feature per load.
   bool vec_input = false;
@@ -98,7 +93,7 @@ int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E);
 void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
                        int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st);
 
-// ---- the decode step's work items (what gemv and attn_decode_split take, in one struct) ----
+// ---- a decode GEMV as one value (the model builds them per layer) ----
 struct GemvWork {
   GemvArgs in;
   const bf16* W = nullptr;
@@ -106,15 +101,6 @@ struct GemvWork {
   float* y = nullptr;
   int64_t ldy = 0;
   bool accumulate = false;
-};
-struct AttnWork {  // cv = attn_split_groups; its blocks: E / 4cv per (b, h)
-  const bf16 *q = nullptr, *k = nullptr, *v = nullptr;
-  const float* slopes = nullptr;  // (H) fp32, device
-  int H = 0, D = 0, E = 0, cv = 1;
-  int64_t BH = 0;                 // B·H
-  float* state = nullptr;         // (B, H, D, E) fp32
-  bf16* o = nullptr;              // (B, H, E)
-  __host__ __device__ int blocks() const { return E / (4 * cv) * (int)BH; }
 };
 // gemv() on a GemvWork, M rows.
 void gemv(const GemvWork& w, int64_t M, cudaStream_t st);

@@ -181,7 +181,6 @@ struct TransNormerCuda::Impl {
   bool attn_split = true;    // decode: attention split over blocks (TNL_ATTN_SPLIT=0: the attention API)
   bool attn_pdl = true;      // ... launched with programmatic dependent launch (TNL_ATTN_PDL=0: off)
   bool gemv_vec = true;      // GemvArgs::vec_input (TNL_GEMV_VEC=0: off)
-  bool glu_in_gemv = true;   // decode: the GLU product as the l12 GEMV's epilogue (TNL_GEMV_GLU=0: off)
   // TNL_PROFILE=1: decode launches without a graph are timed one by one with events (this
   // breaks the overlap of programmatic dependent launch) and a table goes to stderr at the end.
   bool profiling = false;
@@ -205,8 +204,6 @@ struct TransNormerCuda::Impl {
     attn_pdl = !(apdl && apdl[0] == '0');
     const char* vec = std::getenv("TNL_GEMV_VEC");
     gemv_vec = !(vec && vec[0] == '0');
-    const char* glu = std::getenv("TNL_GEMV_GLU");
-    glu_in_gemv = !(glu && glu[0] == '0');
     const char* prof = std::getenv("TNL_PROFILE");
     profiling = prof && prof[0] == '1';
     TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -357,7 +354,7 @@ struct TransNormerCuda::Impl {
     w.accumulate = true;
     return w;
   }
-  // The GLU's first projection: SRMS(h) → a ⊙ b into x (glu_in_gemv), or [a | b] into ab.
+  // The GLU's first projection: SRMS(h) → [a | b] into ab.
   cuda::GemvWork l12_work(int64_t l, const Scratch& s) const {
     const int64_t d = cfg.d_model, g = cfg.glu_dim;
     cuda::GemvWork w;
@@ -367,28 +364,18 @@ struct TransNormerCuda::Impl {
     w.in.vec_input = gemv_vec;
     w.W = layers[l].l12.as<bf16>();
     w.K = (int)d;
-    if (glu_in_gemv) {
-      w.in.glu_out = s.x;
-      w.N = (int)g;
-    } else {
-      w.N = (int)(2 * g);
-      w.y = s.ab;
-      w.ldy = 2 * g;
-    }
+    w.N = (int)(2 * g);
+    w.y = s.ab;
+    w.ldy = 2 * g;
     return w;
   }
   // The GLU's second projection: h += (a ⊙ b) · W3ᵀ.
   cuda::GemvWork l3_work(int64_t l, const Scratch& s) const {
     const int64_t d = cfg.d_model, g = cfg.glu_dim;
     cuda::GemvWork w;
-    if (glu_in_gemv) {
-      w.in.mode = cuda::GemvInput::plain;
-      w.in.o = s.x;
-    } else {
-      w.in.mode = cuda::GemvInput::glu;
-      w.in.a = s.ab;
-      w.in.lda = 2 * g;
-    }
+    w.in.mode = cuda::GemvInput::glu;
+    w.in.a = s.ab;
+    w.in.lda = 2 * g;
     w.in.vec_input = gemv_vec;
     w.W = layers[l].l3.as<bf16>();
     w.K = (int)g;
@@ -411,23 +398,6 @@ struct TransNormerCuda::Impl {
     w.y = logits;
     w.ldy = cfg.vocab_size;
     return w;
-  }
-  // Layer l's decode attention split over blocks, B sequences.
-  cuda::AttnWork attn_work(int64_t l, const Scratch& s, int64_t B, float* state) const {
-    const int64_t H = cfg.num_heads, dh = cfg.head_dim(), D = qk_dim(l);
-    cuda::AttnWork a;
-    a.q = s.q;
-    a.k = s.k;
-    a.v = s.v;
-    a.slopes = layers[l].slopes_dev.as<float>();
-    a.H = (int)H;
-    a.D = (int)D;
-    a.E = (int)dh;
-    a.cv = cuda::attn_split_groups(B, H, D, dh);
-    a.BH = B * H;
-    a.state = state;
-    a.o = s.o;
-    return a;
   }
   void gemv(const cuda::GemvWork& w, int64_t T) { cuda::gemv(w, T, stream); }
   int64_t widest() const { return std::max({cfg.d_model, cfg.hidden_dim, cfg.glu_dim}); }
@@ -577,7 +547,7 @@ struct TransNormerCuda::Impl {
 
   // The switches a captured decode graph depends on, in one number.
   int64_t decode_setting() const {
-    return 4 * gemv_rows + (attn_split ? 2 : 0) + (glu_in_gemv ? 1 : 0);
+    return 2 * gemv_rows + (attn_split ? 1 : 0);
   }
 
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
@@ -700,10 +670,6 @@ void TransNormerCuda::set_gemv_rows(int64_t rows) {
   TNL_ARG_CHECK(rows >= 0 && rows <= cuda::kGemvMaxRows, "tnl::model::TransNormerCuda::set_gemv_rows", "rows",
                 "expected 0..", cuda::kGemvMaxRows, ", got ", rows);
   impl_->gemv_rows = rows;
-}
-
-void TransNormerCuda::set_glu_in_gemv(bool on) {
-  impl_->glu_in_gemv = on;
 }
 
 size_t TransNormerCuda::device_bytes_in_use() const { return impl_->in_use(); }

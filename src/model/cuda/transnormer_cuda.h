@@ -5,9 +5,7 @@
 //   for decode batches of at most 4 rows, a GEMV that forms its input (SRMS, gate, GLU product)
 //   and, for the input projection, does SiLU/LRPE on its outputs, launched with programmatic
 //   dependent launch on sm_90 (TNL_NO_PDL=1 / TNL_GEMV_PREP=0 turn those two off; TNL_GEMV_VEC=0
-//   forms the input one feature per load instead of 16 bytes; TNL_GEMV_GLU=0 writes a and b
-//   and forms their product in the next GEMV instead of in the first one's epilogue); the
-//   residual stream h in fp32;
+//   forms the input one feature per load instead of 16 bytes); the residual stream h in fp32;
 //   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states);
 //   the decode step's attention split over blocks of columns of each head (layers_cuda.h), so
 //   that batch 1 fills the GPU, with programmatic dependent launch (TNL_ATTN_PDL=0: without);
@@ -77,9 +75,6 @@ class TransNormerCuda {
   void set_graphs(bool on);
   // Decode batches up to this many rows use the fused GEMV instead of cuBLAS (0..4, default 4).
   void set_gemv_rows(int64_t rows);
-  // Decode: the GLU product in the fused GEMV of the first GLU projection (default on;
-  // TNL_GEMV_GLU=0 turns it off), or formed by the second's. The same results.
-  void set_glu_in_gemv(bool on);
   // Decode attention split over several blocks per head (default on; TNL_ATTN_SPLIT=0 turns
   // it off) or through the attention API's decode (one block per head).
   void set_attn_split(bool on);

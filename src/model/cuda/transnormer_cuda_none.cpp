@@ -36,7 +36,6 @@ void TransNormerCuda::decode(const int32_t*, float*, CudaGenState&) { none(); }
 void TransNormerCuda::decode_greedy(const int32_t*, int32_t*, CudaGenState&) { none(); }
 void TransNormerCuda::set_graphs(bool) { none(); }
 void TransNormerCuda::set_gemv_rows(int64_t) { none(); }
-void TransNormerCuda::set_glu_in_gemv(bool) { none(); }
 void TransNormerCuda::set_attn_split(bool) { none(); }
 size_t TransNormerCuda::device_bytes_in_use() const { none(); }
 size_t TransNormerCuda::peak_device_bytes() const { none(); }
