@@ -267,8 +267,4 @@ void gemv(const GemvArgs& in, int64_t M, int64_t K, const bf16* W, int64_t N, fl
   }
 }
 
-void gemv(const GemvWork& w, int64_t M, cudaStream_t st) {
-  gemv(w.in, M, w.K, w.W, w.N, w.y, w.ldy, w.accumulate, st);
-}
-
 }  // namespace tnl::model::cuda

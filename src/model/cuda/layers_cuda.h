@@ -93,16 +93,4 @@ int attn_split_groups(int64_t B, int64_t H, int64_t D, int64_t E);
 void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float* slopes, int64_t B,
                        int64_t H, int64_t D, int64_t E, float* state, bf16* o, bool pdl, cudaStream_t st);
 
-// ---- a decode GEMV as one value (the model builds them per layer) ----
-struct GemvWork {
-  GemvArgs in;
-  const bf16* W = nullptr;
-  int K = 0, N = 0;
-  float* y = nullptr;
-  int64_t ldy = 0;
-  bool accumulate = false;
-};
-// gemv() on a GemvWork, M rows.
-void gemv(const GemvWork& w, int64_t M, cudaStream_t st);
-
 }  // namespace tnl::model::cuda

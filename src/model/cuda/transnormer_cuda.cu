@@ -137,7 +137,7 @@ struct CudaGenState::Impl {
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
-  int64_t graph_setting = -1;  // the settings the graphs were captured with (Impl::decode_setting)
+  int64_t graph_gemv_rows = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -312,96 +312,6 @@ struct TransNormerCuda::Impl {
     if (state) TNL_CUDA_CHECK(cudaMemcpyAsync(state, next_state.as<float>(), bytes, cudaMemcpyDeviceToDevice, stream));
   }
 
-  // ---- the decode step's work, for the fused GEMVs ----
-  // Layer l's input projection: SRMS(h) → qkvu, and (prep_in_gemv) q, k (SiLU, LRPE), v.
-  cuda::GemvWork qkvu_work(int64_t l, const Scratch& s) const {
-    const int64_t d = cfg.d_model, hid = cfg.hidden_dim;
-    cuda::GemvWork w;
-    w.in.mode = cuda::GemvInput::rms;
-    w.in.a = s.h;
-    w.in.lda = d;
-    if (prep_in_gemv) {
-      w.in.q = s.q;
-      w.in.k = s.k;
-      w.in.v = s.v;
-      w.in.theta = cfg.use_lrpe[l] ? layers[l].theta.as<float>() : nullptr;
-      w.in.pos = s.pos;
-      w.in.heads = (int)cfg.num_heads;
-      w.in.dh = (int)cfg.head_dim();
-    }
-    w.in.vec_input = gemv_vec;
-    w.W = layers[l].qkvu.as<bf16>();
-    w.K = (int)d;
-    w.N = (int)(4 * hid);
-    w.y = s.qkvu;
-    w.ldy = 4 * hid;
-    return w;
-  }
-  // The output projection: h += (SRMS(o) ⊙ u) · Woutᵀ.
-  cuda::GemvWork out_work(int64_t l, const Scratch& s) const {
-    const int64_t d = cfg.d_model, hid = cfg.hidden_dim;
-    cuda::GemvWork w;
-    w.in.mode = cuda::GemvInput::rms_gate;
-    w.in.o = s.o;
-    w.in.u = s.qkvu + 3 * hid;
-    w.in.ldu = 4 * hid;
-    w.in.vec_input = gemv_vec;
-    w.W = layers[l].out.as<bf16>();
-    w.K = (int)hid;
-    w.N = (int)d;
-    w.y = s.h;
-    w.ldy = d;
-    w.accumulate = true;
-    return w;
-  }
-  // The GLU's first projection: SRMS(h) → [a | b] into ab.
-  cuda::GemvWork l12_work(int64_t l, const Scratch& s) const {
-    const int64_t d = cfg.d_model, g = cfg.glu_dim;
-    cuda::GemvWork w;
-    w.in.mode = cuda::GemvInput::rms;
-    w.in.a = s.h;
-    w.in.lda = d;
-    w.in.vec_input = gemv_vec;
-    w.W = layers[l].l12.as<bf16>();
-    w.K = (int)d;
-    w.N = (int)(2 * g);
-    w.y = s.ab;
-    w.ldy = 2 * g;
-    return w;
-  }
-  // The GLU's second projection: h += (a ⊙ b) · W3ᵀ.
-  cuda::GemvWork l3_work(int64_t l, const Scratch& s) const {
-    const int64_t d = cfg.d_model, g = cfg.glu_dim;
-    cuda::GemvWork w;
-    w.in.mode = cuda::GemvInput::glu;
-    w.in.a = s.ab;
-    w.in.lda = 2 * g;
-    w.in.vec_input = gemv_vec;
-    w.W = layers[l].l3.as<bf16>();
-    w.K = (int)g;
-    w.N = (int)d;
-    w.y = s.h;
-    w.ldy = d;
-    w.accumulate = true;
-    return w;
-  }
-  // The tied head: logits = SRMS(h) · Eᵀ.
-  cuda::GemvWork head_work(const Scratch& s, float* logits) const {
-    cuda::GemvWork w;
-    w.in.mode = cuda::GemvInput::rms;
-    w.in.a = s.h;
-    w.in.lda = cfg.d_model;
-    w.in.vec_input = gemv_vec;
-    w.W = embed.as<bf16>();
-    w.K = (int)cfg.d_model;
-    w.N = (int)cfg.vocab_size;
-    w.y = logits;
-    w.ldy = cfg.vocab_size;
-    return w;
-  }
-  void gemv(const cuda::GemvWork& w, int64_t T) { cuda::gemv(w, T, stream); }
-  int64_t widest() const { return std::max({cfg.d_model, cfg.hidden_dim, cfg.glu_dim}); }
-
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
   // then every layer; `states` per layer or empty. `step`: one token per sequence (decode).
   void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step) {
@@ -409,14 +319,28 @@ struct TransNormerCuda::Impl {
     const int64_t dh = cfg.head_dim();
     cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
     if (step) mark("upload + embed");
-    const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, widest());
+    const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
       const Layer& L = layers[l];
       float* state = states ? (*states)[l].as<float>() : nullptr;
       // Token mixer.
       const float* theta = cfg.use_lrpe[l] ? L.theta.as<float>() : nullptr;
       if (fused) {
-        gemv(qkvu_work(l, s), T);
+        cuda::GemvArgs in;
+        in.mode = cuda::GemvInput::rms;
+        in.a = s.h;
+        in.lda = d;
+        if (prep_in_gemv) {
+          in.q = s.q;
+          in.k = s.k;
+          in.v = s.v;
+          in.theta = theta;
+          in.pos = s.pos;
+          in.heads = (int)H;
+          in.dh = (int)dh;
+        }
+        in.vec_input = gemv_vec;
+        cuda::gemv(in, T, d, L.qkvu.as<bf16>(), 4 * hid, s.qkvu, 4 * hid, false, stream);
         if (!prep_in_gemv) cuda::qkv_prep(s.qkvu, T, H, dh, theta, s.pos, s.q, s.k, s.v, stream);
         mark("qkvu gemv");
       } else {
@@ -433,7 +357,13 @@ struct TransNormerCuda::Impl {
       }
       if (step) mark("attention");
       if (fused) {
-        gemv(out_work(l, s), T);
+        cuda::GemvArgs in;
+        in.mode = cuda::GemvInput::rms_gate;
+        in.o = s.o;
+        in.u = s.qkvu + 3 * hid;
+        in.ldu = 4 * hid;
+        in.vec_input = gemv_vec;
+        cuda::gemv(in, T, hid, L.out.as<bf16>(), d, s.h, d, true, stream);
         mark("out gemv");
       } else {
         cuda::norm_gate(s.o, s.qkvu + 3 * hid, 4 * hid, T, hid, s.x, stream);
@@ -441,9 +371,19 @@ struct TransNormerCuda::Impl {
       }
       // Channel mixer (GLU).
       if (fused) {
-        gemv(l12_work(l, s), T);
+        cuda::GemvArgs in;
+        in.mode = cuda::GemvInput::rms;
+        in.a = s.h;
+        in.lda = d;
+        in.vec_input = gemv_vec;
+        cuda::gemv(in, T, d, L.l12.as<bf16>(), 2 * g, s.ab, 2 * g, false, stream);
         mark("l12 gemv");
-        gemv(l3_work(l, s), T);
+        cuda::GemvArgs in3;
+        in3.mode = cuda::GemvInput::glu;
+        in3.a = s.ab;
+        in3.lda = 2 * g;
+        in3.vec_input = gemv_vec;
+        cuda::gemv(in3, T, g, L.l3.as<bf16>(), d, s.h, d, true, stream);
         mark("l3 gemv");
       } else {
         cuda::srms_to_bf16(s.h, d, nullptr, T, d, s.x, stream);
@@ -458,7 +398,12 @@ struct TransNormerCuda::Impl {
   void head(const Scratch& s, const int32_t* rows, int64_t R, float* logits, bool step) {
     const int64_t d = cfg.d_model, V = cfg.vocab_size;
     if (step && !rows && R <= gemv_rows && cuda::gemv_supported(R, d)) {
-      gemv(head_work(s, logits), R);
+      cuda::GemvArgs in;
+      in.mode = cuda::GemvInput::rms;
+      in.a = s.h;
+      in.lda = d;
+      in.vec_input = gemv_vec;
+      cuda::gemv(in, R, d, embed.as<bf16>(), V, logits, V, false, stream);
       mark("head gemv");
       return;
     }
@@ -545,11 +490,6 @@ struct TransNormerCuda::Impl {
     mark("advance");
   }
 
-  // The switches a captured decode graph depends on, in one number.
-  int64_t decode_setting() const {
-    return 2 * gemv_rows + (attn_split ? 1 : 0);
-  }
-
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
     TNL_ARG_CHECK(state.impl_ && state.impl_->owner == this, "tnl::model::TransNormerCuda::decode", "state",
                   "expected the state of a prefill of this model");
@@ -563,9 +503,9 @@ struct TransNormerCuda::Impl {
         prof_collect();
       }
     } else {
-      const int64_t setting = decode_setting();
-      if (st.graph_setting != setting) st.drop_graphs();
-      st.graph_setting = setting;
+      const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
+      if (st.graph_gemv_rows != setting) st.drop_graphs();
+      st.graph_gemv_rows = setting;
       cudaGraphExec_t& exec = st.graph[greedy ? 1 : 0];
       if (!exec) {
         cudaGraph_t graph = nullptr;

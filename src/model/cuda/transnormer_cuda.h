@@ -5,7 +5,8 @@
 //   for decode batches of at most 4 rows, a GEMV that forms its input (SRMS, gate, GLU product)
 //   and, for the input projection, does SiLU/LRPE on its outputs, launched with programmatic
 //   dependent launch on sm_90 (TNL_NO_PDL=1 / TNL_GEMV_PREP=0 turn those two off; TNL_GEMV_VEC=0
-//   forms the input one feature per load instead of 16 bytes); the residual stream h in fp32;
+//   forms the input one feature per load instead of 16 bytes); the residual
+//   stream h in fp32;
 //   lightning attention through the public API on the model's stream (bf16 q/k/v, fp32 states);
 //   the decode step's attention split over blocks of columns of each head (layers_cuda.h), so
 //   that batch 1 fills the GPU, with programmatic dependent launch (TNL_ATTN_PDL=0: without);
