@@ -11,11 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OLD=${1:?usage: bench/decode_ab.sh <old-source-dir> [runs]}
 RUNS=${2:-3}
-if [ -d build-deps ]; then
-  DEPS=$PWD/build-deps
-  export CMAKE_PREFIX_PATH=$DEPS LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export LIBRARY_PATH=$DEPS/lib CPATH=$DEPS/include
-fi
+source scripts/deps-env.sh
 G="-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
 (cmake -S "$OLD" -B build-ab-old -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-old -j16 tnl_cli >/dev/null 2>&1) &
 (cmake -S . -B build-gpudecode -G Ninja -DTNL_CUDA=ON "$G" >/dev/null &&

@@ -15,13 +15,7 @@ BUILD=${1:-build-gpu}
 OUT=${OUT:-$BUILD/out}
 mkdir -p "$OUT"
 GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
-if [ -d build-deps ]; then
-  DEPS=$PWD/build-deps
-  export CMAKE_PREFIX_PATH=$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
-  export LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export LIBRARY_PATH=$DEPS/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
-  export CPATH=$DEPS/include${CPATH:+:$CPATH}
-fi
+source scripts/deps-env.sh
 SECONDS=0
 cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON "-DTNL_CUDA_GENCODE=$GENCODE" >"$OUT/configure.log" 2>&1 ||
   { tail -20 "$OUT/configure.log"; exit 1; }

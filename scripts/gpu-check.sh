@@ -25,13 +25,7 @@ OUT=${OUT:-$BUILD/out}
 mkdir -p "$OUT"
 JOBS=${JOBS:-16}
 GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
-if [ -d build-deps ]; then
-  DEPS=$PWD/build-deps
-  export CMAKE_PREFIX_PATH=$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
-  export LD_LIBRARY_PATH=$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export LIBRARY_PATH=$DEPS/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
-  export CPATH=$DEPS/include${CPATH:+:$CPATH}
-fi
+source scripts/deps-env.sh
 if [ "${FROM_HEAD:-0}" = 1 ] && git rev-parse -q HEAD >/dev/null 2>&1; then
   SRC=$PWD/$BUILD-src
   rm -rf "$SRC" && mkdir -p "$SRC" && git archive HEAD | tar -x -C "$SRC"
