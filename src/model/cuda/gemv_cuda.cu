@@ -6,7 +6,6 @@
 // in bench/cuda/NOTES.md (lighter blocks, bulk copies to shared memory, L2 prefetch ahead,
 // one persistent kernel for the whole step).
 #include <algorithm>
-#include <cstdlib>
 
 #include "model/cuda/cuda_common.cuh"
 #include "model/cuda/kernels_common.cuh"

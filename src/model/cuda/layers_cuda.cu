@@ -2,7 +2,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "backends/cuda/cuda_check.h"
 #include "model/cuda/cuda_common.cuh"

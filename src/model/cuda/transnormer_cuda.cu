@@ -137,7 +137,7 @@ struct CudaGenState::Impl {
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
   cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
-  int64_t graph_gemv_rows = -1;  // the settings the graphs were captured with (GEMV rows, split)
+  int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
       if (g) cudaGraphExecDestroy(g);
@@ -504,8 +504,8 @@ struct TransNormerCuda::Impl {
       }
     } else {
       const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
-      if (st.graph_gemv_rows != setting) st.drop_graphs();
-      st.graph_gemv_rows = setting;
+      if (st.graph_setting != setting) st.drop_graphs();
+      st.graph_setting = setting;
       cudaGraphExec_t& exec = st.graph[greedy ? 1 : 0];
       if (!exec) {
         cudaGraph_t graph = nullptr;
