@@ -7,5 +7,5 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
                            cudaStream_t stream) {
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
-size_t chunk_scan_smem_bytes_tc(int dk) { return tc::smem_bytes_for(dk); }
+size_t chunk_scan_smem_bytes_tc(int dk, bool compensated) { return tc::smem_bytes_for(dk, compensated); }
 }  // namespace tnl::cuda

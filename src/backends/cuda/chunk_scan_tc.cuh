@@ -4,8 +4,10 @@
 //
 // Inputs (X, Y, Z) enter the tensor cores exactly. The three derived operands, the masked
 // scores A, the state S and the decay-weighted values Zw, are split into hi + lo 16-bit
-// parts (two MMAs each), so the result carries fp32-level error plus the final rounding
-// of the output; the state itself stays fp32 in registers across chunks.
+// parts (two MMAs each; SPLIT = true, "compensated"), so the result carries fp32-level error
+// plus the final rounding of the output; or rounded once to the input dtype (SPLIT = false,
+// "rounded": about the error of the same math in PyTorch at that dtype, spec §4, with ~40%
+// fewer MMAs). The state itself stays fp32 in registers across chunks either way.
 //
 // Per chunk (thread-block view):
 //   A  = c·(X Yᵀ ⊙ M)                   (C, C)    warp w: rows 16(w%4), cols 32(w/4)
@@ -29,7 +31,7 @@ constexpr int kC = 64;         // chunk
 constexpr int kET = 64;        // columns of dv per block
 constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
 
-template <int DK, int NB>
+template <int DK, int NB, bool SPLIT>
 struct Smem {  // offsets in 16-bit elements
   static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
   // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
@@ -37,11 +39,11 @@ struct Smem {  // offsets in 16-bit elements
   static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
   static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
-  static constexpr int kAHi = kBuffers * kTile;     // (C, C)
-  static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
-  static constexpr int kSHi = kALo + kC * kLdC;     // (DK, ET)
-  static constexpr int kSLo = kSHi + DK * kLdE;     // (DK, ET)
-  static constexpr int kEnd = kSLo + DK * kLdE;
+  static constexpr int kAHi = kBuffers * kTile;                  // (C, C)
+  static constexpr int kALo = kAHi + kC * kLdC;                  // (C, C), SPLIT only
+  static constexpr int kSHi = kALo + (SPLIT ? kC * kLdC : 0);    // (DK, ET)
+  static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, ET), SPLIT only
+  static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
   static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
 };
@@ -59,10 +61,14 @@ inline int buffers_for(int dk) {
   return nb;
 }
 
-inline size_t smem_bytes_for(int dk) {
-  if (dk <= 64) return Smem<64, 2>::kBytes;
-  if (dk <= 128) return buffers_for(dk) == 2 ? Smem<128, 2>::kBytes : Smem<128, 1>::kBytes;
-  return Smem<256, 1>::kBytes;
+template <bool SPLIT>
+size_t smem_bytes_split(int dk) {
+  if (dk <= 64) return Smem<64, 2, SPLIT>::kBytes;
+  if (dk <= 128) return buffers_for(dk) == 2 ? Smem<128, 2, SPLIT>::kBytes : Smem<128, 1, SPLIT>::kBytes;
+  return Smem<256, 1, SPLIT>::kBytes;
+}
+inline size_t smem_bytes_for(int dk, bool compensated) {
+  return compensated ? smem_bytes_split<true>(dk) : smem_bytes_split<false>(dk);
 }
 
 template <class T>
@@ -144,14 +150,16 @@ __device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s
   b1[1] = r[3];
 }
 
-// Stores (a, b) at p[0], p[1] as hi parts and their remainders at q[0], q[1] as lo parts.
-template <class T>
+// Stores (a, b) at hi[0], hi[1] rounded to T and, when SPLIT, their remainders at lo[0], lo[1].
+template <class T, bool SPLIT>
 __device__ __forceinline__ void store_split2(T* hi, T* lo, float a, float b) {
   using O = Ops<T>;
   const typename O::T2 h = O::from_f2(a, b);
-  const float2 hf = O::to_f2(h);
   *reinterpret_cast<typename O::T2*>(hi) = h;
-  *reinterpret_cast<typename O::T2*>(lo) = O::from_f2(a - hf.x, b - hf.y);
+  if constexpr (SPLIT) {
+    const float2 hf = O::to_f2(h);
+    *reinterpret_cast<typename O::T2*>(lo) = O::from_f2(a - hf.x, b - hf.y);
+  }
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
@@ -235,11 +243,11 @@ __device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, c
   }
 }
 
-template <class T, int DK, int NB, bool kLocal>
+template <class T, int DK, int NB, bool SPLIT, bool kLocal>
 __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
                                                                  const Slopes sl, bool vec,
                                                                  bool out_vec2) {
-  using L = Smem<DK, NB>;
+  using L = Smem<DK, NB, SPLIT>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
@@ -327,7 +335,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
       load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
     }
-    if (!kLocal) {  // S (hi, lo) for this chunk's X S
+    if (!kLocal) {  // S (hi, and lo when SPLIT) for this chunk's X S
 #pragma unroll
       for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -336,7 +344,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
             const int e = 8 * (n_base + j) + 2 * t;
-            store_split2(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
+            store_split2<T, SPLIT>(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
           }
     }
     if (threadIdx.x < kC) {
@@ -346,7 +354,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
     __syncthreads();
 
     if (!kLocal) {
-      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
+      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi (+ lo) into shared memory.
       float acc[4][4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
@@ -375,7 +383,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           const int b_ = 32 * nh + 8 * j + 2 * t;
           const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
           const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
-          store_split2(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
+          store_split2<T, SPLIT>(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
         }
     }
     __syncthreads();
@@ -390,15 +398,15 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
         uint32_t ah[4], al[4];
         frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
-        frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
+        if constexpr (SPLIT) frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
           uint32_t b0[2], b1[2];
           frag_b_k2(b0, b1, Zs, L::kLdE, k0, 32 * nh + 8 * j, lane);
           O::mma(oa[j], ah, b0);
-          O::mma(oa[j], al, b0);
+          if constexpr (SPLIT) O::mma(oa[j], al, b0);
           O::mma(oa[j + 1], ah, b1);
-          O::mma(oa[j + 1], al, b1);
+          if constexpr (SPLIT) O::mma(oa[j + 1], al, b1);
         }
       }
 #pragma unroll 4
@@ -407,13 +415,16 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
-          uint32_t h0[2], h1[2], l0[2], l1[2];
+          uint32_t h0[2], h1[2];
           frag_b_k2(h0, h1, SHi, L::kLdE, k0, 32 * nh + 8 * j, lane);
-          frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
           O::mma(os[j], a, h0);
-          O::mma(os[j], a, l0);
           O::mma(os[j + 1], a, h1);
-          O::mma(os[j + 1], a, l1);
+          if constexpr (SPLIT) {
+            uint32_t l0[2], l1[2];
+            frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
+            O::mma(os[j], a, l0);
+            O::mma(os[j + 1], a, l1);
+          }
         }
       }
       T* out = static_cast<T*>(p.out);
@@ -440,7 +451,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
     }
 
     // Phase 3: S = λ^n S + (W Y)ᵀ Z, W = diag(β λ^{n-1-b+off}) applied to the Yᵀ fragments in
-    // registers and split hi + lo there (Y and Z enter exactly), this warp's state fragments.
+    // registers and split hi + lo there when SPLIT (Y and Z enter exactly), this warp's state
+    // fragments.
     {
       const float dn = dec[n];
 #pragma unroll
@@ -467,15 +479,17 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
             const float2 y = O::to_f2(*reinterpret_cast<const typename O::T2*>(&a[q]));
             const float x0 = y.x * (q < 2 ? w0 : w8), x1 = y.y * (q < 2 ? w1 : w9);
             const typename O::T2 hi = O::from_f2(x0, x1);
-            const float2 hf = O::to_f2(hi);
-            const typename O::T2 lo = O::from_f2(x0 - hf.x, x1 - hf.y);
             ah[q] = *reinterpret_cast<const uint32_t*>(&hi);
-            al[q] = *reinterpret_cast<const uint32_t*>(&lo);
+            if constexpr (SPLIT) {
+              const float2 hf = O::to_f2(hi);
+              const typename O::T2 lo = O::from_f2(x0 - hf.x, x1 - hf.y);
+              al[q] = *reinterpret_cast<const uint32_t*>(&lo);
+            }
           }
 #pragma unroll
           for (int j = 0; j < kNT; ++j) {
             O::mma(st[i][j], ah, bz[j]);
-            O::mma(st[i][j], al, bz[j]);
+            if constexpr (SPLIT) O::mma(st[i][j], al, bz[j]);
           }
         }
       }
@@ -503,9 +517,9 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
   }
 }
 
-template <class T, int DK, int NB>
+template <class T, int DK, int NB, bool SPLIT>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  using L = Smem<DK, NB>;
+  using L = Smem<DK, NB, SPLIT>;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
   auto al = [](const Rows& r) {
@@ -517,13 +531,13 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
                         p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
   if (local_pass) {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, true>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, true>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
     TNL_CUDA_CHECK_LAUNCH();
   } else {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, false>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
@@ -531,14 +545,20 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   }
 }
 
+template <class T, bool SPLIT>
+void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if (p.dk <= 64) return launch_dk<T, 64, 2, SPLIT>(p, sl, local_pass, stream);
+  if (p.dk <= 128) {
+    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2, SPLIT>(p, sl, local_pass, stream);
+    return launch_dk<T, 128, 1, SPLIT>(p, sl, local_pass, stream);
+  }
+  return launch_dk<T, 256, 1, SPLIT>(p, sl, local_pass, stream);
+}
+
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  if (p.dk <= 64) return launch_dk<T, 64, 2>(p, sl, local_pass, stream);
-  if (p.dk <= 128) {
-    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2>(p, sl, local_pass, stream);
-    return launch_dk<T, 128, 1>(p, sl, local_pass, stream);
-  }
-  return launch_dk<T, 256, 1>(p, sl, local_pass, stream);
+  if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
+  return launch_split<T, false>(p, sl, local_pass, stream);
 }
 
 }  // namespace tc
