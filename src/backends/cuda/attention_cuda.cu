@@ -103,10 +103,11 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 }  // namespace
 
 int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated) {
-  // Shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB reserved
-  // per block); at most 8 blocks of 256 threads.
-  const size_t per_block =
-      (dt == DType::f32 ? chunk_scan_smem_bytes_simt(dk) : chunk_scan_smem_bytes_tc(dk, compensated)) + 1024;
+  if (dt == DType::f16) return chunk_scan_blocks_per_sm_f16(dk, compensated);
+  if (dt == DType::bf16) return chunk_scan_blocks_per_sm_bf16(dk, compensated);
+  // fp32: shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB
+  // reserved per block); at most 8 blocks of 256 threads.
+  const size_t per_block = chunk_scan_smem_bytes_simt(dk) + 1024;
   return (int)std::max<size_t>(1, std::min<size_t>(8, (227 * 1024) / per_block));
 }
 

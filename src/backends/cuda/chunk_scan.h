@@ -77,12 +77,13 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                             cudaStream_t stream);
 
-// Blocks of the scan kernel that fit on one multiprocessor, for a key dim dk and dtype, from
-// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu) or the tensor-core
-// kernel (fp16/bf16, chunk_scan_bf16.cu).
+// Blocks of the scan kernel resident on one multiprocessor, for a key dim dk and dtype: from
+// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu), from the occupancy
+// calculator for the tensor-core kernels (chunk_scan_f16.cu, chunk_scan_bf16.cu).
 int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated);
 size_t chunk_scan_smem_bytes_simt(int dk);
-size_t chunk_scan_smem_bytes_tc(int dk, bool compensated);
+int chunk_scan_blocks_per_sm_f16(int dk, bool compensated);
+int chunk_scan_blocks_per_sm_bf16(int dk, bool compensated);
 
 // Decode step (decode.cu).
 struct DecodeParams {

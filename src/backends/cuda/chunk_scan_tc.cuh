@@ -29,11 +29,16 @@ namespace tc {
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kC = 64;         // chunk
 constexpr int kET = 64;        // columns of dv per block
-constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
+// Shared-memory tiles are unpadded, rows of 64, 128 or 256 16-bit elements, with the 16-byte
+// chunks of each row XOR-swizzled by the row index (swz): the 8 rows an ldmatrix phase or a
+// fragment store touches fall in 8 different bank groups, with no padding to pay for.
+__device__ __forceinline__ int swz(int row, int col, int ld) {
+  return row * ld + ((((col >> 3) ^ row) & 7) | (col >> 3 & ~7)) * 8 + (col & 7);
+}
 
 template <int DK, int NB, bool SPLIT>
 struct Smem {  // offsets in 16-bit elements
-  static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
+  static constexpr int kLdK = DK, kLdE = kET, kLdC = kC;  // row lengths (swizzled, unpadded)
   // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
   // chunk), or 1 (two blocks per multiprocessor at DK = 128; DK = 256 fits only one).
   static constexpr int kBuffers = NB;
@@ -46,6 +51,10 @@ struct Smem {  // offsets in 16-bit elements
   static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
   static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
+  // Blocks per multiprocessor the launch bounds ask for (so registers do not limit them): 2
+  // when DK <= 128 and the 228 KB of shared memory of an H100 multiprocessor hold two (1 KB
+  // reserved per block); else 1 (DK = 256 keeps its 64-register state plus headroom).
+  static constexpr int kMinBlocks = DK <= 128 && 2 * (kBytes + 1024) <= 228 * 1024 ? 2 : 1;
 };
 
 // Input buffers for a key dim: DK = 64 double-buffers (two blocks per SM either way), DK = 256
@@ -59,16 +68,6 @@ inline int buffers_for(int dk) {
     return e && e[0] == '1' ? 1 : 2;
   }();
   return nb;
-}
-
-template <bool SPLIT>
-size_t smem_bytes_split(int dk) {
-  if (dk <= 64) return Smem<64, 2, SPLIT>::kBytes;
-  if (dk <= 128) return buffers_for(dk) == 2 ? Smem<128, 2, SPLIT>::kBytes : Smem<128, 1, SPLIT>::kBytes;
-  return Smem<256, 1, SPLIT>::kBytes;
-}
-inline size_t smem_bytes_for(int dk, bool compensated) {
-  return compensated ? smem_bytes_split<true>(dk) : smem_bytes_split<false>(dk);
 }
 
 template <class T>
@@ -123,17 +122,17 @@ __device__ __forceinline__ void ldsm4_t(uint32_t* r, const void* p) {
 }
 template <class T>
 __device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4(a, s + (m0 + (lane % 16)) * ld + k0 + (lane / 16) * 8);
+  ldsm4(a, s + swz(m0 + (lane % 16), k0 + (lane / 16) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4_t(a, s + (k0 + (lane % 8) + (lane / 16) * 8) * ld + m0 + ((lane / 8) % 2) * 8);
+  ldsm4_t(a, s + swz(k0 + (lane % 8) + (lane / 16) * 8, m0 + ((lane / 8) % 2) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_b_n2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4(r, s + (n0 + (lane % 8) + (lane / 16) * 8) * ld + k0 + ((lane / 8) % 2) * 8);
+  ldsm4(r, s + swz(n0 + (lane % 8) + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
@@ -143,7 +142,7 @@ template <class T>
 __device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4_t(r, s + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + n0 + (lane / 16) * 8);
+  ldsm4_t(r, s + swz(k0 + (lane % 8) + ((lane / 8) % 2) * 8, n0 + (lane / 16) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
@@ -208,7 +207,7 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
     for (int it = 0; it < kIters; ++it) {
       const int i = threadIdx.x + it * kThreads;
       const int row = i / kV, col = (i % kV) * 8;
-      if (i < kC * kV) *reinterpret_cast<uint4*>(dst + row * ld + col) = val[it];
+      if (i < kC * kV) *reinterpret_cast<uint4*>(dst + swz(row, col, ld)) = val[it];
     }
     return;
   }
@@ -220,7 +219,7 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
       const int64_t tok = reverse ? sq.len - 1 - tau : tau;
       val = base[sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col];
     }
-    dst[row * ld + col] = val;
+    dst[swz(row, col, ld)] = val;
   }
 }
 
@@ -239,12 +238,12 @@ __device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, c
     const int64_t tok = valid ? (reverse ? sq.len - 1 - tau : tau) : 0;
     const T* src = valid ? base + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col
                          : base;
-    cp_async16(dst + row * ld + col, src, valid);
+    cp_async16(dst + swz(row, col, ld), src, valid);
   }
 }
 
 template <class T, int DK, int NB, bool SPLIT, bool kLocal>
-__global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
+__global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) chunk_scan_tc_kernel(const ScanParams p,
                                                                  const Slopes sl, bool vec,
                                                                  bool out_vec2) {
   using L = Smem<DK, NB, SPLIT>;
@@ -344,7 +343,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
             const int e = 8 * (n_base + j) + 2 * t;
-            store_split2<T, SPLIT>(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
+            store_split2<T, SPLIT>(SHi + swz(d, e, L::kLdE), SLo + swz(d, e, L::kLdE), st[i][j][r], st[i][j][r + 1]);
           }
     }
     if (threadIdx.x < kC) {
@@ -383,7 +382,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           const int b_ = 32 * nh + 8 * j + 2 * t;
           const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
           const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
-          store_split2<T, SPLIT>(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
+          store_split2<T, SPLIT>(AHi + swz(a_, b_, L::kLdC), ALo + swz(a_, b_, L::kLdC), v0, v1);
         }
     }
     __syncthreads();
@@ -559,6 +558,36 @@ template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
   if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
   return launch_split<T, false>(p, sl, local_pass, stream);
+}
+
+// Blocks of the (full-pass) kernel resident on one multiprocessor, from the occupancy
+// calculator (shared memory and registers), asked once per kernel.
+template <class T, int DK, int NB, bool SPLIT>
+int blocks_per_sm_dk() {
+  static const int blocks = [] {
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
+    const int bytes = (int)Smem<DK, NB, SPLIT>::kBytes;
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    int n = 0;
+    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kThreads, bytes));
+    return n > 0 ? n : 1;
+  }();
+  return blocks;
+}
+
+template <class T, bool SPLIT>
+int blocks_per_sm_split(int dk) {
+  if (dk <= 64) return blocks_per_sm_dk<T, 64, 2, SPLIT>();
+  if (dk <= 128) {
+    if (buffers_for(dk) == 2) return blocks_per_sm_dk<T, 128, 2, SPLIT>();
+    return blocks_per_sm_dk<T, 128, 1, SPLIT>();
+  }
+  return blocks_per_sm_dk<T, 256, 1, SPLIT>();
+}
+
+template <class T>
+int blocks_per_sm(int dk, bool compensated) {
+  return compensated ? blocks_per_sm_split<T, true>(dk) : blocks_per_sm_split<T, false>(dk);
 }
 
 }  // namespace tc
