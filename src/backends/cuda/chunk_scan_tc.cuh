@@ -29,16 +29,14 @@ namespace tc {
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kC = 64;         // chunk
 constexpr int kET = 64;        // columns of dv per block
-// Shared-memory tiles are unpadded, rows of 64, 128 or 256 16-bit elements, with the 16-byte
-// chunks of each row XOR-swizzled by the row index (swz): the 8 rows an ldmatrix phase or a
-// fragment store touches fall in 8 different bank groups, with no padding to pay for.
-__device__ __forceinline__ int swz(int row, int col, int ld) {
-  return row * ld + ((((col >> 3) ^ row) & 7) | (col >> 3 & ~7)) * 8 + (col & 7);
-}
+constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
+
+// Element (row, col) of a shared-memory tile whose rows are ld elements apart.
+__device__ __forceinline__ int at(int row, int col, int ld) { return row * ld + col; }
 
 template <int DK, int NB, bool SPLIT>
 struct Smem {  // offsets in 16-bit elements
-  static constexpr int kLdK = DK, kLdE = kET, kLdC = kC;  // row lengths (swizzled, unpadded)
+  static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
   // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
   // chunk), or 1 (two blocks per multiprocessor at DK = 128; DK = 256 fits only one).
   static constexpr int kBuffers = NB;
@@ -122,17 +120,17 @@ __device__ __forceinline__ void ldsm4_t(uint32_t* r, const void* p) {
 }
 template <class T>
 __device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4(a, s + swz(m0 + (lane % 16), k0 + (lane / 16) * 8, ld));
+  ldsm4(a, s + at(m0 + (lane % 16), k0 + (lane / 16) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4_t(a, s + swz(k0 + (lane % 8) + (lane / 16) * 8, m0 + ((lane / 8) % 2) * 8, ld));
+  ldsm4_t(a, s + at(k0 + (lane % 8) + (lane / 16) * 8, m0 + ((lane / 8) % 2) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_b_n2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4(r, s + swz(n0 + (lane % 8) + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8, ld));
+  ldsm4(r, s + at(n0 + (lane % 8) + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
@@ -142,7 +140,7 @@ template <class T>
 __device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4_t(r, s + swz(k0 + (lane % 8) + ((lane / 8) % 2) * 8, n0 + (lane / 16) * 8, ld));
+  ldsm4_t(r, s + at(k0 + (lane % 8) + ((lane / 8) % 2) * 8, n0 + (lane / 16) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
@@ -181,36 +179,13 @@ __device__ __forceinline__ SeqLoc seq_loc(const ScanParams& p, int64_t s) {
 }
 
 // Rows [tau0, tau0 + C) of scan time (valid below tau_end), columns [col0, col0 + W) clipped to
-// dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. 16-byte loads when `vec`.
+// dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. Element by element: the path for
+// rows that are not 16-byte aligned (TileStream below is the vector path).
 template <class T, int W>
 __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const SeqLoc& sq, int h,
                                           bool reverse, int64_t tau0, int64_t tau_end, int col0,
-                                          int dim, bool vec) {
+                                          int dim) {
   const T* base = static_cast<const T*>(r.data);
-  if (vec) {  // dim % 8 == 0, rows 16-byte aligned: all of this thread's loads in flight at once
-    constexpr int kV = W / 8;
-    constexpr int kIters = (kC * kV + kThreads - 1) / kThreads;
-    uint4 val[kIters];
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int i = threadIdx.x + it * kThreads;
-      const int row = i / kV, col = (i % kV) * 8;
-      const int64_t tau = tau0 + row;
-      val[it] = make_uint4(0, 0, 0, 0);
-      if (i < kC * kV && tau < tau_end && col0 + col < dim) {
-        const int64_t tok = reverse ? sq.len - 1 - tau : tau;
-        val[it] = __ldg(reinterpret_cast<const uint4*>(base + sq.batch * r.sb + (sq.begin + tok) * r.sn +
-                                                       h * r.sh + col0 + col));
-      }
-    }
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int i = threadIdx.x + it * kThreads;
-      const int row = i / kV, col = (i % kV) * 8;
-      if (i < kC * kV) *reinterpret_cast<uint4*>(dst + swz(row, col, ld)) = val[it];
-    }
-    return;
-  }
   for (int i = threadIdx.x; i < kC * W; i += kThreads) {
     const int row = i / W, col = i % W;
     const int64_t tau = tau0 + row;
@@ -219,28 +194,50 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
       const int64_t tok = reverse ? sq.len - 1 - tau : tau;
       val = base[sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col];
     }
-    dst[swz(row, col, ld)] = val;
+    dst[at(row, col, ld)] = val;
   }
 }
 
-// As load_tile's vector path, through cp.async (zero-filled outside the valid rows/columns);
-// completes at the next cp_async_wait_* of this thread.
+// The 16-byte vector loads of one input's tiles, chunk after chunk, through cp.async
+// (zero-filled outside the valid rows and columns; complete at the next cp_async_wait_* of
+// this thread). The addresses are set up once per block: each chunk then costs a pointer step
+// and a bounds test per copy (computing them from (token, head, column) per copy cost ~50
+// integer instructions each, a quarter of the kernel's instructions).
 template <class T, int W>
-__device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, const SeqLoc& sq,
-                                                int h, bool reverse, int64_t tau0, int64_t tau_end,
-                                                int col0, int dim) {
-  const T* base = static_cast<const T*>(r.data);
-  constexpr int kV = W / 8;
-  for (int i = threadIdx.x; i < kC * kV; i += kThreads) {
-    const int row = i / kV, col = (i % kV) * 8;
-    const int64_t tau = tau0 + row;
-    const bool valid = tau < tau_end && col0 + col < dim;
-    const int64_t tok = valid ? (reverse ? sq.len - 1 - tau : tau) : 0;
-    const T* src = valid ? base + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col
-                         : base;
-    cp_async16(dst + swz(row, col, ld), src, valid);
+struct TileStream {
+  static constexpr int kV = W / 8;                    // 16-byte vectors per row
+  static constexpr int kRows = kThreads / kV;         // rows between one thread's copies
+  static constexpr int kIters = kC * kV / kThreads;   // copies per thread per chunk
+  static_assert(kC * kV % kThreads == 0, "a tile is a whole number of copies per thread");
+  const T* next;   // this thread's first element of the next chunk
+  int64_t tau;     // scan time of this thread's first row of the next chunk
+  int dst0;        // this thread's first element in the tile
+  bool col_ok;     // this thread's columns are inside dim
+
+  __device__ __forceinline__ void init(const Rows& r, const SeqLoc& sq, int h, bool reverse,
+                                       int64_t tau_begin, int col0, int dim, int ld) {
+    const int row0 = threadIdx.x / kV, col = (threadIdx.x % kV) * 8;
+    col_ok = col0 + col < dim;
+    tau = tau_begin + row0;
+    const int64_t tok = reverse ? sq.len - 1 - tau : tau;  // may be out of range: not read then
+    next = static_cast<const T*>(r.data) + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh +
+           col0 + col;
+    dst0 = row0 * ld + col;
   }
-}
+  // Copies the next chunk (rows at or past tau_end zero-filled) into the tile dst, rows ld apart.
+  __device__ __forceinline__ void load(T* dst, int ld, const Rows& r, bool reverse, int64_t tau_end) {
+    const int64_t row_step = reverse ? -r.sn : r.sn;
+    const T* src = next;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+      const bool valid = col_ok && tau + it * kRows < tau_end;
+      cp_async16(dst + dst0 + it * kRows * ld, valid ? src : static_cast<const T*>(r.data), valid);
+      src += kRows * row_step;
+    }
+    next += kC * row_step;
+    tau += kC;
+  }
+};
 
 template <class T, int DK, int NB, bool SPLIT, bool kLocal>
 __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) chunk_scan_tc_kernel(const ScanParams p,
@@ -307,32 +304,44 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
-  const bool async = vec && L::kBuffers == 2;
-  auto load_async = [&](int buf, int64_t tau) {
+  // Vector loads through cp.async: with two buffers the next chunk's copies are in flight
+  // while this one is computed; with one, a chunk's copies are waited for at once.
+  TileStream<T, DK> xs, ys;
+  TileStream<T, kET> zs;
+  if (vec) {
+    if (!kLocal) xs.init(p.x, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
+    ys.init(p.y, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
+    zs.init(p.z, sq, h, p.reverse, seg_begin, e0, p.dv, L::kLdE);
+  }
+  auto load_async = [&](int buf) {
     T* base = sm + buf * L::kTile;
-    if (!kLocal) load_tile_async<T, DK>(base + L::kXo, L::kLdK, p.x, sq, h, p.reverse, tau, seg_end, 0, p.dk);
-    load_tile_async<T, DK>(base + L::kYo, L::kLdK, p.y, sq, h, p.reverse, tau, seg_end, 0, p.dk);
-    load_tile_async<T, kET>(base + L::kZo, L::kLdE, p.z, sq, h, p.reverse, tau, seg_end, e0, p.dv);
+    if (!kLocal) xs.load(base + L::kXo, L::kLdK, p.x, p.reverse, seg_end);
+    ys.load(base + L::kYo, L::kLdK, p.y, p.reverse, seg_end);
+    zs.load(base + L::kZo, L::kLdE, p.z, p.reverse, seg_end);
     cp_async_commit();
   };
-  if (async && seg_begin < seg_end) load_async(0, seg_begin);
+  constexpr bool kPrefetch = L::kBuffers == 2;
+  if (vec && kPrefetch && seg_begin < seg_end) load_async(0);
   int buf = 0;
   for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, buf ^= (L::kBuffers - 1)) {
     const int n = (int)min((int64_t)kC, seg_end - tau0);
     T* Xs = sm + buf * L::kTile + L::kXo;  // (C, DK)
     T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
     T* Zs = sm + buf * L::kTile + L::kZo;  // (C, ET)
-    if (async) {
+    if (vec && kPrefetch) {
       if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
-        load_async(buf ^ 1, tau0 + kC);
+        load_async(buf ^ 1);
         cp_async_wait_one();
       } else {
         cp_async_wait_all();
       }
+    } else if (vec) {
+      load_async(buf);
+      cp_async_wait_all();
     } else {
-      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
+      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv);
     }
     if (!kLocal) {  // S (hi, and lo when SPLIT) for this chunk's X S
 #pragma unroll
@@ -343,7 +352,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
           for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
             const int e = 8 * (n_base + j) + 2 * t;
-            store_split2<T, SPLIT>(SHi + swz(d, e, L::kLdE), SLo + swz(d, e, L::kLdE), st[i][j][r], st[i][j][r + 1]);
+            store_split2<T, SPLIT>(SHi + at(d, e, L::kLdE), SLo + at(d, e, L::kLdE), st[i][j][r], st[i][j][r + 1]);
           }
     }
     if (threadIdx.x < kC) {
@@ -382,7 +391,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
           const int b_ = 32 * nh + 8 * j + 2 * t;
           const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
           const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
-          store_split2<T, SPLIT>(AHi + swz(a_, b_, L::kLdC), ALo + swz(a_, b_, L::kLdC), v0, v1);
+          store_split2<T, SPLIT>(AHi + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
     __syncthreads();
