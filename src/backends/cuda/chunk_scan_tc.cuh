@@ -304,6 +304,22 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
+  // The mask and decay factors of this thread's score fragments, c·λ^{a-b} (zero above the
+  // diagonal), the same for every chunk: row a - column b takes 10 values per thread,
+  // d0 + 8(q - 3) - o for q = r/2 - j + 3 in 0..4 and o in {0, 1} (phase 1 below).
+  float mask_decay[5][2];
+  {
+    const int d0 = 16 * mt - 32 * nh + g - 2 * t;
+#pragma unroll
+    for (int q = 0; q < 5; ++q)
+#pragma unroll
+      for (int o = 0; o < 2; ++o) {
+        const int d = d0 + 8 * (q - 3) - o;
+        mask_decay[q][o] = d >= 0 ? p.scale * dec[d] : 0.f;
+      }
+  }
+  // The inter-chunk output coefficients α λ^{a+off} of this thread's two output rows.
+  const float out_coef[2] = {p.alpha * dec[16 * mt + g + p.off_out], p.alpha * dec[16 * mt + g + 8 + p.off_out]};
   // Vector loads through cp.async: with two buffers the next chunk's copies are in flight
   // while this one is computed; with one, a chunk's copies are waited for at once.
   TileStream<T, DK> xs, ys;
@@ -389,8 +405,8 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
         for (int r = 0; r < 4; r += 2) {
           const int a_ = 16 * mt + g + 8 * (r / 2);
           const int b_ = 32 * nh + 8 * j + 2 * t;
-          const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
-          const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
+          const float v0 = mask_decay[r / 2 - j + 3][0] * acc[j][r];      // c λ^{a-b}, 0 if b > a
+          const float v1 = mask_decay[r / 2 - j + 3][1] * acc[j][r + 1];  // c λ^{a-b-1}
           store_split2<T, SPLIT>(AHi + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
@@ -441,7 +457,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
         const int a_ = 16 * mt + g + 8 * half;
         if (a_ >= n) continue;
         const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
-        const float coef = p.alpha * dec[a_ + p.off_out];
+        const float coef = out_coef[half];
         T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
