@@ -12,6 +12,8 @@
 #   TRAIN=0     skip GPU training's tests and benchmark
 #   ATTN=0      skip the attention op's tests, sanitizers and benchmark
 #   TESTS=0     benchmark only (no tests, no sanitizers)
+#   INTERMEDIATES="compensated rounded"  the attention benchmarks once per mode (default
+#               compensated; rounded: fp16/bf16 intermediates rounded once, tnl::Intermediates)
 #   PYTHON=0    skip the Python package's gpu tests and its SDPA comparison (run when python3
 #               has torch and pybind11)
 #   FROM_HEAD=1 build the committed tree (git archive HEAD), not the working tree, so that
@@ -52,7 +54,7 @@ TEST_BIN=$BUILD/tests/backends_cuda_test_attention_cuda
 MODEL_TEST=$BUILD/tests/model_test_transnormer_cuda
 TRAIN_TEST=$BUILD/tests/train_test_train_cuda
 targets=(tnl)
-[ "${ATTN:-1}" = 1 ] && targets+=(backends_cuda_test_attention_cuda)
+[ "${ATTN:-1}" = 1 ] && targets+=(backends_cuda_test_attention_cuda backends_cuda_test_rounded_cuda)
 [ "${MODEL:-1}" = 1 ] && targets+=(model_test_transnormer_cuda)
 [ "${TRAIN:-1}" = 1 ] && targets+=(train_test_train_cuda)
 [ $tools = 1 ] && targets+=(tnl_cli)
@@ -77,6 +79,13 @@ if ! "$TEST_BIN" --gtest_filter="$filter" >"$OUT/tests.log" 2>&1; then
 fi
 grep -E "^\[ +(OK|FAILED|PASSED) |worst|long N|seed" "$OUT/tests.log" | head -40
 echo "gpu-check: tests took ${SECONDS}s"
+SECONDS=0  # rounded intermediates against spec §4's bar (2x the torch-like baseline)
+if ! "$BUILD/tests/backends_cuda_test_rounded_cuda" >"$OUT/tests-rounded.log" 2>&1; then
+  fail=1
+  grep -E "Failure|error|Expected|Which is|\[  FAILED" "$OUT/tests-rounded.log" | head -40
+fi
+grep -E "^\[ +(PASSED|FAILED) " "$OUT/tests-rounded.log"
+echo "gpu-check: rounded-intermediates tests took ${SECONDS}s"
 
 # ---- sanitizers on the small case ----
 for tool in memcheck racecheck; do
@@ -165,16 +174,16 @@ if [ $tools = 1 ]; then
     grep -vE "^  (prompt|batch) |^measuring|^building" "$OUT/bench-generate.log"
     echo
   fi
-  [ "${ATTN:-1}" = 1 ] && {
-    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768
+  [ "${ATTN:-1}" = 1 ] && for im in ${INTERMEDIATES:-compensated}; do
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768 --intermediates $im
     if [ "${QUICK:-0}" = 1 ]; then
-      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --no-decode
+      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --no-decode --intermediates $im
     else
-      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072,1048576 --no-decode
+      "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072,1048576 --no-decode --intermediates $im
     fi
-    "$TNL" bench attn --device cuda --dtype bf16 --batch 8 --heads 16 --dim 64 --seqlens 8192
-    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 16 --dim 256 --dim-v 128 --seqlens 8192
-  } 2>&1 | tee "$OUT/bench.log" | grep -E "^\||floor|validation|tnl bench"
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 8 --heads 16 --dim 64 --seqlens 8192 --intermediates $im
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 16 --dim 256 --dim-v 128 --seqlens 8192 --intermediates $im
+  done 2>&1 | tee "$OUT/bench.log" | grep -E "^\||floor|validation|tnl bench"
   [ -f "$OUT/sdpa.log" ] && { echo; echo "tnl.lightning_attn vs torch SDPA (bench/sdpa_python.py):"; grep -E "^\||floor" "$OUT/sdpa.log"; }
 else
   echo "gpu-check: no benchmark (the tnl CLI did not configure)"

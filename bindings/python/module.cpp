@@ -41,13 +41,21 @@ tnl::Device parse_device(const std::string& name) {
   throw tnl::ArgumentError("tnl._C: argument 'device': expected cpu or cuda, got '" + name + "'");
 }
 
+tnl::Intermediates parse_intermediates(const std::string& name) {
+  if (name == "compensated") return tnl::Intermediates::compensated;
+  if (name == "rounded") return tnl::Intermediates::rounded;
+  throw tnl::ArgumentError(
+      "tnl._C: argument 'intermediates': expected compensated or rounded, got '" + name + "'");
+}
+
 template <class T>
 T* ptr(uintptr_t a) { return reinterpret_cast<T*>(a); }
 
 void forward(const std::string& dtype, const std::string& device, const Shape& shape,
              const View& q, const View& k, const View& v, const View& o, uintptr_t slopes,
              float scale, uintptr_t cu_seqlens, int64_t num_seqs, uintptr_t initial_state,
-             uintptr_t final_state, int num_threads, uintptr_t stream, bool reference) {
+             uintptr_t final_state, int num_threads, uintptr_t stream, bool reference,
+             const std::string& intermediates) {
   tnl::AttnForwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -64,6 +72,7 @@ void forward(const std::string& dtype, const std::string& device, const Shape& s
   p.final_state = ptr<void>(final_state);
   p.num_threads = num_threads;
   p.stream = ptr<void>(stream);
+  p.intermediates = parse_intermediates(intermediates);
   if (reference) tnl::reference::attention_forward(p);
   else tnl::attention_forward(p);
 }
@@ -72,7 +81,8 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
               const View& q, const View& k, const View& v, const View& d_o, const View& dq,
               const View& dk, const View& dv, uintptr_t slopes, float scale, uintptr_t cu_seqlens,
               int64_t num_seqs, uintptr_t initial_state, uintptr_t d_final_state,
-              uintptr_t d_initial_state, int num_threads, uintptr_t stream, bool reference) {
+              uintptr_t d_initial_state, int num_threads, uintptr_t stream, bool reference,
+              const std::string& intermediates) {
   tnl::AttnBackwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -93,6 +103,7 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
   p.d_initial_state = ptr<void>(d_initial_state);
   p.num_threads = num_threads;
   p.stream = ptr<void>(stream);
+  p.intermediates = parse_intermediates(intermediates);
   if (reference) tnl::reference::attention_backward(p);
   else tnl::attention_backward(p);
 }
@@ -138,13 +149,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("slopes"),
         py::arg("scale"), py::arg("cu_seqlens"), py::arg("num_seqs"), py::arg("initial_state"),
         py::arg("final_state"), py::arg("num_threads"), py::arg("stream"), py::arg("reference"),
+        py::arg("intermediates") = "compensated",
         "tnl::attention_forward (or tnl::reference::attention_forward when reference=True)");
   m.def("backward", &backward, nogil, py::arg("dtype"), py::arg("device"), py::arg("shape"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_o"), py::arg("dq"), py::arg("dk"),
         py::arg("dv"), py::arg("slopes"), py::arg("scale"), py::arg("cu_seqlens"),
         py::arg("num_seqs"), py::arg("initial_state"), py::arg("d_final_state"),
         py::arg("d_initial_state"), py::arg("num_threads"), py::arg("stream"),
-        py::arg("reference"),
+        py::arg("reference"), py::arg("intermediates") = "compensated",
         "tnl::attention_backward (or the reference's when reference=True)");
   m.def("decode", &decode, nogil, py::arg("dtype"), py::arg("device"), py::arg("sizes"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("state"),

@@ -67,6 +67,15 @@ struct AttnShape {
   int64_t dim_v = 0;    // E, 1..256
 };
 
+// fp16/bf16 inputs on the GPU: how the intermediates computed inside a chunk (masked scores,
+// the state, decay-weighted values) enter the 16-bit tensor-core products.
+//   compensated: as a hi + lo pair of 16-bit values, fp32-level error plus the rounding of the
+//                output (the default);
+//   rounded:     rounded once to the input dtype, as PyTorch or Triton kernels at that dtype
+//                do (spec §4's bar: <= 2x the error of that math), with ~40% fewer products.
+// fp32 inputs and the CPU backend compute in fp32 or better either way.
+enum class Intermediates : int { compensated = 0, rounded = 1 };
+
 struct AttnForwardParams {
   DType dtype = DType::f32;    // of q, k, v, o
   Device device = Device::cpu;
@@ -83,6 +92,7 @@ struct AttnForwardParams {
   void* final_state = nullptr;          // (S, H, D, E) or null (not written)
   int num_threads = 0;         // CPU: 0 = all hardware threads
   void* stream = nullptr;      // CUDA: a cudaStream_t; null = the default stream
+  Intermediates intermediates = Intermediates::compensated;  // CUDA, fp16/bf16
 };
 
 struct AttnBackwardParams {
@@ -105,6 +115,7 @@ struct AttnBackwardParams {
   void* d_initial_state = nullptr;        // (S, H, D, E) gradient of S0, or null (not written)
   int num_threads = 0;
   void* stream = nullptr;
+  Intermediates intermediates = Intermediates::compensated;  // CUDA, fp16/bf16
 };
 
 // One recurrent step per (sequence, head), in place on the state:

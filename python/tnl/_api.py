@@ -13,7 +13,7 @@ def _torch_ops():
 
 
 def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=None,
-                   output_final_state=False, cu_seqlens=None):
+                   output_final_state=False, cu_seqlens=None, intermediates="compensated"):
     """Lightning attention: S_t = λ S_{t-1} + k_tᵀ v_t, o_t = scale · q_t S_t, λ = exp(-slope).
 
     q, k: (B, H, N, D) with layout="bhnd" (default, the paper's / Triton's), or (B, N, H, D)
@@ -26,19 +26,25 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
         the number of sequences with cu_seqlens. Differentiable.
     cu_seqlens: (num_seqs + 1) int32 offsets (int64 is converted) of sequences packed along N
         of a batch of 1; the state resets at each boundary.
+    intermediates: float16/bfloat16 on CUDA only (ignored on the CPU and for float32, which
+        compute in fp32 either way); the backward uses the forward's mode.
+        "compensated" (default): fp32-level error.
+        "rounded": the kernels' intermediates rounded once to the input dtype, about PyTorch-level
+        error (that of the same math at that dtype), ~25% faster.
     Returns o (like v), or (o, final_state) when output_final_state; final_state is S_{N-1},
     (S, H, D, E) float32, differentiable.
     """
+    _core.check_intermediates(_ATTN, intermediates)
     if not _core.is_torch(q):  # NumPy (or an error naming q)
         o, sf = _core.forward(_ATTN, q, k, v, slope, scale, layout, initial_state,
-                              bool(output_final_state), cu_seqlens)
+                              bool(output_final_state), cu_seqlens, intermediates)
         return (o, sf) if output_final_state else o
     ops = _torch_ops()
     cu_seqlens = ops.int32_offsets(cu_seqlens)
     sz = _core.check_inputs(_ATTN, q, k, v, layout, initial_state, cu_seqlens)
     slopes = ops.slopes_tensor(_ATTN, slope, sz.H)
     o, sf = ops.attn(q, k, v, slopes, float(scale), layout, initial_state,
-                     bool(output_final_state), cu_seqlens)
+                     bool(output_final_state), cu_seqlens, intermediates)
     return (o, sf) if output_final_state else o
 
 

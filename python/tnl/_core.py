@@ -16,6 +16,8 @@ except ImportError:
 
 ArgumentError = _C.ArgumentError
 LAYOUTS = ("bhnd", "bnhd")
+# tnl::Intermediates: how fp16/bf16 intermediates enter the CUDA kernels' 16-bit products.
+INTERMEDIATES = ("compensated", "rounded")
 
 # Keyed by dtype object (not by name), so that torch.compile traces the checks without breaks.
 _TORCH_DTYPES = {} if _torch is None else {_torch.float32: "f32", _torch.float16: "f16",
@@ -139,6 +141,13 @@ def _check_state(fn, name, x, shape, state_dtype, q):
         raise arg_error(fn, name, f"expected the device of q ({device_of(q)}), got {device_of(x)}")
     if not is_contiguous(x):
         raise arg_error(fn, name, "expected a contiguous tensor (call .contiguous() first)")
+
+
+def check_intermediates(fn, intermediates):
+    """The intermediates mode must be one of INTERMEDIATES (the C++ enum's names)."""
+    if not (isinstance(intermediates, str) and intermediates in INTERMEDIATES):
+        raise arg_error(fn, "intermediates", f"expected 'compensated' or 'rounded', got "
+                                             f"{intermediates!r}")
 
 
 def state_dtype(dtype):
@@ -275,11 +284,13 @@ def _empty_like_kind(x, shape, dtype_name):
     return torch.empty(shape, dtype=dt, device=x.device)
 
 
-def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens):
+def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,
+            intermediates="compensated"):
     """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
 
     `slopes` is anything slopes_array() takes.
     """
+    check_intermediates(fn, intermediates)
     sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
     owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
     o = _empty_like_kind(v, tuple(v.shape), sz.dtype)
@@ -291,14 +302,15 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
                    seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
                    seq_view(o, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                    address(initial_state), address(sf) if want_final_state else 0,
-                   threads, stream, use_reference(sz))
+                   threads, stream, use_reference(sz), intermediates)
     del owner
     return o, sf
 
 
 def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-             need_initial_grad):
+             need_initial_grad, intermediates="compensated"):
     """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,))."""
+    check_intermediates(fn, intermediates)
     sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
     owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
     if do.shape[-1] > 1 and do.stride(-1) != 1:  # e.g. an expanded gradient of .sum()
@@ -321,7 +333,8 @@ def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_stat
                     seq_view(do, layout), seq_view(dq, layout), seq_view(dk, layout),
                     seq_view(dv, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                     address(initial_state), address(d_final_state),
-                    address(ds0) if want_ds0 else 0, threads, stream, use_reference(sz))
+                    address(ds0) if want_ds0 else 0, threads, stream, use_reference(sz),
+                    intermediates)
     del owner
     return dq, dk, dv, ds0
 

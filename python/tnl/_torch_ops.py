@@ -5,7 +5,8 @@
 # with fake (meta) implementations and a registered autograd formula, so torch.compile traces
 # through them without a graph break. Older PyTorch gets a plain torch.autograd.Function that
 # calls the same C++ kernels (torch.compile, where it exists, then breaks the graph around it).
-# Either way the backward runs tnl's backward kernels; the slope gets no gradient.
+# Either way the backward runs tnl's backward kernels, with the forward's `intermediates` mode;
+# the slope gets no gradient.
 from typing import Optional, Tuple
 
 import torch
@@ -25,13 +26,15 @@ if HAS_CUSTOM_OP:
     @torch.library.custom_op("tnl::lightning_attn_fwd", mutates_args=())
     def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
                 scale: float, layout: str, initial_state: Optional[torch.Tensor],
-                output_final_state: bool, cu_seqlens: Optional[torch.Tensor]
+                output_final_state: bool, cu_seqlens: Optional[torch.Tensor], intermediates: str
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         return _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                             output_final_state, cu_seqlens)
+                             output_final_state, cu_seqlens, intermediates)
 
     @_fwd_op.register_fake
-    def _fwd_fake(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+    def _fwd_fake(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
+                  intermediates):
+        _core.check_intermediates(FN, intermediates)
         sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
         o = torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
         shape = (sz.S, sz.H, sz.D, sz.E) if output_final_state else (0,)
@@ -41,14 +44,15 @@ if HAS_CUSTOM_OP:
     def _bwd_op(do: torch.Tensor, d_final_state: Optional[torch.Tensor], q: torch.Tensor,
                 k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, scale: float, layout: str,
                 initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
-                need_initial_grad: bool
+                need_initial_grad: bool, intermediates: str
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return _core.backward(FN, do, d_final_state, q, k, v, slopes, scale, layout,
-                              initial_state, cu_seqlens, need_initial_grad)
+                              initial_state, cu_seqlens, need_initial_grad, intermediates)
 
     @_bwd_op.register_fake
     def _bwd_fake(do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-                  need_initial_grad):
+                  need_initial_grad, intermediates):
+        _core.check_intermediates(FN, intermediates)
         ds0 = (tuple(initial_state.shape) if need_initial_grad and initial_state is not None
                else (0,))
         dq, dk, dv = (torch.empty(tuple(t.shape), dtype=t.dtype, device=t.device)
@@ -56,9 +60,11 @@ if HAS_CUSTOM_OP:
         return dq, dk, dv, torch.empty(ds0, dtype=_state_dtype(q), device=q.device)
 
     def _setup_context(ctx, inputs, output):
-        q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens = inputs
+        (q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
+         intermediates) = inputs
         ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
         ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+        ctx.intermediates = intermediates  # the backward rounds like the forward did
 
     def _backward(ctx, do, d_final_state):
         q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
@@ -66,8 +72,9 @@ if HAS_CUSTOM_OP:
             do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
         need_s0 = initial_state is not None and ctx.needs_input_grad[6]
         dq, dk, dv, ds0 = _bwd_op(do, d_final_state if ctx.want_final else None, q, k, v, slopes,
-                                  ctx.scale, ctx.layout, initial_state, cu_seqlens, need_s0)
-        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None
+                                  ctx.scale, ctx.layout, initial_state, cu_seqlens, need_s0,
+                                  ctx.intermediates)
+        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
 
     _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
@@ -81,9 +88,10 @@ if HAS_CUSTOM_OP:
         _core.check_decode("tnl.decode_step", q, k, v, state)
         return torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
 
-    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
+             intermediates):
         return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                       cu_seqlens)
+                       cu_seqlens, intermediates)
 
     def decode(q, k, v, state, slopes, scale):
         return _decode_op(q, k, v, state, slopes, scale)
@@ -95,11 +103,12 @@ else:
 
         @staticmethod
         def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                    cu_seqlens):
+                    cu_seqlens, intermediates):
             o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                                  output_final_state, cu_seqlens)
+                                  output_final_state, cu_seqlens, intermediates)
             ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
             ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+            ctx.intermediates = intermediates  # the backward rounds like the forward did
             ctx.set_materialize_grads(False)
             if not output_final_state:
                 ctx.mark_non_differentiable(sf)
@@ -113,12 +122,14 @@ else:
             need_s0 = initial_state is not None and ctx.needs_input_grad[6]
             dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
                                              q, k, v, slopes, ctx.scale, ctx.layout,
-                                             initial_state, cu_seqlens, need_s0)
-            return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None
+                                             initial_state, cu_seqlens, need_s0,
+                                             ctx.intermediates)
+            return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
 
-    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens):
+    def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
+             intermediates):
         return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
-                                           output_final_state, cu_seqlens)
+                                           output_final_state, cu_seqlens, intermediates)
 
     def decode(q, k, v, state, slopes, scale):
         with torch.no_grad():

@@ -138,6 +138,24 @@ def test_only_final_state_used_and_expanded_grads():
         assert rel_err(g.grad, r.grad) <= FP32_BOUND
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_rounded_intermediates_change_nothing_on_cpu(dtype):
+    # The CPU computes in fp32 either way: "rounded" gives the default's outputs and gradients.
+    q, k, v = make_qkv(2, 2, 70, 16, 8, "bnhd", dtype=dtype)
+    s = make_slopes(2)
+    s0 = torch.randn(2, 2, 16, 8)
+    w_o, w_s = torch.randn(v.shape), torch.randn(s0.shape)
+    results = []
+    for mode in ("compensated", "rounded"):
+        leaves = [x.clone().requires_grad_() for x in (q, k, v, s0)]
+        o, sf = tnl.lightning_attn(*leaves[:3], s, layout="bnhd", initial_state=leaves[3],
+                                   output_final_state=True, intermediates=mode)
+        loss = (o.float() * w_o).sum() + (sf * w_s).sum()
+        results.append([o, sf, *torch.autograd.grad(loss, leaves)])
+    for name, a, b in zip(["o", "final_state", "dq", "dk", "dv", "d_initial_state"], *results):
+        assert torch.equal(a, b), name
+
+
 def test_slope_gets_no_gradient():
     q, k, v = make_qkv(1, 2, 5, 4, 4)
     q.requires_grad_()

@@ -13,21 +13,24 @@ pytestmark = pytest.mark.skipif(not _torch_ops.HAS_CUSTOM_OP,
                                 reason="torch.library.custom_op needs PyTorch >= 2.4")
 
 
-def test_opcheck():
+@pytest.mark.parametrize("intermediates", ["compensated", "rounded"])
+def test_opcheck(intermediates):
     q, k, v = make_qkv(1, 2, 9, 4, 4)
     s = make_slopes(2)
     s0 = torch.randn(1, 2, 4, 4)
     args = [x.requires_grad_() for x in (q, k, v)]
     torch.library.opcheck(torch.ops.tnl.lightning_attn_fwd.default,
-                          (*args, s, 1.0, "bhnd", s0.requires_grad_(), True, None))
+                          (*args, s, 1.0, "bhnd", s0.requires_grad_(), True, None, intermediates))
 
 
-def test_compile_fullgraph_forward_and_backward():
+@pytest.mark.parametrize("intermediates", ["compensated", "rounded"])
+def test_compile_fullgraph_forward_and_backward(intermediates):
     q, k, v = make_qkv(2, 2, 17, 8, 8, "bnhd")
     s = make_slopes(2)
 
     def f(q, k, v):
-        o, sf = tnl.lightning_attn(q, k, v, s, layout="bnhd", output_final_state=True)
+        o, sf = tnl.lightning_attn(q, k, v, s, layout="bnhd", output_final_state=True,
+                                   intermediates=intermediates)
         return (o * o).sum() + sf.sum()
 
     eager = [x.clone().requires_grad_() for x in (q, k, v)]

@@ -1,6 +1,7 @@
 # test_cuda.py (marker `gpu`): tnl.lightning_attn on CUDA tensors, zero-copy on the current
 # stream: bf16 and fp32 outputs, states and gradients against the pure-PyTorch fp64 reference
-# (spec §4: fp32 ≤ 1e-4 on the GPU, fp16/bf16 ≤ 1e-2), both layouts, varlen, decode, errors.
+# (spec §4: fp32 ≤ 1e-4 on the GPU, fp16/bf16 ≤ 1e-2), both layouts, both intermediates modes,
+# varlen, decode, errors.
 import pytest
 import torch
 
@@ -33,6 +34,32 @@ def test_cuda_forward_backward(dtype, layout, N, D, E):
     assert rel_err(sf.cpu(), sf_ref) <= BOUND[dtype]
     for name, a, r in zip(["dq", "dk", "dv", "d_initial_state"], ours, ref):
         assert rel_err(a.grad.cpu(), r.grad) <= BOUND[dtype], name
+
+
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+@pytest.mark.parametrize("N,D,E", [(65, 128, 128), (1000, 256, 128), (300, 96, 64)])
+def test_cuda_rounded_intermediates(layout, N, D, E):
+    # bf16: both modes within the spec's bound of the fp64 reference, outputs and autograd's
+    # gradients (the backward runs in the forward's mode).
+    B, H, dtype = 2, 3, torch.bfloat16
+    q, k, v = make_qkv(B, H, N, D, E, layout, dtype=dtype, device="cuda")
+    s = make_slopes(H)
+    s0 = torch.randn(B, H, D, E, device="cuda")
+    w_o, w_s = torch.randn(v.shape, device="cuda"), torch.randn(B, H, D, E, device="cuda")
+    ref = [x.detach().cpu().double().requires_grad_() for x in (q, k, v, s0)]
+    o_ref, sf_ref = lightning_attn_ref(*ref[:3], s, layout=layout, initial_state=ref[3])
+    ((o_ref * w_o.cpu().double()).sum() + (sf_ref * w_s.cpu().double()).sum()).backward()
+    for mode in ("compensated", "rounded"):
+        ours = [x.clone().requires_grad_() for x in (q, k, v, s0)]
+        o, sf = tnl.lightning_attn(*ours[:3], s, layout=layout, initial_state=ours[3],
+                                   output_final_state=True, intermediates=mode)
+        assert o.dtype == dtype and sf.dtype == torch.float32
+        grads = torch.autograd.grad((o.float() * w_o).sum() + (sf * w_s).sum(), ours)
+        assert rel_err(o.cpu(), o_ref) <= BOUND[dtype], mode
+        assert rel_err(sf.cpu(), sf_ref) <= BOUND[dtype], mode
+        for name, g, x, r in zip(["dq", "dk", "dv", "d_initial_state"], grads, ours, ref):
+            assert g.dtype == x.dtype, (mode, name)
+            assert rel_err(g.cpu(), r.grad) <= BOUND[dtype], (mode, name)
 
 
 def test_cuda_varlen_and_stream():

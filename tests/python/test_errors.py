@@ -75,6 +75,20 @@ def test_stride_and_device_errors():
     _raises(r"argument 'k': expected the same kind of array", q, k.numpy(), v, [0, 0])
 
 
+def test_intermediates_errors():
+    q, k, v = _qkv()
+    want = r"tnl.lightning_attn: argument 'intermediates': expected 'compensated' or 'rounded'"
+    for bad in ("fast", "Rounded", "", None, 1):
+        _raises(want, q, k, v, [0, 0], intermediates=bad)
+    _raises(want + r", got 'fast'", *(x.numpy() for x in (q, k, v)), [0, 0],
+            intermediates="fast")
+    # The binding checks it too, with its own message.
+    with pytest.raises(tnl.ArgumentError, match=r"tnl._C: argument 'intermediates': expected "
+                                                r"compensated or rounded, got 'fast'"):
+        tnl._C.forward("f32", "cpu", (1, 1, 1, 1, 1), (0, 0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0),
+                       (0, 0, 0, 0), 0, 1.0, 0, 0, 0, 0, 0, 0, False, "fast")
+
+
 def test_numpy_errors():
     q, k, v = (x.numpy() for x in _qkv())
     _raises(r"argument 'slopes': expected values >= 0", q, k, v, np.array([-1.0, 0.0]))

@@ -107,3 +107,9 @@ def test_numpy_forward(np_dtype):
     bound = FP32_BOUND if np_dtype == np.float32 else 1e-12
     assert rel_err(torch.from_numpy(o), o_ref) <= bound
     assert rel_err(torch.from_numpy(sf), sf_ref) <= bound
+
+
+def test_numpy_rounded_intermediates():
+    q, k, v = (x.numpy() for x in make_qkv(1, 2, 9, 4, 4))
+    o = tnl.lightning_attn(q, k, v, [0.1, 0.2])
+    assert np.array_equal(tnl.lightning_attn(q, k, v, [0.1, 0.2], intermediates="rounded"), o)

@@ -29,6 +29,7 @@ struct Config {
   int reps = 5;
   int threads = 0;
   int64_t decode_batch = 8192;
+  Intermediates intermediates = Intermediates::compensated;  // CUDA, fp16/bf16
 };
 
 // Bytes and FLOPs per token and head, spec §5.
@@ -139,6 +140,7 @@ bool validate(const Config& c) {
     f.initial_state = ref ? (const void*)s0.f64.data() : s0.dev.data();
     f.final_state = ref ? (void*)sf_ref.data() : sf.dev.data();
     f.num_threads = c.threads;
+    if (!ref) f.intermediates = c.intermediates;
     AttnBackwardParams b;
     b.dtype = f.dtype;
     b.device = f.device;
@@ -156,6 +158,7 @@ bool validate(const Config& c) {
     b.d_final_state = ref ? (const void*)dsf.f64.data() : dsf.dev.data();
     b.d_initial_state = ref ? (void*)ds0_ref.data() : ds0.dev.data();
     b.num_threads = c.threads;
+    b.intermediates = f.intermediates;
     if (ref) {
       reference::attention_forward(f);
       reference::attention_backward(b);
@@ -266,6 +269,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   f.o = seq_tensor(o.data(), c.layout, B, N, H, E);
   f.slopes = slopes.data();
   f.num_threads = c.threads;
+  f.intermediates = c.intermediates;
   const double tokens = (double)B * N;
   const double fl_fwd = fwd_flops(c) * tokens * H, by_fwd = fwd_bytes(c) * tokens * H;
   if (c.fwd) {
@@ -288,6 +292,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
     b.dv = seq_tensor(dv.data(), c.layout, B, N, H, E);
     b.slopes = f.slopes;
     b.num_threads = c.threads;
+    b.intermediates = c.intermediates;
     const Timing t = time_median(dev, c.reps, [&] {
       attention_forward(f);
       attention_backward(b);
@@ -337,7 +342,7 @@ void bench_decode(const Config& c, const Floor& fl) {
 int bench_attn(int argc, char** argv) {
   const Args a(argc, argv,
                {"device", "dtype", "batch", "heads", "dim", "dim-v", "seqlens", "layout", "mode",
-                "reps", "threads", "decode-batch"},
+                "reps", "threads", "decode-batch", "intermediates"},
                {"no-decode", "no-validate", "hugepages"});
   Config c;
   const std::string device = a.str("device", "cpu");
@@ -373,6 +378,10 @@ int bench_attn(int argc, char** argv) {
   c.decode_batch = a.integer("decode-batch", gpu ? 64 : 8192);
   c.decode = !a.flag("no-decode");
   c.validate = !a.flag("no-validate");
+  const std::string inter = a.str("intermediates", "compensated");
+  if (inter == "rounded") c.intermediates = Intermediates::rounded;
+  else if (inter != "compensated")
+    throw ArgumentError("flag '--intermediates': expected compensated or rounded, got '" + inter + "'");
   set_cpu_hugepages(a.flag("hugepages"));
   for (int64_t n : c.seqlens)
     if (n < 1) throw ArgumentError("flag '--seqlens': expected lengths >= 1");
@@ -385,7 +394,9 @@ int bench_attn(int argc, char** argv) {
   } else {
     std::printf(" (%d threads)", c.threads > 0 ? c.threads : cpu_thread_count());
   }
-  std::printf(", layout %s\n", layout.c_str());
+  std::printf(", layout %s", layout.c_str());
+  if (gpu && c.dtype != DType::f32) std::printf(", %s intermediates", inter.c_str());
+  std::printf("\n");
   if (c.validate && !validate(c)) {
     std::fprintf(stderr, "tnl bench attn: validation failed; not timing a wrong kernel\n");
     return 1;

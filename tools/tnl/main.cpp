@@ -34,7 +34,7 @@ const char* kUsage =
     "               flags: --device cpu|cuda  --dtype f32|f16|bf16  --batch B  --heads H\n"
     "                      --dim D  --dim-v E  --seqlens 1k,4k,...  --layout bnhd|bhnd\n"
     "                      --mode fwd|fwdbwd|both  --reps R  --threads T  --decode-batch B\n"
-    "                      --no-decode  --no-validate\n"
+    "                      --no-decode  --no-validate  --intermediates compensated|rounded (cuda)\n"
     "  bench generate  random weights in a released shape: prefill and decode tokens/s by prompt\n"
     "               length, state size, memory: --shape 385m|1b|7b|small|tiny --prompt-lens 1k,4k\n"
     "                      --decode-tokens N --batch B  --report-every N (cpu)  --device cpu|cuda (cuda: --batches 1,16,64)\n"

@@ -61,7 +61,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);
   int nseg = 1;
   if (!p.cu_seqlens && p.seqlen >= 8 * C) {
-    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_blocks_per_sm(dt, p.dk);
+    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_blocks_per_sm(dt, p.dk, p.compensated);
     const int64_t want = slots / base;  // segments per sequence that fill one wave
     const int64_t most = p.seqlen / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
@@ -102,11 +102,12 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 
 }  // namespace
 
-int chunk_scan_blocks_per_sm(DType dt, int dk) {
-  // Shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB reserved
-  // per block); at most 8 blocks of 256 threads.
-  const size_t per_block =
-      (dt == DType::f32 ? chunk_scan_smem_bytes_simt(dk) : chunk_scan_smem_bytes_tc(dk)) + 1024;
+int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated) {
+  if (dt == DType::f16) return chunk_scan_blocks_per_sm_f16(dk, compensated);
+  if (dt == DType::bf16) return chunk_scan_blocks_per_sm_bf16(dk, compensated);
+  // fp32: shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB
+  // reserved per block); at most 8 blocks of 256 threads.
+  const size_t per_block = chunk_scan_smem_bytes_simt(dk) + 1024;
   return (int)std::max<size_t>(1, std::min<size_t>(8, (227 * 1024) / per_block));
 }
 
@@ -129,6 +130,7 @@ void attention_forward(const AttnForwardParams& p) {
   sp.off_out = 1;
   sp.beta = 1.f;
   sp.off_upd = 0;
+  sp.compensated = p.intermediates == Intermediates::compensated;
   run_scan(p.dtype, sp, sl, stream_of(p.stream));
 }
 
@@ -136,7 +138,8 @@ void attention_backward(const AttnBackwardParams& p) {
   const Slopes sl = make_slopes("tnl::attention_backward", p.slopes, p.shape.heads);
   const cudaStream_t st = stream_of(p.stream);
   const int D = (int)p.shape.dim_qk, E = (int)p.shape.dim_v;
-  const ScanParams base = base_params(p.shape, p.cu_seqlens, p.num_seqs);
+  ScanParams base = base_params(p.shape, p.cu_seqlens, p.num_seqs);
+  base.compensated = p.intermediates == Intermediates::compensated;
   auto set_out = [](ScanParams& sp, const SeqTensor& t) {
     sp.out = t.data;
     sp.out_sb = t.stride_batch;

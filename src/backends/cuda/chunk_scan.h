@@ -62,6 +62,10 @@ struct ScanParams {
   int num_segs = 1;
   int64_t seg_len = INT64_MAX;
   float* seg_states = nullptr;  // (S·H, num_segs, dk, dv) local end states, fp32 workspace
+
+  // fp16/bf16 (tensor cores): the scores, state and weighted values enter the MMAs as hi + lo
+  // pairs (true) or rounded once to the input dtype (false); see chunk_scan_tc.cuh.
+  bool compensated = true;
 };
 
 // Launchers, one per dtype (one instantiation group per file). `local_pass` runs only the
@@ -73,12 +77,13 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                             cudaStream_t stream);
 
-// Blocks of the scan kernel that fit on one multiprocessor, for a key dim dk and dtype, from
-// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu) or the tensor-core
-// kernel (fp16/bf16, chunk_scan_bf16.cu).
-int chunk_scan_blocks_per_sm(DType dt, int dk);
+// Blocks of the scan kernel resident on one multiprocessor, for a key dim dk and dtype: from
+// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu), from the occupancy
+// calculator for the tensor-core kernels (chunk_scan_f16.cu, chunk_scan_bf16.cu).
+int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated);
 size_t chunk_scan_smem_bytes_simt(int dk);
-size_t chunk_scan_smem_bytes_tc(int dk);
+int chunk_scan_blocks_per_sm_f16(int dk, bool compensated);
+int chunk_scan_blocks_per_sm_bf16(int dk, bool compensated);
 
 // Decode step (decode.cu).
 struct DecodeParams {

@@ -4,8 +4,10 @@
 //
 // Inputs (X, Y, Z) enter the tensor cores exactly. The three derived operands, the masked
 // scores A, the state S and the decay-weighted values Zw, are split into hi + lo 16-bit
-// parts (two MMAs each), so the result carries fp32-level error plus the final rounding
-// of the output; the state itself stays fp32 in registers across chunks.
+// parts (two MMAs each; SPLIT = true, "compensated"), so the result carries fp32-level error
+// plus the final rounding of the output; or rounded once to the input dtype (SPLIT = false,
+// "rounded": about the error of the same math in PyTorch at that dtype, spec §4, with ~40%
+// fewer MMAs). The state itself stays fp32 in registers across chunks either way.
 //
 // Per chunk (thread-block view):
 //   A  = c·(X Yᵀ ⊙ M)                   (C, C)    warp w: rows 16(w%4), cols 32(w/4)
@@ -29,7 +31,10 @@ constexpr int kC = 64;         // chunk
 constexpr int kET = 64;        // columns of dv per block
 constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
 
-template <int DK, int NB>
+// Element (row, col) of a shared-memory tile whose rows are ld elements apart.
+__device__ __forceinline__ int at(int row, int col, int ld) { return row * ld + col; }
+
+template <int DK, int NB, bool SPLIT>
 struct Smem {  // offsets in 16-bit elements
   static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
   // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
@@ -37,13 +42,17 @@ struct Smem {  // offsets in 16-bit elements
   static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
   static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
-  static constexpr int kAHi = kBuffers * kTile;     // (C, C)
-  static constexpr int kALo = kAHi + kC * kLdC;     // (C, C)
-  static constexpr int kSHi = kALo + kC * kLdC;     // (DK, ET)
-  static constexpr int kSLo = kSHi + DK * kLdE;     // (DK, ET)
-  static constexpr int kEnd = kSLo + DK * kLdE;
+  static constexpr int kAHi = kBuffers * kTile;                  // (C, C)
+  static constexpr int kALo = kAHi + kC * kLdC;                  // (C, C), SPLIT only
+  static constexpr int kSHi = kALo + (SPLIT ? kC * kLdC : 0);    // (DK, ET)
+  static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, ET), SPLIT only
+  static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
   static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
+  // Blocks per multiprocessor the launch bounds ask for (so registers do not limit them): 2
+  // when DK <= 128 and the 228 KB of shared memory of an H100 multiprocessor hold two (1 KB
+  // reserved per block); else 1 (DK = 256 keeps its 64-register state plus headroom).
+  static constexpr int kMinBlocks = DK <= 128 && 2 * (kBytes + 1024) <= 228 * 1024 ? 2 : 1;
 };
 
 // Input buffers for a key dim: DK = 64 double-buffers (two blocks per SM either way), DK = 256
@@ -57,12 +66,6 @@ inline int buffers_for(int dk) {
     return e && e[0] == '1' ? 1 : 2;
   }();
   return nb;
-}
-
-inline size_t smem_bytes_for(int dk) {
-  if (dk <= 64) return Smem<64, 2>::kBytes;
-  if (dk <= 128) return buffers_for(dk) == 2 ? Smem<128, 2>::kBytes : Smem<128, 1>::kBytes;
-  return Smem<256, 1>::kBytes;
 }
 
 template <class T>
@@ -117,17 +120,17 @@ __device__ __forceinline__ void ldsm4_t(uint32_t* r, const void* p) {
 }
 template <class T>
 __device__ __forceinline__ void frag_a(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4(a, s + (m0 + (lane % 16)) * ld + k0 + (lane / 16) * 8);
+  ldsm4(a, s + at(m0 + (lane % 16), k0 + (lane / 16) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_a_t(uint32_t* a, const T* s, int ld, int m0, int k0, int lane) {
-  ldsm4_t(a, s + (k0 + (lane % 8) + (lane / 16) * 8) * ld + m0 + ((lane / 8) % 2) * 8);
+  ldsm4_t(a, s + at(k0 + (lane % 8) + (lane / 16) * 8, m0 + ((lane / 8) % 2) * 8, ld));
 }
 template <class T>
 __device__ __forceinline__ void frag_b_n2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4(r, s + (n0 + (lane % 8) + (lane / 16) * 8) * ld + k0 + ((lane / 8) % 2) * 8);
+  ldsm4(r, s + at(n0 + (lane % 8) + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
@@ -137,21 +140,23 @@ template <class T>
 __device__ __forceinline__ void frag_b_k2(uint32_t* b0, uint32_t* b1, const T* s, int ld, int k0,
                                           int n0, int lane) {
   uint32_t r[4];
-  ldsm4_t(r, s + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + n0 + (lane / 16) * 8);
+  ldsm4_t(r, s + at(k0 + (lane % 8) + ((lane / 8) % 2) * 8, n0 + (lane / 16) * 8, ld));
   b0[0] = r[0];
   b0[1] = r[1];
   b1[0] = r[2];
   b1[1] = r[3];
 }
 
-// Stores (a, b) at p[0], p[1] as hi parts and their remainders at q[0], q[1] as lo parts.
-template <class T>
+// Stores (a, b) at hi[0], hi[1] rounded to T and, when SPLIT, their remainders at lo[0], lo[1].
+template <class T, bool SPLIT>
 __device__ __forceinline__ void store_split2(T* hi, T* lo, float a, float b) {
   using O = Ops<T>;
   const typename O::T2 h = O::from_f2(a, b);
-  const float2 hf = O::to_f2(h);
   *reinterpret_cast<typename O::T2*>(hi) = h;
-  *reinterpret_cast<typename O::T2*>(lo) = O::from_f2(a - hf.x, b - hf.y);
+  if constexpr (SPLIT) {
+    const float2 hf = O::to_f2(h);
+    *reinterpret_cast<typename O::T2*>(lo) = O::from_f2(a - hf.x, b - hf.y);
+  }
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
@@ -174,36 +179,13 @@ __device__ __forceinline__ SeqLoc seq_loc(const ScanParams& p, int64_t s) {
 }
 
 // Rows [tau0, tau0 + C) of scan time (valid below tau_end), columns [col0, col0 + W) clipped to
-// dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. 16-byte loads when `vec`.
+// dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. Element by element: the path for
+// rows that are not 16-byte aligned (TileStream below is the vector path).
 template <class T, int W>
 __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const SeqLoc& sq, int h,
                                           bool reverse, int64_t tau0, int64_t tau_end, int col0,
-                                          int dim, bool vec) {
+                                          int dim) {
   const T* base = static_cast<const T*>(r.data);
-  if (vec) {  // dim % 8 == 0, rows 16-byte aligned: all of this thread's loads in flight at once
-    constexpr int kV = W / 8;
-    constexpr int kIters = (kC * kV + kThreads - 1) / kThreads;
-    uint4 val[kIters];
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int i = threadIdx.x + it * kThreads;
-      const int row = i / kV, col = (i % kV) * 8;
-      const int64_t tau = tau0 + row;
-      val[it] = make_uint4(0, 0, 0, 0);
-      if (i < kC * kV && tau < tau_end && col0 + col < dim) {
-        const int64_t tok = reverse ? sq.len - 1 - tau : tau;
-        val[it] = __ldg(reinterpret_cast<const uint4*>(base + sq.batch * r.sb + (sq.begin + tok) * r.sn +
-                                                       h * r.sh + col0 + col));
-      }
-    }
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int i = threadIdx.x + it * kThreads;
-      const int row = i / kV, col = (i % kV) * 8;
-      if (i < kC * kV) *reinterpret_cast<uint4*>(dst + row * ld + col) = val[it];
-    }
-    return;
-  }
   for (int i = threadIdx.x; i < kC * W; i += kThreads) {
     const int row = i / W, col = i % W;
     const int64_t tau = tau0 + row;
@@ -212,34 +194,56 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
       const int64_t tok = reverse ? sq.len - 1 - tau : tau;
       val = base[sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col];
     }
-    dst[row * ld + col] = val;
+    dst[at(row, col, ld)] = val;
   }
 }
 
-// As load_tile's vector path, through cp.async (zero-filled outside the valid rows/columns);
-// completes at the next cp_async_wait_* of this thread.
+// The 16-byte vector loads of one input's tiles, chunk after chunk, through cp.async
+// (zero-filled outside the valid rows and columns; complete at the next cp_async_wait_* of
+// this thread). The addresses are set up once per block: each chunk then costs a pointer step
+// and a bounds test per copy (computing them from (token, head, column) per copy cost ~50
+// integer instructions each, a quarter of the kernel's instructions).
 template <class T, int W>
-__device__ __forceinline__ void load_tile_async(T* dst, int ld, const Rows& r, const SeqLoc& sq,
-                                                int h, bool reverse, int64_t tau0, int64_t tau_end,
-                                                int col0, int dim) {
-  const T* base = static_cast<const T*>(r.data);
-  constexpr int kV = W / 8;
-  for (int i = threadIdx.x; i < kC * kV; i += kThreads) {
-    const int row = i / kV, col = (i % kV) * 8;
-    const int64_t tau = tau0 + row;
-    const bool valid = tau < tau_end && col0 + col < dim;
-    const int64_t tok = valid ? (reverse ? sq.len - 1 - tau : tau) : 0;
-    const T* src = valid ? base + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh + col0 + col
-                         : base;
-    cp_async16(dst + row * ld + col, src, valid);
-  }
-}
+struct TileStream {
+  static constexpr int kV = W / 8;                    // 16-byte vectors per row
+  static constexpr int kRows = kThreads / kV;         // rows between one thread's copies
+  static constexpr int kIters = kC * kV / kThreads;   // copies per thread per chunk
+  static_assert(kC * kV % kThreads == 0, "a tile is a whole number of copies per thread");
+  const T* next;   // this thread's first element of the next chunk
+  int64_t tau;     // scan time of this thread's first row of the next chunk
+  int dst0;        // this thread's first element in the tile
+  bool col_ok;     // this thread's columns are inside dim
 
-template <class T, int DK, int NB, bool kLocal>
-__global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParams p,
+  __device__ __forceinline__ void init(const Rows& r, const SeqLoc& sq, int h, bool reverse,
+                                       int64_t tau_begin, int col0, int dim, int ld) {
+    const int row0 = threadIdx.x / kV, col = (threadIdx.x % kV) * 8;
+    col_ok = col0 + col < dim;
+    tau = tau_begin + row0;
+    const int64_t tok = reverse ? sq.len - 1 - tau : tau;  // may be out of range: not read then
+    next = static_cast<const T*>(r.data) + sq.batch * r.sb + (sq.begin + tok) * r.sn + h * r.sh +
+           col0 + col;
+    dst0 = row0 * ld + col;
+  }
+  // Copies the next chunk (rows at or past tau_end zero-filled) into the tile dst, rows ld apart.
+  __device__ __forceinline__ void load(T* dst, int ld, const Rows& r, bool reverse, int64_t tau_end) {
+    const int64_t row_step = reverse ? -r.sn : r.sn;
+    const T* src = next;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+      const bool valid = col_ok && tau + it * kRows < tau_end;
+      cp_async16(dst + dst0 + it * kRows * ld, valid ? src : static_cast<const T*>(r.data), valid);
+      src += kRows * row_step;
+    }
+    next += kC * row_step;
+    tau += kC;
+  }
+};
+
+template <class T, int DK, int NB, bool SPLIT, bool kLocal>
+__global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) chunk_scan_tc_kernel(const ScanParams p,
                                                                  const Slopes sl, bool vec,
                                                                  bool out_vec2) {
-  using L = Smem<DK, NB>;
+  using L = Smem<DK, NB, SPLIT>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
@@ -300,34 +304,62 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
-  const bool async = vec && L::kBuffers == 2;
-  auto load_async = [&](int buf, int64_t tau) {
+  // The mask and decay factors of this thread's score fragments, c·λ^{a-b} (zero above the
+  // diagonal), the same for every chunk: row a - column b takes 10 values per thread,
+  // d0 + 8(q - 3) - o for q = r/2 - j + 3 in 0..4 and o in {0, 1} (phase 1 below).
+  float mask_decay[5][2];
+  {
+    const int d0 = 16 * mt - 32 * nh + g - 2 * t;
+#pragma unroll
+    for (int q = 0; q < 5; ++q)
+#pragma unroll
+      for (int o = 0; o < 2; ++o) {
+        const int d = d0 + 8 * (q - 3) - o;
+        mask_decay[q][o] = d >= 0 ? p.scale * dec[d] : 0.f;
+      }
+  }
+  // The inter-chunk output coefficients α λ^{a+off} of this thread's two output rows.
+  const float out_coef[2] = {p.alpha * dec[16 * mt + g + p.off_out], p.alpha * dec[16 * mt + g + 8 + p.off_out]};
+  // Vector loads through cp.async: with two buffers the next chunk's copies are in flight
+  // while this one is computed; with one, a chunk's copies are waited for at once.
+  TileStream<T, DK> xs, ys;
+  TileStream<T, kET> zs;
+  if (vec) {
+    if (!kLocal) xs.init(p.x, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
+    ys.init(p.y, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
+    zs.init(p.z, sq, h, p.reverse, seg_begin, e0, p.dv, L::kLdE);
+  }
+  auto load_async = [&](int buf) {
     T* base = sm + buf * L::kTile;
-    if (!kLocal) load_tile_async<T, DK>(base + L::kXo, L::kLdK, p.x, sq, h, p.reverse, tau, seg_end, 0, p.dk);
-    load_tile_async<T, DK>(base + L::kYo, L::kLdK, p.y, sq, h, p.reverse, tau, seg_end, 0, p.dk);
-    load_tile_async<T, kET>(base + L::kZo, L::kLdE, p.z, sq, h, p.reverse, tau, seg_end, e0, p.dv);
+    if (!kLocal) xs.load(base + L::kXo, L::kLdK, p.x, p.reverse, seg_end);
+    ys.load(base + L::kYo, L::kLdK, p.y, p.reverse, seg_end);
+    zs.load(base + L::kZo, L::kLdE, p.z, p.reverse, seg_end);
     cp_async_commit();
   };
-  if (async && seg_begin < seg_end) load_async(0, seg_begin);
+  constexpr bool kPrefetch = L::kBuffers == 2;
+  if (vec && kPrefetch && seg_begin < seg_end) load_async(0);
   int buf = 0;
   for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, buf ^= (L::kBuffers - 1)) {
     const int n = (int)min((int64_t)kC, seg_end - tau0);
     T* Xs = sm + buf * L::kTile + L::kXo;  // (C, DK)
     T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
     T* Zs = sm + buf * L::kTile + L::kZo;  // (C, ET)
-    if (async) {
+    if (vec && kPrefetch) {
       if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
-        load_async(buf ^ 1, tau0 + kC);
+        load_async(buf ^ 1);
         cp_async_wait_one();
       } else {
         cp_async_wait_all();
       }
+    } else if (vec) {
+      load_async(buf);
+      cp_async_wait_all();
     } else {
-      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk, vec);
-      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv, vec);
+      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv);
     }
-    if (!kLocal) {  // S (hi, lo) for this chunk's X S
+    if (!kLocal) {  // S (hi, and lo when SPLIT) for this chunk's X S
 #pragma unroll
       for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -336,7 +368,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
           for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
             const int e = 8 * (n_base + j) + 2 * t;
-            store_split2(SHi + d * L::kLdE + e, SLo + d * L::kLdE + e, st[i][j][r], st[i][j][r + 1]);
+            store_split2<T, SPLIT>(SHi + at(d, e, L::kLdE), SLo + at(d, e, L::kLdE), st[i][j][r], st[i][j][r + 1]);
           }
     }
     if (threadIdx.x < kC) {
@@ -346,7 +378,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
     __syncthreads();
 
     if (!kLocal) {
-      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi + lo into shared memory.
+      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi (+ lo) into shared memory.
       float acc[4][4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
@@ -373,9 +405,9 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         for (int r = 0; r < 4; r += 2) {
           const int a_ = 16 * mt + g + 8 * (r / 2);
           const int b_ = 32 * nh + 8 * j + 2 * t;
-          const float v0 = b_ <= a_ ? p.scale * dec[a_ - b_] * acc[j][r] : 0.f;
-          const float v1 = b_ + 1 <= a_ ? p.scale * dec[a_ - b_ - 1] * acc[j][r + 1] : 0.f;
-          store_split2(AHi + a_ * L::kLdC + b_, ALo + a_ * L::kLdC + b_, v0, v1);
+          const float v0 = mask_decay[r / 2 - j + 3][0] * acc[j][r];      // c λ^{a-b}, 0 if b > a
+          const float v1 = mask_decay[r / 2 - j + 3][1] * acc[j][r + 1];  // c λ^{a-b-1}
+          store_split2<T, SPLIT>(AHi + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
     __syncthreads();
@@ -390,15 +422,15 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
       for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
         uint32_t ah[4], al[4];
         frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
-        frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
+        if constexpr (SPLIT) frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
           uint32_t b0[2], b1[2];
           frag_b_k2(b0, b1, Zs, L::kLdE, k0, 32 * nh + 8 * j, lane);
           O::mma(oa[j], ah, b0);
-          O::mma(oa[j], al, b0);
+          if constexpr (SPLIT) O::mma(oa[j], al, b0);
           O::mma(oa[j + 1], ah, b1);
-          O::mma(oa[j + 1], al, b1);
+          if constexpr (SPLIT) O::mma(oa[j + 1], al, b1);
         }
       }
 #pragma unroll 4
@@ -407,13 +439,16 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
-          uint32_t h0[2], h1[2], l0[2], l1[2];
+          uint32_t h0[2], h1[2];
           frag_b_k2(h0, h1, SHi, L::kLdE, k0, 32 * nh + 8 * j, lane);
-          frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
           O::mma(os[j], a, h0);
-          O::mma(os[j], a, l0);
           O::mma(os[j + 1], a, h1);
-          O::mma(os[j + 1], a, l1);
+          if constexpr (SPLIT) {
+            uint32_t l0[2], l1[2];
+            frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
+            O::mma(os[j], a, l0);
+            O::mma(os[j + 1], a, l1);
+          }
         }
       }
       T* out = static_cast<T*>(p.out);
@@ -422,7 +457,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
         const int a_ = 16 * mt + g + 8 * half;
         if (a_ >= n) continue;
         const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
-        const float coef = p.alpha * dec[a_ + p.off_out];
+        const float coef = out_coef[half];
         T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -440,7 +475,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
     }
 
     // Phase 3: S = λ^n S + (W Y)ᵀ Z, W = diag(β λ^{n-1-b+off}) applied to the Yᵀ fragments in
-    // registers and split hi + lo there (Y and Z enter exactly), this warp's state fragments.
+    // registers and split hi + lo there when SPLIT (Y and Z enter exactly), this warp's state
+    // fragments.
     {
       const float dn = dec[n];
 #pragma unroll
@@ -467,15 +503,17 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
             const float2 y = O::to_f2(*reinterpret_cast<const typename O::T2*>(&a[q]));
             const float x0 = y.x * (q < 2 ? w0 : w8), x1 = y.y * (q < 2 ? w1 : w9);
             const typename O::T2 hi = O::from_f2(x0, x1);
-            const float2 hf = O::to_f2(hi);
-            const typename O::T2 lo = O::from_f2(x0 - hf.x, x1 - hf.y);
             ah[q] = *reinterpret_cast<const uint32_t*>(&hi);
-            al[q] = *reinterpret_cast<const uint32_t*>(&lo);
+            if constexpr (SPLIT) {
+              const float2 hf = O::to_f2(hi);
+              const typename O::T2 lo = O::from_f2(x0 - hf.x, x1 - hf.y);
+              al[q] = *reinterpret_cast<const uint32_t*>(&lo);
+            }
           }
 #pragma unroll
           for (int j = 0; j < kNT; ++j) {
             O::mma(st[i][j], ah, bz[j]);
-            O::mma(st[i][j], al, bz[j]);
+            if constexpr (SPLIT) O::mma(st[i][j], al, bz[j]);
           }
         }
       }
@@ -503,9 +541,9 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_tc_kernel(const ScanParam
   }
 }
 
-template <class T, int DK, int NB>
+template <class T, int DK, int NB, bool SPLIT>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  using L = Smem<DK, NB>;
+  using L = Smem<DK, NB, SPLIT>;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
   auto al = [](const Rows& r) {
@@ -517,13 +555,13 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
                         p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
   if (local_pass) {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, true>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, true>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
     TNL_CUDA_CHECK_LAUNCH();
   } else {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, false>;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
@@ -531,14 +569,50 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   }
 }
 
+template <class T, bool SPLIT>
+void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if (p.dk <= 64) return launch_dk<T, 64, 2, SPLIT>(p, sl, local_pass, stream);
+  if (p.dk <= 128) {
+    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2, SPLIT>(p, sl, local_pass, stream);
+    return launch_dk<T, 128, 1, SPLIT>(p, sl, local_pass, stream);
+  }
+  return launch_dk<T, 256, 1, SPLIT>(p, sl, local_pass, stream);
+}
+
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  if (p.dk <= 64) return launch_dk<T, 64, 2>(p, sl, local_pass, stream);
-  if (p.dk <= 128) {
-    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2>(p, sl, local_pass, stream);
-    return launch_dk<T, 128, 1>(p, sl, local_pass, stream);
+  if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
+  return launch_split<T, false>(p, sl, local_pass, stream);
+}
+
+// Blocks of the (full-pass) kernel resident on one multiprocessor, from the occupancy
+// calculator (shared memory and registers), asked once per kernel.
+template <class T, int DK, int NB, bool SPLIT>
+int blocks_per_sm_dk() {
+  static const int blocks = [] {
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
+    const int bytes = (int)Smem<DK, NB, SPLIT>::kBytes;
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    int n = 0;
+    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kThreads, bytes));
+    return n > 0 ? n : 1;
+  }();
+  return blocks;
+}
+
+template <class T, bool SPLIT>
+int blocks_per_sm_split(int dk) {
+  if (dk <= 64) return blocks_per_sm_dk<T, 64, 2, SPLIT>();
+  if (dk <= 128) {
+    if (buffers_for(dk) == 2) return blocks_per_sm_dk<T, 128, 2, SPLIT>();
+    return blocks_per_sm_dk<T, 128, 1, SPLIT>();
   }
-  return launch_dk<T, 256, 1>(p, sl, local_pass, stream);
+  return blocks_per_sm_dk<T, 256, 1, SPLIT>();
+}
+
+template <class T>
+int blocks_per_sm(int dk, bool compensated) {
+  return compensated ? blocks_per_sm_split<T, true>(dk) : blocks_per_sm_split<T, false>(dk);
 }
 
 }  // namespace tc

@@ -75,6 +75,11 @@ void check_scale(float scale, const ValidateOptions& opt) {
   TNL_ARG_CHECK(std::isfinite(scale), opt.fn, "scale", "expected a finite value, got ", scale);
 }
 
+void check_intermediates(Intermediates m, const ValidateOptions& opt) {
+  TNL_ARG_CHECK(m == Intermediates::compensated || m == Intermediates::rounded, opt.fn, "intermediates",
+                "expected Intermediates::compensated or Intermediates::rounded, got ", (int)m);
+}
+
 void check_threads(int num_threads, const ValidateOptions& opt) {
   TNL_ARG_CHECK(num_threads >= 0, opt.fn, "num_threads", "expected >= 0 (0 = all), got ",
                 num_threads);
@@ -129,6 +134,7 @@ void validate(const AttnForwardParams& p, const ValidateOptions& opt) {
   check_state(p.initial_state, "initial_state", p.dtype, opt);
   check_state(p.final_state, "final_state", p.dtype, opt);
   check_threads(p.num_threads, opt);
+  check_intermediates(p.intermediates, opt);
 }
 
 void validate(const AttnBackwardParams& p, const ValidateOptions& opt) {
@@ -149,6 +155,7 @@ void validate(const AttnBackwardParams& p, const ValidateOptions& opt) {
   check_state(p.d_final_state, "d_final_state", p.dtype, opt);
   check_state(p.d_initial_state, "d_initial_state", p.dtype, opt);
   check_threads(p.num_threads, opt);
+  check_intermediates(p.intermediates, opt);
 }
 
 void validate(const AttnDecodeParams& p, const ValidateOptions& opt) {

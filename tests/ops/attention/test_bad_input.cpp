@@ -114,6 +114,7 @@ std::vector<BadArg<P>> common_bad_args() {
       {"misaligned S0", "initial_state",
        [](P& p) { p.initial_state = misalign(p.initial_state, 2); }},
       {"num_threads -1", "num_threads", [](P& p) { p.num_threads = -1; }},
+      {"intermediates out of range", "intermediates", [](P& p) { p.intermediates = static_cast<Intermediates>(7); }},
       {"num_seqs without cu_seqlens", "num_seqs", [](P& p) { p.num_seqs = 2; }},
       {"cu_seqlens[0] != 0", "cu_seqlens", [](P& p) { p.cu_seqlens = kCuNotFromZero; }, true},
       {"cu_seqlens not monotone", "cu_seqlens",

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# attn_ab.sh: `tnl bench attn --device cuda` of two source trees on the same GPU in one device
+# call, alternating runs, so that a kernel change is judged against its base and not against
+# another machine's figure (fresh machines differ by up to 5%).
+#
+# Usage: git archive <base-rev> | tar -x -C ab-old    (a plain directory: the device copy has no .git)
+#        bench/attn_ab.sh ab-old [runs]                 (default 3 runs of each)
+#   ARGS="..."   tnl bench attn arguments (default: bf16, B=4 H=32 D=E=128, N=1K and 32K, fwd and
+#                fwd+bwd, rounded intermediates)
+# Builds ab-old into build-ab-old and this tree into build-ab-new, then prints the rows of each run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OLD=${1:?usage: bench/attn_ab.sh <old-source-dir> [runs]}
+RUNS=${2:-3}
+ARGS=${ARGS:-"--dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768 --no-decode --no-validate --intermediates rounded"}
+source scripts/deps-env.sh
+G="-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
+(cmake -S "$OLD" -B build-ab-old -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-old -j8 tnl_cli >/dev/null 2>&1) &
+(cmake -S . -B build-ab-new -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-new -j8 tnl_cli >/dev/null 2>&1) &
+wait
+[ -x build-ab-old/tools/tnl ] && [ -x build-ab-new/tools/tnl ] || { echo "attn_ab: a build failed"; exit 1; }
+echo "tnl bench attn --device cuda $ARGS"
+echo "| tree | run | mode | B | H | N | D | E | dtype | ms | tokens/s | GB/s | TFLOP/s | % of floor | bound | runs |"
+for i in $(seq "$RUNS"); do
+  for b in build-ab-old build-ab-new; do
+    "$b/tools/tnl" bench attn --device cuda $ARGS 2>/dev/null | grep -E '^\| (fwd|bwd|decode)' | sed "s/^/| $b | $i /"
+  done
+done
