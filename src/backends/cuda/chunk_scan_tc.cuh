@@ -230,11 +230,19 @@ struct TileStream {
   __device__ __forceinline__ void load(T* dst, int ld, const Rows& r, bool reverse, int64_t tau_end) {
     const int64_t row_step = reverse ? -r.sn : r.sn;
     const T* src = next;
+    if (col_ok && tau + (kIters - 1) * kRows < tau_end) {  // all of this thread's rows valid
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const bool valid = col_ok && tau + it * kRows < tau_end;
-      cp_async16(dst + dst0 + it * kRows * ld, valid ? src : static_cast<const T*>(r.data), valid);
-      src += kRows * row_step;
+      for (int it = 0; it < kIters; ++it) {
+        cp_async16(dst + dst0 + it * kRows * ld, src, true);
+        src += kRows * row_step;
+      }
+    } else {
+#pragma unroll
+      for (int it = 0; it < kIters; ++it) {
+        const bool valid = col_ok && tau + it * kRows < tau_end;
+        cp_async16(dst + dst0 + it * kRows * ld, valid ? src : static_cast<const T*>(r.data), valid);
+        src += kRows * row_step;
+      }
     }
     next += kC * row_step;
     tau += kC;
@@ -421,7 +429,9 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
-      for (int k0 = 0; k0 <= 16 * mt; k0 += 16) {  // A is zero right of the diagonal block
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16) {
+        if (k0 > 16 * mt) break;  // A is zero right of the diagonal block (warp-uniform)
         uint32_t ah[4], al[4];
         frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
         if constexpr (SPLIT) frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
