@@ -18,6 +18,8 @@
 #               has torch and pybind11)
 #   FROM_HEAD=1 build the committed tree (git archive HEAD), not the working tree, so that
 #               others' uncommitted edits cannot break the build
+#   On the lent device, whose $OUT returns at most 8 files, write the logs elsewhere and send
+#   one archive: OUT=/tmp/gc scripts/gpu-check.sh; tar -czf $OUT/gpu-check-logs.tgz -C /tmp/gc .
 #   build-deps/ if present (GTest, OpenBLAS, SentencePiece for a bare machine; made by
 #               scripts/make-build-deps.sh): used as a CMake prefix and include/library path
 set -uo pipefail
