@@ -2,6 +2,11 @@
 // chunked scan (chunk_scan.h) and the decode kernel, picks sequence segments when batch×heads
 // is too small to fill the GPU, and launches everything on p.stream.
 //
+// The backward's three scans (dq, dk, dv) are independent: dk and dv run on two side streams
+// forked from p.stream with events and joined back to it, so the three fill the GPU together
+// (TNL_CUDA_BWD_STREAMS=0 runs them one after the other on p.stream). Event fork/join keeps
+// the backward stream-ordered and capturable in a CUDA graph.
+//
 // No hidden synchronization: nothing here waits on the device. The one workspace (segment
 // states, (S·H, segments, D, E) fp32, only when segments are used) comes from the stream-ordered
 // allocator (cudaMallocAsync / cudaFreeAsync on p.stream): pooled, no device-wide sync, and
@@ -12,7 +17,10 @@
 // an empty sequence (its state passes through: S_final = S0). Out-of-range offsets are the
 // caller's responsibility.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "backends/cuda/attention_cuda.h"
 #include "backends/cuda/chunk_scan.h"
@@ -90,6 +98,45 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   TNL_CUDA_CHECK(cudaFreeAsync(ws, st));
 }
 
+// Two non-blocking side streams per device, with the events of a fork and a join, created on
+// first use and kept for the life of the process. `lock` is held while a backward enqueues its
+// fork, side-stream work and join, so that concurrent host threads cannot re-record an event
+// between another thread's record and wait.
+struct SideStreams {
+  cudaStream_t stream[2] = {nullptr, nullptr};
+  cudaEvent_t fork = nullptr, join[2] = {nullptr, nullptr};
+};
+std::mutex side_lock;
+
+// The current device's side streams, or null when they do not exist yet and `main` is being
+// captured (creating streams is not allowed during a capture): the caller then runs serially.
+// Call with side_lock held.
+SideStreams* side_streams(cudaStream_t main) {
+  static std::map<int, SideStreams> per_device;
+  int dev = 0;
+  TNL_CUDA_CHECK(cudaGetDevice(&dev));
+  auto it = per_device.find(dev);
+  if (it != per_device.end()) return &it->second;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  TNL_CUDA_CHECK(cudaStreamIsCapturing(main, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone) return nullptr;
+  SideStreams ss;
+  for (int i = 0; i < 2; ++i) {
+    TNL_CUDA_CHECK(cudaStreamCreateWithFlags(&ss.stream[i], cudaStreamNonBlocking));
+    TNL_CUDA_CHECK(cudaEventCreateWithFlags(&ss.join[i], cudaEventDisableTiming));
+  }
+  TNL_CUDA_CHECK(cudaEventCreateWithFlags(&ss.fork, cudaEventDisableTiming));
+  return &per_device.emplace(dev, ss).first->second;
+}
+
+bool backward_streams_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("TNL_CUDA_BWD_STREAMS");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
 // The fields every scan shares, from the shape.
 ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs) {
   ScanParams sp;
@@ -146,8 +193,9 @@ void attention_backward(const AttnBackwardParams& p) {
     sp.out_sn = t.stride_seq;
     sp.out_sh = t.stride_head;
   };
+  ScanParams sq = base, sk = base, sv = base;
   {  // dq = c (dO Vᵀ ⊙ M) K + c λ^{a+1} dO S_prevᵀ: a forward scan of the state Sᵀ (E, D)
-    ScanParams sp = base;
+    ScanParams& sp = sq;
     sp.x = rows(p.d_o);
     sp.y = rows(p.v);
     sp.z = rows(p.k);
@@ -161,10 +209,9 @@ void attention_backward(const AttnBackwardParams& p) {
     sp.off_out = 1;
     sp.beta = 1.f;
     sp.off_upd = 0;
-    run_scan(p.dtype, sp, sl, st);
   }
   {  // dk = c (dO Vᵀ ⊙ M)ᵀ Q + λ^{..} V Rᵀ: a reverse scan of Rᵀ (E, D)
-    ScanParams sp = base;
+    ScanParams& sp = sk;
     sp.x = rows(p.v);
     sp.y = rows(p.d_o);
     sp.z = rows(p.q);
@@ -179,10 +226,9 @@ void attention_backward(const AttnBackwardParams& p) {
     sp.off_out = 0;
     sp.beta = p.scale;
     sp.off_upd = 1;
-    run_scan(p.dtype, sp, sl, st);
   }
   {  // dv = c (Q Kᵀ ⊙ M)ᵀ dO + λ^{..} K R: a reverse scan of R (D, E); dS0 = R at the start
-    ScanParams sp = base;
+    ScanParams& sp = sv;
     sp.x = rows(p.k);
     sp.y = rows(p.q);
     sp.z = rows(p.d_o);
@@ -197,8 +243,25 @@ void attention_backward(const AttnBackwardParams& p) {
     sp.off_out = 0;
     sp.beta = p.scale;
     sp.off_upd = 1;
-    run_scan(p.dtype, sp, sl, st);
   }
+  if (backward_streams_enabled()) {
+    std::lock_guard<std::mutex> guard(side_lock);
+    if (SideStreams* ss = side_streams(st)) {  // dk, dv beside dq: fork, run, join
+      TNL_CUDA_CHECK(cudaEventRecord(ss->fork, st));
+      const ScanParams* side[2] = {&sk, &sv};
+      for (int i = 0; i < 2; ++i) {
+        TNL_CUDA_CHECK(cudaStreamWaitEvent(ss->stream[i], ss->fork, 0));
+        run_scan(p.dtype, *side[i], sl, ss->stream[i]);
+        TNL_CUDA_CHECK(cudaEventRecord(ss->join[i], ss->stream[i]));
+      }
+      run_scan(p.dtype, sq, sl, st);
+      for (int i = 0; i < 2; ++i) TNL_CUDA_CHECK(cudaStreamWaitEvent(st, ss->join[i], 0));
+      return;
+    }
+  }
+  run_scan(p.dtype, sq, sl, st);
+  run_scan(p.dtype, sk, sl, st);
+  run_scan(p.dtype, sv, sl, st);
 }
 
 void attention_decode(const AttnDecodeParams& p) {

@@ -542,7 +542,7 @@ TEST_F(AttentionCuda, DeterministicAndStreamCapturable) {
   g.fill_normal(rng_, 1.0);
   o.poison();
   DevBuf dq_(q), dk_(k), dv_(v), dg_(g), o1(o), o2(o), o3(o);
-  DevBuf gq1(q), gk1(k), gv1(v), gq2(q), gk2(k), gv2(v);
+  DevBuf gq1(q), gk1(k), gv1(v), gq2(q), gk2(k), gv2(v), gq3(q), gk3(k), gv3(v);
   const std::vector<float> slopes = {0.01f, 0.5f};
   AttnForwardParams p;
   p.dtype = dt;
@@ -589,6 +589,19 @@ TEST_F(AttentionCuda, DeterministicAndStreamCapturable) {
   CK(cudaStreamSynchronize(stream));
   CK(cudaGraphExecDestroy(exec));
   CK(cudaGraphDestroy(graph));
+  // The backward too: its dk and dv scans fork to side streams and join back inside the graph.
+  b.dq = seq_tensor(gq3.ptr, Layout::bnhd, B, N, H, D);
+  b.dk = seq_tensor(gk3.ptr, Layout::bnhd, B, N, H, D);
+  b.dv = seq_tensor(gv3.ptr, Layout::bnhd, B, N, H, E);
+  b.stream = stream;
+  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  attention_backward(b);
+  CK(cudaStreamEndCapture(stream, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  CK(cudaGraphLaunch(exec, stream));
+  CK(cudaStreamSynchronize(stream));
+  CK(cudaGraphExecDestroy(exec));
+  CK(cudaGraphDestroy(graph));
   CK(cudaStreamDestroy(stream));
 
   auto bytes_of = [](const DevBuf& d) {
@@ -601,6 +614,9 @@ TEST_F(AttentionCuda, DeterministicAndStreamCapturable) {
   EXPECT_TRUE(bytes_of(gq1) == bytes_of(gq2)) << "dq not deterministic";
   EXPECT_TRUE(bytes_of(gk1) == bytes_of(gk2)) << "dk not deterministic";
   EXPECT_TRUE(bytes_of(gv1) == bytes_of(gv2)) << "dv not deterministic";
+  EXPECT_TRUE(bytes_of(gq1) == bytes_of(gq3)) << "graph-captured dq differs";
+  EXPECT_TRUE(bytes_of(gk1) == bytes_of(gk3)) << "graph-captured dk differs";
+  EXPECT_TRUE(bytes_of(gv1) == bytes_of(gv3)) << "graph-captured dv differs";
   HostTensor oh(dt, o.numel);
   o1.download(oh);
   for (double x : oh.to_f64()) {
