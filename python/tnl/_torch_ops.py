@@ -7,6 +7,12 @@
 # calls the same C++ kernels (torch.compile, where it exists, then breaks the graph around it).
 # Either way the backward runs tnl's backward kernels, with the forward's `intermediates` mode;
 # the slope gets no gradient.
+#
+# A custom op's dispatch costs host time on every call (python_overhead.py measures it), which
+# an eager caller pays while the GPU waits whenever the kernels are short. So plain eager calls
+# (real CPU/CUDA tensors, no torch.compile/export tracing, no dispatch or function mode active)
+# take the autograd.Function straight to the kernels; anything else goes through the custom op.
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -19,6 +25,55 @@ HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "
 
 def _state_dtype(q):
     return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+class LightningAttnFunction(torch.autograd.Function):
+    """Forward and backward through tnl's kernels: the eager path (see the header)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
+                cu_seqlens, intermediates):
+        o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
+                              output_final_state, cu_seqlens, intermediates)
+        ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
+        ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+        ctx.intermediates = intermediates  # the backward rounds like the forward did
+        ctx.set_materialize_grads(False)
+        if not output_final_state:
+            ctx.mark_non_differentiable(sf)
+        return o, sf
+
+    @staticmethod
+    def backward(ctx, do, d_final_state):
+        q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
+        need_s0 = initial_state is not None and ctx.needs_input_grad[6]
+        dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
+                                         q, k, v, slopes, ctx.scale, ctx.layout,
+                                         initial_state, cu_seqlens, need_s0,
+                                         ctx.intermediates)
+        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
+
+
+def _plain_eager(*tensors):
+    """Whether this call can skip the custom op: plain tensors (not fake, meta or subclasses),
+    not under torch.compile / export, and no dispatch or function mode active (fake tensor
+    mode, functionalization, opcheck's checks all use one). TNL_CUSTOM_OP=1 forces the op."""
+    if _FORCE_OP or _is_compiling():
+        return False
+    if _dispatch_modes() or _function_modes():
+        return False
+    return all(t is None or (type(t) is torch.Tensor and t.device.type in ("cpu", "cuda"))
+               for t in tensors)
+
+
+_FORCE_OP = os.environ.get("TNL_CUSTOM_OP") == "1"
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", None)
+_function_modes = getattr(torch._C, "_len_torch_function_stack", None)
+if _dispatch_modes is None or _function_modes is None:  # cannot tell: always the custom op
+    _dispatch_modes = _function_modes = (lambda: 1)
 
 
 if HAS_CUSTOM_OP:
@@ -90,41 +145,19 @@ if HAS_CUSTOM_OP:
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
              intermediates):
+        if _plain_eager(q, k, v, initial_state):
+            return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
+                                               output_final_state, cu_seqlens, intermediates)
         return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
                        cu_seqlens, intermediates)
 
     def decode(q, k, v, state, slopes, scale):
+        if _plain_eager(q, k, v, state):
+            with torch.no_grad():
+                return _core.decode("tnl.decode_step", q, k, v, state, slopes, scale)
         return _decode_op(q, k, v, state, slopes, scale)
 
 else:
-
-    class LightningAttnFunction(torch.autograd.Function):
-        """Forward and backward through tnl's kernels (PyTorch < 2.4: no custom_op)."""
-
-        @staticmethod
-        def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                    cu_seqlens, intermediates):
-            o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                                  output_final_state, cu_seqlens, intermediates)
-            ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
-            ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
-            ctx.intermediates = intermediates  # the backward rounds like the forward did
-            ctx.set_materialize_grads(False)
-            if not output_final_state:
-                ctx.mark_non_differentiable(sf)
-            return o, sf
-
-        @staticmethod
-        def backward(ctx, do, d_final_state):
-            q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
-            if do is None:
-                do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
-            need_s0 = initial_state is not None and ctx.needs_input_grad[6]
-            dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
-                                             q, k, v, slopes, ctx.scale, ctx.layout,
-                                             initial_state, cu_seqlens, need_s0,
-                                             ctx.intermediates)
-            return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
              intermediates):

@@ -40,3 +40,42 @@ def test_compile_fullgraph_forward_and_backward(intermediates):
     loss.backward()
     for a, b in zip(eager, compiled):
         assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_eager_calls_skip_the_custom_op_and_match_it():
+    """Plain eager calls take the autograd.Function (no custom-op dispatch); the result and the
+    gradients (q, k, v and the initial state) equal those through the custom op."""
+    q, k, v = make_qkv(2, 3, 21, 8, 4)
+    s = make_slopes(3)
+    s0 = torch.randn(2, 3, 8, 4)
+    assert _torch_ops._plain_eager(q, k, v, s0)
+
+    def run(force_op):
+        _torch_ops._FORCE_OP = force_op
+        try:
+            xs = [x.clone().requires_grad_() for x in (q, k, v, s0)]
+            o, sf = tnl.lightning_attn(*xs[:3], s, initial_state=xs[3], output_final_state=True)
+            ((o * o).sum() + (sf * sf).sum()).backward()
+            return o.detach(), sf.detach(), [x.grad for x in xs], o.grad_fn.name()
+        finally:
+            _torch_ops._FORCE_OP = False
+
+    o1, sf1, g1, fn1 = run(False)
+    o2, sf2, g2, fn2 = run(True)
+    assert "LightningAttnFunction" in fn1, fn1
+    assert "LightningAttnFunction" not in fn2, fn2
+    assert torch.equal(o1, o2) and torch.equal(sf1, sf2)
+    for a, b in zip(g1, g2):
+        assert torch.equal(a, b)
+
+
+def test_fake_and_meta_tensors_go_through_the_custom_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    q, k, v = make_qkv(1, 2, 9, 4, 4)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fq, fk, fv = (mode.from_tensor(x) for x in (q, k, v))
+        assert not _torch_ops._plain_eager(fq, fk, fv, None)
+        o = tnl.lightning_attn(fq, fk, fv, make_slopes(2))
+        assert tuple(o.shape) == tuple(v.shape)
+    mq, mk, mv = (x.to("meta") for x in (q, k, v))
+    assert not _torch_ops._plain_eager(mq, mk, mv, None)
