@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdlib>
+#include <type_traits>
 
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
@@ -68,6 +69,20 @@ inline int buffers_for(int dk) {
     return e && e[0] == '2' ? 2 : 1;
   }();
   return nb;
+}
+
+// Calls f(padded DK, buffers) with the kernel configuration of key dim dk, both as
+// std::integral_constant<int, ...>: the one table that launching and occupancy queries share.
+template <class F>
+decltype(auto) with_config(int dk, F&& f) {
+  using K64 = std::integral_constant<int, 64>;
+  using K128 = std::integral_constant<int, 128>;
+  using K256 = std::integral_constant<int, 256>;
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  if (dk <= 64) return f(K64{}, Two{});
+  if (dk <= 128) return buffers_for(dk) == 2 ? f(K128{}, Two{}) : f(K128{}, One{});
+  return f(K256{}, One{});
 }
 
 template <class T>
@@ -583,12 +598,9 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
 
 template <class T, bool SPLIT>
 void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  if (p.dk <= 64) return launch_dk<T, 64, 2, SPLIT>(p, sl, local_pass, stream);
-  if (p.dk <= 128) {
-    if (buffers_for(p.dk) == 2) return launch_dk<T, 128, 2, SPLIT>(p, sl, local_pass, stream);
-    return launch_dk<T, 128, 1, SPLIT>(p, sl, local_pass, stream);
-  }
-  return launch_dk<T, 256, 1, SPLIT>(p, sl, local_pass, stream);
+  with_config(p.dk, [&](auto dk, auto nb) {
+    launch_dk<T, decltype(dk)::value, decltype(nb)::value, SPLIT>(p, sl, local_pass, stream);
+  });
 }
 
 template <class T>
@@ -614,12 +626,9 @@ int blocks_per_sm_dk() {
 
 template <class T, bool SPLIT>
 int blocks_per_sm_split(int dk) {
-  if (dk <= 64) return blocks_per_sm_dk<T, 64, 2, SPLIT>();
-  if (dk <= 128) {
-    if (buffers_for(dk) == 2) return blocks_per_sm_dk<T, 128, 2, SPLIT>();
-    return blocks_per_sm_dk<T, 128, 1, SPLIT>();
-  }
-  return blocks_per_sm_dk<T, 256, 1, SPLIT>();
+  return with_config(dk, [](auto d, auto nb) {
+    return blocks_per_sm_dk<T, decltype(d)::value, decltype(nb)::value, SPLIT>();
+  });
 }
 
 template <class T>
