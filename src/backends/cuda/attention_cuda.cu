@@ -66,10 +66,10 @@ constexpr int kSegQuantum = 64;
 // column tile) blocks alone would leave multiprocessors idle.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int C = kSegQuantum;
-  const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);
+  const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
   int nseg = 1;
   if (!p.cu_seqlens && p.seqlen >= 8 * C) {
-    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_blocks_per_sm(dt, p.dk, p.compensated);
+    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p.dk, p.dv, p.compensated);
     const int64_t want = slots / base;  // segments per sequence that fill one wave
     const int64_t most = p.seqlen / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
@@ -149,9 +149,9 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 
 }  // namespace
 
-int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated) {
-  if (dt == DType::f16) return chunk_scan_blocks_per_sm_f16(dk, compensated);
-  if (dt == DType::bf16) return chunk_scan_blocks_per_sm_bf16(dk, compensated);
+int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated) {
+  if (dt == DType::f16) return chunk_scan_tiles_per_sm_f16(dk, dv, compensated);
+  if (dt == DType::bf16) return chunk_scan_tiles_per_sm_bf16(dk, dv, compensated);
   // fp32: shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB
   // reserved per block); at most 8 blocks of 256 threads.
   const size_t per_block = chunk_scan_smem_bytes_simt(dk) + 1024;

@@ -77,13 +77,14 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                             cudaStream_t stream);
 
-// Blocks of the scan kernel resident on one multiprocessor, for a key dim dk and dtype: from
-// the shared memory per block of the fp32 kernel (chunk_scan_f32.cu), from the occupancy
-// calculator for the tensor-core kernels (chunk_scan_f16.cu, chunk_scan_bf16.cu).
-int chunk_scan_blocks_per_sm(DType dt, int dk, bool compensated);
+// 64-column tiles of the scan kernel resident on one multiprocessor (blocks per SM times the
+// tiles a block holds), for a key dim dk, value dim dv and dtype: from the shared memory per
+// block of the fp32 kernel (chunk_scan_f32.cu), from the occupancy calculator for the
+// tensor-core kernels (chunk_scan_f16.cu, chunk_scan_bf16.cu).
+int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated);
 size_t chunk_scan_smem_bytes_simt(int dk);
-int chunk_scan_blocks_per_sm_f16(int dk, bool compensated);
-int chunk_scan_blocks_per_sm_bf16(int dk, bool compensated);
+int chunk_scan_tiles_per_sm_f16(int dk, int dv, bool compensated);
+int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated);
 
 // Decode step (decode.cu).
 struct DecodeParams {

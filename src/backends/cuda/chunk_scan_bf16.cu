@@ -7,7 +7,7 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
                            cudaStream_t stream) {
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
-int chunk_scan_blocks_per_sm_bf16(int dk, bool compensated) {
-  return tc::blocks_per_sm<__nv_bfloat16>(dk, compensated);
+int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated) {
+  return tc::tiles_per_sm<__nv_bfloat16>(dk, dv, compensated);
 }
 }  // namespace tnl::cuda

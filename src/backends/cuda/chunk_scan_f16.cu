@@ -7,7 +7,7 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
                            cudaStream_t stream) {
   tc::launch<__half>(p, sl, local_pass, stream);
 }
-int chunk_scan_blocks_per_sm_f16(int dk, bool compensated) {
-  return tc::blocks_per_sm<__half>(dk, compensated);
+int chunk_scan_tiles_per_sm_f16(int dk, int dv, bool compensated) {
+  return tc::tiles_per_sm<__half>(dk, dv, compensated);
 }
 }  // namespace tnl::cuda

@@ -302,7 +302,7 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   }
 }
 
-// Padded key dim and chunk for a key dim (the same table as chunk_scan_blocks_per_sm).
+// Padded key dim and chunk for a key dim (the same table as chunk_scan_tiles_per_sm).
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
   if (p.dk <= 32) return launch_dk<T, 32, 64>(p, sl, local_pass, stream);

@@ -27,33 +27,36 @@
 namespace tnl::cuda {
 namespace tc {
 
-constexpr int kThreads = 256;  // 8 warps
 constexpr int kC = 64;         // chunk
-constexpr int kET = 64;        // columns of dv per block
+constexpr int kET = 64;        // columns of dv per column tile; a block holds WG tiles
+// Threads of a block of WG column tiles: 8 warps per tile.
+template <int WG>
+constexpr int kThreadsOf = 256 * WG;
 constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-free fragments)
 
 // Element (row, col) of a shared-memory tile whose rows are ld elements apart.
 __device__ __forceinline__ int at(int row, int col, int ld) { return row * ld + col; }
 
-template <int DK, int NB, bool SPLIT>
+template <int DK, int NB, int WG, bool SPLIT>
 struct Smem {  // offsets in 16-bit elements
-  static constexpr int kLdK = DK + kPad, kLdE = kET + kPad, kLdC = kC + kPad;
-  // Input tiles X, Y (C, DK) and Z (C, ET): NB = 2 buffers (cp.async prefetch of the next
+  static constexpr int kLdK = DK + kPad, kLdE = WG * kET + kPad, kLdC = kC + kPad;
+  // Input tiles X, Y (C, DK) and Z (C, WG·ET): NB = 2 buffers (cp.async prefetch of the next
   // chunk), or 1 (two blocks per multiprocessor at DK = 128; DK = 256 fits only one).
   static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
   static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
   static constexpr int kAHi = kBuffers * kTile;                  // (C, C)
   static constexpr int kALo = kAHi + kC * kLdC;                  // (C, C), SPLIT only
-  static constexpr int kSHi = kALo + (SPLIT ? kC * kLdC : 0);    // (DK, ET)
-  static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, ET), SPLIT only
+  static constexpr int kSHi = kALo + (SPLIT ? kC * kLdC : 0);    // (DK, WG·ET)
+  static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, WG·ET), SPLIT only
   static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
   static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
   // Blocks per multiprocessor the launch bounds ask for (so registers do not limit them): 2
   // when DK <= 128 and the 228 KB of shared memory of an H100 multiprocessor hold two (1 KB
-  // reserved per block); else 1 (DK = 256 keeps its 64-register state plus headroom).
-  static constexpr int kMinBlocks = DK <= 128 && 2 * (kBytes + 1024) <= 228 * 1024 ? 2 : 1;
+  // reserved per block); else 1 (DK = 256 keeps its 64-register state plus headroom). A block
+  // of two column tiles (512 threads) is one per multiprocessor.
+  static constexpr int kMinBlocks = WG == 1 && DK <= 128 && 2 * (kBytes + 1024) <= 228 * 1024 ? 2 : 1;
 };
 
 // Input buffers for a key dim: DK = 64 double-buffers (two blocks per SM either way), DK = 256
@@ -71,18 +74,35 @@ inline int buffers_for(int dk) {
   return nb;
 }
 
-// Calls f(padded DK, buffers) with the kernel configuration of key dim dk, both as
-// std::integral_constant<int, ...>: the one table that launching and occupancy queries share.
+// Blocks of two column tiles (128 columns of dv, 16 warps sharing X, Y and the scores) for
+// dk <= 128 and dv > 64, when TNL_CUDA_TC_WIDE asks (1: one input buffer, 2: two); 0 (one
+// column tile per block) otherwise.
+inline int wide_for(int dk, int dv) {
+  static const int w = [] {
+    const char* e = std::getenv("TNL_CUDA_TC_WIDE");
+    return e && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
+  }();
+  return dk <= 128 && dv > kET ? w : 0;
+}
+
+// Calls f(padded DK, buffers, column tiles per block) with the kernel configuration of key dim
+// dk and value dim dv, each as std::integral_constant<int, ...>: the one table that launching
+// and occupancy queries share.
 template <class F>
-decltype(auto) with_config(int dk, F&& f) {
+decltype(auto) with_config(int dk, int dv, F&& f) {
   using K64 = std::integral_constant<int, 64>;
   using K128 = std::integral_constant<int, 128>;
   using K256 = std::integral_constant<int, 256>;
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
-  if (dk <= 64) return f(K64{}, Two{});
-  if (dk <= 128) return buffers_for(dk) == 2 ? f(K128{}, Two{}) : f(K128{}, One{});
-  return f(K256{}, One{});
+  switch (wide_for(dk, dv)) {
+    case 1: return dk <= 64 ? f(K64{}, One{}, Two{}) : f(K128{}, One{}, Two{});
+    case 2: return dk <= 64 ? f(K64{}, Two{}, Two{}) : f(K128{}, Two{}, Two{});
+    default: break;
+  }
+  if (dk <= 64) return f(K64{}, Two{}, One{});
+  if (dk <= 128) return buffers_for(dk) == 2 ? f(K128{}, Two{}, One{}) : f(K128{}, One{}, One{});
+  return f(K256{}, One{}, One{});
 }
 
 template <class T>
@@ -198,12 +218,12 @@ __device__ __forceinline__ SeqLoc seq_loc(const ScanParams& p, int64_t s) {
 // Rows [tau0, tau0 + C) of scan time (valid below tau_end), columns [col0, col0 + W) clipped to
 // dim, raw 16-bit copies into dst (C, ld); zeros elsewhere. Element by element: the path for
 // rows that are not 16-byte aligned (TileStream below is the vector path).
-template <class T, int W>
+template <class T, int W, int NT>
 __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const SeqLoc& sq, int h,
                                           bool reverse, int64_t tau0, int64_t tau_end, int col0,
                                           int dim) {
   const T* base = static_cast<const T*>(r.data);
-  for (int i = threadIdx.x; i < kC * W; i += kThreads) {
+  for (int i = threadIdx.x; i < kC * W; i += NT) {
     const int row = i / W, col = i % W;
     const int64_t tau = tau0 + row;
     T val = Ops<T>::from_f(0.f);
@@ -220,12 +240,12 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const Rows& r, const S
 // this thread). The addresses are set up once per block: each chunk then costs a pointer step
 // and a bounds test per copy (computing them from (token, head, column) per copy cost ~50
 // integer instructions each, a quarter of the kernel's instructions).
-template <class T, int W>
+template <class T, int W, int NT>
 struct TileStream {
   static constexpr int kV = W / 8;                    // 16-byte vectors per row
-  static constexpr int kRows = kThreads / kV;         // rows between one thread's copies
-  static constexpr int kIters = kC * kV / kThreads;   // copies per thread per chunk
-  static_assert(kC * kV % kThreads == 0, "a tile is a whole number of copies per thread");
+  static constexpr int kRows = NT / kV;               // rows between one thread's copies
+  static constexpr int kIters = kC * kV / NT;         // copies per thread per chunk
+  static_assert(kC * kV % NT == 0, "a tile is a whole number of copies per thread");
   const T* next;   // this thread's first element of the next chunk
   int64_t tau;     // scan time of this thread's first row of the next chunk
   int dst0;        // this thread's first element in the tile
@@ -264,28 +284,32 @@ struct TileStream {
   }
 };
 
-template <class T, int DK, int NB, bool SPLIT, bool kLocal>
-__global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) chunk_scan_tc_kernel(const ScanParams p,
-                                                                 const Slopes sl, bool vec,
-                                                                 bool out_vec2) {
-  using L = Smem<DK, NB, SPLIT>;
+// WG column tiles of 64 per block (1 or 2): with two, warps 8-15 own columns 64-127 in phases
+// 2 and 3 and the 16 warps share the input tiles and split the scores of phase 1.
+template <class T, int DK, int NB, int WG, bool SPLIT, bool kLocal>
+__global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMinBlocks))
+    chunk_scan_tc_kernel(const ScanParams p, const Slopes sl, bool vec, bool out_vec2) {
+  using L = Smem<DK, NB, WG, SPLIT>;
+  constexpr int kThreads = kThreadsOf<WG>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
   T* AHi = sm + L::kAHi;   // (C, C)
   T* ALo = sm + L::kALo;
-  T* SHi = sm + L::kSHi;   // (DK, ET)
+  T* SHi = sm + L::kSHi;   // (DK, WG·ET)
   T* SLo = sm + L::kSLo;
   float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
   float* wt = dec + kC + 2;                              // (C) update weights of this chunk
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  // warp: within its column tile; ec: the tile's first column within the block.
+  const int warp = (threadIdx.x / 32) % 8, grp = threadIdx.x / 256, ec = kET * grp;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int64_t bid = blockIdx.x;
   const int seg = (int)(bid % p.num_segs);
   const int64_t shd = bid / p.num_segs;  // s·H + h
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
-  const int e0 = blockIdx.y * kET;
+  const int e0 = blockIdx.y * WG * kET;
   if (kLocal && seg == p.num_segs - 1) return;
 
   const SeqLoc sq = seq_loc(p, s);
@@ -312,7 +336,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
         st[i][j][r] = 0.f;
         if (kLocal) continue;
         const int d = 16 * (m_base + i) + g + 8 * (r / 2);
-        const int e = e0 + 8 * (n_base + j) + 2 * t + (r % 2);
+        const int e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
         if (d >= p.dk || e >= p.dv) continue;
         float acc = 0.f;
         if (p.init) {
@@ -347,8 +371,8 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
   const float out_coef[2] = {p.alpha * dec[16 * mt + g + p.off_out], p.alpha * dec[16 * mt + g + 8 + p.off_out]};
   // Vector loads through cp.async: with two buffers the next chunk's copies are in flight
   // while this one is computed; with one, a chunk's copies are waited for at once.
-  TileStream<T, DK> xs, ys;
-  TileStream<T, kET> zs;
+  TileStream<T, DK, kThreads> xs, ys;
+  TileStream<T, WG * kET, kThreads> zs;
   if (vec) {
     if (!kLocal) xs.init(p.x, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
     ys.init(p.y, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
@@ -368,7 +392,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
     const int n = (int)min((int64_t)kC, seg_end - tau0);
     T* Xs = sm + buf * L::kTile + L::kXo;  // (C, DK)
     T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
-    T* Zs = sm + buf * L::kTile + L::kZo;  // (C, ET)
+    T* Zs = sm + buf * L::kTile + L::kZo;  // (C, WG·ET)
     if (vec && kPrefetch) {
       if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
         load_async(buf ^ 1);
@@ -380,9 +404,9 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
       load_async(buf);
       cp_async_wait_all();
     } else {
-      if (!kLocal) load_tile<T, DK>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
-      load_tile<T, DK>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
-      load_tile<T, kET>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv);
+      if (!kLocal) load_tile<T, DK, kThreads>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, DK, kThreads>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
+      load_tile<T, WG * kET, kThreads>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv);
     }
     if (!kLocal) {  // S (hi, and lo when SPLIT) for this chunk's X S
 #pragma unroll
@@ -392,7 +416,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
 #pragma unroll
           for (int r = 0; r < 4; r += 2) {
             const int d = 16 * (m_base + i) + g + 8 * (r / 2);
-            const int e = 8 * (n_base + j) + 2 * t;
+            const int e = ec + 8 * (n_base + j) + 2 * t;
             store_split2<T, SPLIT>(SHi + at(d, e, L::kLdE), SLo + at(d, e, L::kLdE), st[i][j][r], st[i][j][r + 1]);
           }
     }
@@ -403,42 +427,48 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
     __syncthreads();
 
     if (!kLocal) {
-      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh; hi (+ lo) into shared memory.
-      float acc[4][4];
+      // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh + 8 j for this warp's n-tiles
+      // j0 .. j0 + kJ1 - 1 (all four, or with two column tiles two: 16 grp + 32 nh + ...);
+      // hi (+ lo) into shared memory.
+      constexpr int kJ1 = 4 / WG;
+      const int j0 = kJ1 * grp;
+      float acc[kJ1][4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < kJ1; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[j][r] = 0.f;
-      const bool live = !(nh == 1 && mt < 2);  // the block above the diagonal is all zero
+      // Blocks right of the diagonal are all zero: columns from 32 nh + 8 j0 past row 16 mt + 15.
+      const bool live = 32 * nh + 8 * j0 <= 16 * mt + 15;
       if (live) {
 #pragma unroll 4
         for (int k0 = 0; k0 < DK; k0 += 16) {
           uint32_t a[4];
           frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
 #pragma unroll
-          for (int j = 0; j < 4; j += 2) {
+          for (int j = 0; j < kJ1; j += 2) {
             uint32_t b0[2], b1[2];
-            frag_b_n2(b0, b1, Ys, L::kLdK, k0, 32 * nh + 8 * j, lane);
+            frag_b_n2(b0, b1, Ys, L::kLdK, k0, 32 * nh + 8 * (j0 + j), lane);
             O::mma(acc[j], a, b0);
             O::mma(acc[j + 1], a, b1);
           }
         }
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int jj = 0; jj < kJ1; ++jj)
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
+          const int j = j0 + jj;
           const int a_ = 16 * mt + g + 8 * (r / 2);
           const int b_ = 32 * nh + 8 * j + 2 * t;
-          const float v0 = mask_decay[r / 2 - j + 3][0] * acc[j][r];      // c λ^{a-b}, 0 if b > a
-          const float v1 = mask_decay[r / 2 - j + 3][1] * acc[j][r + 1];  // c λ^{a-b-1}
+          const float v0 = mask_decay[r / 2 - j + 3][0] * acc[jj][r];      // c λ^{a-b}, 0 if b > a
+          const float v1 = mask_decay[r / 2 - j + 3][1] * acc[jj][r + 1];  // c λ^{a-b-1}
           store_split2<T, SPLIT>(AHi + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
     __syncthreads();
 
     if (!kLocal) {
-      // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns 32 nh.
+      // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns ec + 32 nh.
       float oa[4][4], os[4][4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
@@ -453,7 +483,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
           uint32_t b0[2], b1[2];
-          frag_b_k2(b0, b1, Zs, L::kLdE, k0, 32 * nh + 8 * j, lane);
+          frag_b_k2(b0, b1, Zs, L::kLdE, k0, ec + 32 * nh + 8 * j, lane);
           O::mma(oa[j], ah, b0);
           if constexpr (SPLIT) O::mma(oa[j], al, b0);
           O::mma(oa[j + 1], ah, b1);
@@ -467,12 +497,12 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
 #pragma unroll
         for (int j = 0; j < 4; j += 2) {
           uint32_t h0[2], h1[2];
-          frag_b_k2(h0, h1, SHi, L::kLdE, k0, 32 * nh + 8 * j, lane);
+          frag_b_k2(h0, h1, SHi, L::kLdE, k0, ec + 32 * nh + 8 * j, lane);
           O::mma(os[j], a, h0);
           O::mma(os[j + 1], a, h1);
           if constexpr (SPLIT) {
             uint32_t l0[2], l1[2];
-            frag_b_k2(l0, l1, SLo, L::kLdE, k0, 32 * nh + 8 * j, lane);
+            frag_b_k2(l0, l1, SLo, L::kLdE, k0, ec + 32 * nh + 8 * j, lane);
             O::mma(os[j], a, l0);
             O::mma(os[j + 1], a, l1);
           }
@@ -488,7 +518,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
         T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int e = e0 + 32 * nh + 8 * j + 2 * t;  // even
+          const int e = e0 + ec + 32 * nh + 8 * j + 2 * t;  // even
           const float v0 = oa[j][2 * half] + coef * os[j][2 * half];
           const float v1 = oa[j][2 * half + 1] + coef * os[j][2 * half + 1];
           if (out_vec2) {
@@ -520,7 +550,7 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
         uint32_t bz[kNT][2];
 #pragma unroll
         for (int j = 0; j < kNT; j += 2)
-          frag_b_k2(bz[j], bz[j + 1], Zs, L::kLdE, k0, 8 * (n_base + j), lane);
+          frag_b_k2(bz[j], bz[j + 1], Zs, L::kLdE, k0, ec + 8 * (n_base + j), lane);
 #pragma unroll
         for (int i = 0; i < kMT; ++i) {
           uint32_t a[4], ah[4], al[4];
@@ -562,16 +592,17 @@ __global__ void __launch_bounds__(kThreads, (Smem<DK, NB, SPLIT>::kMinBlocks)) c
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int d = 16 * (m_base + i) + g + 8 * (r / 2);
-          const int e = e0 + 8 * (n_base + j) + 2 * t + (r % 2);
+          const int e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
           if (d < p.dk && e < p.dv) dst[(int64_t)d * p.dv + e] = st[i][j][r];
         }
   }
 }
 
-template <class T, int DK, int NB, bool SPLIT>
+template <class T, int DK, int NB, int WG, bool SPLIT>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  using L = Smem<DK, NB, SPLIT>;
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
+  using L = Smem<DK, NB, WG, SPLIT>;
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
+                  (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
   auto al = [](const Rows& r) {
     return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
@@ -581,25 +612,19 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   // 4-byte output stores of column pairs when every pair is aligned.
   const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
                         p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
-  if (local_pass) {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, true>;
-    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)L::kBytes));
-    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
-    TNL_CUDA_CHECK_LAUNCH();
-  } else {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
-    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)L::kBytes));
-    kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl, vec, out_vec2);
-    TNL_CUDA_CHECK_LAUNCH();
-  }
+  auto kern = local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true>
+                         : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false>;
+  TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)L::kBytes));
+  kern<<<grid, kThreadsOf<WG>, L::kBytes, stream>>>(p, sl, vec, out_vec2);
+  TNL_CUDA_CHECK_LAUNCH();
 }
 
 template <class T, bool SPLIT>
 void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  with_config(p.dk, [&](auto dk, auto nb) {
-    launch_dk<T, decltype(dk)::value, decltype(nb)::value, SPLIT>(p, sl, local_pass, stream);
+  with_config(p.dk, p.dv, [&](auto dk, auto nb, auto wg) {
+    launch_dk<T, decltype(dk)::value, decltype(nb)::value, decltype(wg)::value, SPLIT>(
+        p, sl, local_pass, stream);
   });
 }
 
@@ -611,29 +636,31 @@ void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t
 
 // Blocks of the (full-pass) kernel resident on one multiprocessor, from the occupancy
 // calculator (shared memory and registers), asked once per kernel.
-template <class T, int DK, int NB, bool SPLIT>
+template <class T, int DK, int NB, int WG, bool SPLIT>
 int blocks_per_sm_dk() {
   static const int blocks = [] {
-    auto kern = chunk_scan_tc_kernel<T, DK, NB, SPLIT, false>;
-    const int bytes = (int)Smem<DK, NB, SPLIT>::kBytes;
+    auto kern = chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false>;
+    const int bytes = (int)Smem<DK, NB, WG, SPLIT>::kBytes;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     int n = 0;
-    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kThreads, bytes));
+    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kThreadsOf<WG>, bytes));
     return n > 0 ? n : 1;
   }();
   return blocks;
 }
 
+// 64-column tiles resident on one multiprocessor (blocks per SM times tiles per block).
 template <class T, bool SPLIT>
-int blocks_per_sm_split(int dk) {
-  return with_config(dk, [](auto d, auto nb) {
-    return blocks_per_sm_dk<T, decltype(d)::value, decltype(nb)::value, SPLIT>();
+int tiles_per_sm_split(int dk, int dv) {
+  return with_config(dk, dv, [](auto d, auto nb, auto wg) {
+    return decltype(wg)::value * blocks_per_sm_dk<T, decltype(d)::value, decltype(nb)::value,
+                                                  decltype(wg)::value, SPLIT>();
   });
 }
 
 template <class T>
-int blocks_per_sm(int dk, bool compensated) {
-  return compensated ? blocks_per_sm_split<T, true>(dk) : blocks_per_sm_split<T, false>(dk);
+int tiles_per_sm(int dk, int dv, bool compensated) {
+  return compensated ? tiles_per_sm_split<T, true>(dk, dv) : tiles_per_sm_split<T, false>(dk, dv);
 }
 
 }  // namespace tc

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# env_ab.sh: one device call that judges a kernel variant selected by an environment variable:
+# builds once, runs the attention gpu tests, the rounded-intermediates tests and memcheck +
+# racecheck on small cases under each value, then alternating benchmark runs of every value
+# (same build, same GPU), rows printed last.
+#
+# Usage: VAR=TNL_CUDA_TC_WIDE VALUES="0 1 2" OUT=<dir> bench/cuda/env_ab.sh [build-dir]
+#   RUNS=2      alternating runs of each value
+#   SHAPES=...  `tnl bench attn` shape arguments, ';'-separated (default: B=4 H=32 D=128 at 1K
+#               and 32K, B=1 H=16 D=128 at 128K, B=8 H=16 D=64 at 8K)
+#   MODES="rounded compensated"  intermediates modes timed
+#   TESTS=0     benchmarks only
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VAR=${VAR:?set VAR, the environment variable that selects the variant}
+VALUES=${VALUES:?set VALUES, e.g. "0 1"}
+BUILD=${1:-build-gpu}
+OUT=${OUT:-$BUILD/out}
+RUNS=${RUNS:-2}
+MODES=${MODES:-rounded compensated}
+SHAPES=${SHAPES:-"--batch 4 --heads 32 --dim 128 --seqlens 1024,32768;--batch 1 --heads 16 --dim 128 --seqlens 131072;--batch 8 --heads 16 --dim 64 --seqlens 8192"}
+mkdir -p "$OUT"
+source scripts/deps-env.sh
+GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
+SECONDS=0
+cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON "-DTNL_CUDA_GENCODE=$GENCODE" \
+  -DCMAKE_CUDA_FLAGS=-Xptxas=-v >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+if ! ninja -C "$BUILD" -j16 tnl_cli backends_cuda_test_attention_cuda backends_cuda_test_rounded_cuda \
+  >"$OUT/build.log" 2>&1; then
+  grep -n -A12 -m8 "error" "$OUT/build.log" | head -80
+  echo "env_ab: build FAILED"
+  exit 1
+fi
+echo "env_ab: built in ${SECONDS}s"
+T=$BUILD/tests
+if [ "${TESTS:-1}" = 1 ]; then
+  run_test() {  # $1 = label, rest = command
+    local label=$1; shift
+    SECONDS=0
+    if "$@" >"$OUT/$label.log" 2>&1; then
+      echo "env_ab: $label passed (${SECONDS}s): $(grep -E '^\[  PASSED' "$OUT/$label.log")"
+    else
+      echo "env_ab: $label FAILED (${SECONDS}s)"
+      grep -E "Failure|Expected|Which is|error|\[  FAILED|ERROR|Hazard|Invalid" "$OUT/$label.log" | head -30
+    fi
+  }
+  for v in $VALUES; do
+    run_test "attention_$v" env "$VAR=$v" $T/backends_cuda_test_attention_cuda --gtest_filter='-*LongSequence1e6*'
+    run_test "rounded_$v" env "$VAR=$v" $T/backends_cuda_test_rounded_cuda
+    for tool in memcheck racecheck; do
+      SECONDS=0
+      env "$VAR=$v" compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_attention_cuda \
+        --gtest_filter='*SmallForSanitizers*' >"$OUT/${tool}_$v.log" 2>&1
+      r1=$?
+      env "$VAR=$v" compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_rounded_cuda \
+        --gtest_filter='*bf16_N65:*bf16_D128_E128:*f16_varlen' >>"$OUT/${tool}_$v.log" 2>&1
+      echo "env_ab: $VAR=$v $tool rc=$r1,$? (${SECONDS}s): $(grep -cE 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$OUT/${tool}_$v.log") of 2 runs clean"
+    done
+  done
+fi
+rows=$OUT/rows.txt
+: >"$rows"
+IFS=';' read -r -a shapes <<<"$SHAPES"
+for i in $(seq "$RUNS"); do
+  for shape in "${shapes[@]}"; do
+    for m in $MODES; do
+      for v in $VALUES; do
+        env "$VAR=$v" $BUILD/tools/tnl bench attn --device cuda --dtype bf16 $shape --no-decode \
+          --no-validate --intermediates $m 2>/dev/null | grep -E '^\| (fwd|bwd)' |
+          sed "s/^/| $VAR=$v | $m /" >>"$rows"
+      done
+    done
+  done
+done
+echo "| variant | intermediates | mode | B | H | N | D | E | dtype | ms | tokens/s | GB/s | TFLOP/s | % of floor | bound | runs |"
+sort -s -t'|' -k3,3 -k7,7 -k5,5 -k4,4 -k2,2 "$rows"
