@@ -74,31 +74,31 @@ inline int buffers_for(int dk) {
   return nb;
 }
 
-// Blocks of two column tiles (128 columns of dv, 16 warps sharing X, Y and the scores) for
-// dk <= 128 and dv > 64, when TNL_CUDA_TC_WIDE asks (1: one input buffer, 2: two); 0 (one
-// column tile per block) otherwise.
-inline int wide_for(int dk, int dv) {
-  static const int w = [] {
+// Blocks of two column tiles (128 columns of dv, 16 warps sharing the X, Y tiles and splitting
+// the scores, two input buffers, one block per SM) for rounded intermediates, 64 < dk <= 128
+// and dv > 64, unless TNL_CUDA_TC_WIDE=0. On the H200 (bench/RESULTS.md) they were 3-7% faster
+// there than two one-tile blocks per SM, and no faster with compensated intermediates (their
+// hi/lo tiles leave room for one buffer only), with one buffer, or at dk = 64.
+inline bool wide_for(int dk, int dv) {
+  static const bool on = [] {
     const char* e = std::getenv("TNL_CUDA_TC_WIDE");
-    return e && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
+    return !(e && e[0] == '0');
   }();
-  return dk <= 128 && dv > kET ? w : 0;
+  return on && dk > 64 && dk <= 128 && dv > kET;
 }
 
 // Calls f(padded DK, buffers, column tiles per block) with the kernel configuration of key dim
 // dk and value dim dv, each as std::integral_constant<int, ...>: the one table that launching
 // and occupancy queries share.
-template <class F>
+template <bool SPLIT, class F>
 decltype(auto) with_config(int dk, int dv, F&& f) {
   using K64 = std::integral_constant<int, 64>;
   using K128 = std::integral_constant<int, 128>;
   using K256 = std::integral_constant<int, 256>;
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
-  switch (wide_for(dk, dv)) {
-    case 1: return dk <= 64 ? f(K64{}, One{}, Two{}) : f(K128{}, One{}, Two{});
-    case 2: return dk <= 64 ? f(K64{}, Two{}, Two{}) : f(K128{}, Two{}, Two{});
-    default: break;
+  if constexpr (!SPLIT) {
+    if (wide_for(dk, dv)) return f(K128{}, Two{}, Two{});
   }
   if (dk <= 64) return f(K64{}, Two{}, One{});
   if (dk <= 128) return buffers_for(dk) == 2 ? f(K128{}, Two{}, One{}) : f(K128{}, One{}, One{});
@@ -622,7 +622,7 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
 
 template <class T, bool SPLIT>
 void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  with_config(p.dk, p.dv, [&](auto dk, auto nb, auto wg) {
+  with_config<SPLIT>(p.dk, p.dv, [&](auto dk, auto nb, auto wg) {
     launch_dk<T, decltype(dk)::value, decltype(nb)::value, decltype(wg)::value, SPLIT>(
         p, sl, local_pass, stream);
   });
@@ -652,7 +652,7 @@ int blocks_per_sm_dk() {
 // 64-column tiles resident on one multiprocessor (blocks per SM times tiles per block).
 template <class T, bool SPLIT>
 int tiles_per_sm_split(int dk, int dv) {
-  return with_config(dk, dv, [](auto d, auto nb, auto wg) {
+  return with_config<SPLIT>(dk, dv, [](auto d, auto nb, auto wg) {
     return decltype(wg)::value * blocks_per_sm_dk<T, decltype(d)::value, decltype(nb)::value,
                                                   decltype(wg)::value, SPLIT>();
   });
