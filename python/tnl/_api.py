@@ -44,7 +44,7 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
     sz = _core.check_inputs(_ATTN, q, k, v, layout, initial_state, cu_seqlens)
     slopes = ops.slopes_tensor(_ATTN, slope, sz.H)
     o, sf = ops.attn(q, k, v, slopes, float(scale), layout, initial_state,
-                     bool(output_final_state), cu_seqlens, intermediates)
+                     bool(output_final_state), cu_seqlens, intermediates, sz)
     return (o, sf) if output_final_state else o
 
 

@@ -22,6 +22,7 @@ INTERMEDIATES = ("compensated", "rounded")
 # Keyed by dtype object (not by name), so that torch.compile traces the checks without breaks.
 _TORCH_DTYPES = {} if _torch is None else {_torch.float32: "f32", _torch.float16: "f16",
                                            _torch.bfloat16: "bf16", _torch.float64: "f64"}
+_TORCH_OF = {name: dt for dt, name in _TORCH_DTYPES.items()}
 _NUMPY_DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64"}
 
 # Sizes of one call: (B, N, H, D, E), S = number of sequences (states), dtype name, device kind.
@@ -33,7 +34,8 @@ def arg_error(fn, arg, msg):
 
 
 def is_numpy(x):
-    return not is_torch(x) and type(x).__module__ == "numpy" and type(x).__name__ == "ndarray"
+    t = type(x)
+    return t.__name__ == "ndarray" and t.__module__ == "numpy"
 
 
 def is_torch(x):
@@ -220,7 +222,10 @@ def slopes_array(fn, slope, heads):
     """
     if is_torch(slope):
         import torch
-        buf = slope.detach().reshape(-1).to(device="cpu", dtype=torch.float32).contiguous()
+        buf = slope.detach()
+        if not (buf.device.type == "cpu" and buf.dtype == torch.float32 and buf.ndim == 1
+                and buf.is_contiguous()):
+            buf = buf.reshape(-1).to(device="cpu", dtype=torch.float32).contiguous()
         n = buf.numel()
     elif is_numpy(slope):
         import numpy as np
@@ -278,20 +283,19 @@ def _empty_like_kind(x, shape, dtype_name):
         import numpy as np
         dt = {"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name]
         return np.empty(shape, dtype=dt)
-    import torch
-    dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-          "f64": torch.float64}[dtype_name]
-    return torch.empty(shape, dtype=dt, device=x.device)
+    return _torch.empty(shape, dtype=_TORCH_OF[dtype_name], device=x.device)
 
 
 def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,
-            intermediates="compensated"):
+            intermediates="compensated", sz=None):
     """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
 
-    `slopes` is anything slopes_array() takes.
+    `slopes` is anything slopes_array() takes. sz: the Sizes of a caller that has already run
+    check_intermediates and check_inputs on these arguments (they are then not run again).
     """
-    check_intermediates(fn, intermediates)
-    sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
+    if sz is None:
+        check_intermediates(fn, intermediates)
+        sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
     owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
     o = _empty_like_kind(v, tuple(v.shape), sz.dtype)
     sdt = state_dtype(sz.dtype)
@@ -308,10 +312,12 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
 
 
 def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-             need_initial_grad, intermediates="compensated"):
-    """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,))."""
-    check_intermediates(fn, intermediates)
-    sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
+             need_initial_grad, intermediates="compensated", sz=None):
+    """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,)).
+    sz: as for forward()."""
+    if sz is None:
+        check_intermediates(fn, intermediates)
+        sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
     owner, slopes_ptr = slopes_array(fn, slopes, sz.H)
     if do.shape[-1] > 1 and do.stride(-1) != 1:  # e.g. an expanded gradient of .sum()
         do = do.contiguous()

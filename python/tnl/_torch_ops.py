@@ -32,11 +32,12 @@ class LightningAttnFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                cu_seqlens, intermediates):
+                cu_seqlens, intermediates, sz):
+        # sz: the Sizes from lightning_attn's checks of these very arguments
         o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                              output_final_state, cu_seqlens, intermediates)
+                              output_final_state, cu_seqlens, intermediates, sz)
         ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
-        ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+        ctx.sz, ctx.scale, ctx.layout, ctx.want_final = sz, scale, layout, output_final_state
         ctx.intermediates = intermediates  # the backward rounds like the forward did
         ctx.set_materialize_grads(False)
         if not output_final_state:
@@ -52,8 +53,8 @@ class LightningAttnFunction(torch.autograd.Function):
         dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
                                          q, k, v, slopes, ctx.scale, ctx.layout,
                                          initial_state, cu_seqlens, need_s0,
-                                         ctx.intermediates)
-        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
+                                         ctx.intermediates, ctx.sz)
+        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None
 
 
 def _plain_eager(*tensors):
@@ -144,10 +145,10 @@ if HAS_CUSTOM_OP:
         return torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-             intermediates):
+             intermediates, sz):
         if _plain_eager(q, k, v, initial_state):
             return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
-                                               output_final_state, cu_seqlens, intermediates)
+                                               output_final_state, cu_seqlens, intermediates, sz)
         return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
                        cu_seqlens, intermediates)
 
@@ -160,9 +161,9 @@ if HAS_CUSTOM_OP:
 else:
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-             intermediates):
+             intermediates, sz):
         return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
-                                           output_final_state, cu_seqlens, intermediates)
+                                           output_final_state, cu_seqlens, intermediates, sz)
 
     def decode(q, k, v, state, slopes, scale):
         with torch.no_grad():
@@ -179,7 +180,10 @@ def slopes_tensor(fn, slope, heads):
         if slope.numel() != heads:
             raise _core.arg_error(fn, "slope", f"expected {heads} values (one per head), got "
                                                f"{slope.numel()}")
-        return slope.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
+        s = slope.detach()
+        if s.device.type == "cpu" and s.dtype == torch.float32 and s.ndim == 1:
+            return s
+        return s.reshape(-1).to(device="cpu", dtype=torch.float32)
     if isinstance(slope, (int, float)):
         values = [float(slope)] * heads
     elif _core.is_numpy(slope):
