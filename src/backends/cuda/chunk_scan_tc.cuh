@@ -1,6 +1,7 @@
 // chunk_scan_tc.cuh: the chunked scan kernel (chunk_scan.h) on tensor cores, for fp16/bf16
-// inputs: mma.sync m16n8k16 with fp32 accumulation, 8 warps, chunk C = 64, 64 columns of dv
-// per block, padded key dim DK ∈ {64, 128, 256}.
+// inputs: mma.sync m16n8k16 with fp32 accumulation, chunk C = 64, padded key dim
+// DK ∈ {64, 128, 256}; a block is 8 warps over one 64-column tile of dv, or 16 warps over two
+// (WG = 2, wide_for below: the tiles share X, Y and the scores).
 //
 // Inputs (X, Y, Z) enter the tensor cores exactly. The three derived operands, the masked
 // scores A, the state S and the decay-weighted values Zw, are split into hi + lo 16-bit
@@ -11,7 +12,8 @@
 //
 // Per chunk (thread-block view):
 //   A  = c·(X Yᵀ ⊙ M)                   (C, C)    warp w: rows 16(w%4), cols 32(w/4)
-//   O  = A Z + α λ^{a+off} X S           (C, ET)   same warp split
+//                                                  (WG = 2: 16 of them, 16·(w/8) further)
+//   O  = A Z + α λ^{a+off} X S           (C, ET)   same warp split, tile w/8
 //   S  = λ^n S + Yᵀ Zw,  Zw_b = β λ^{n-1-b+off} z_b   (DK, ET) fp32 accumulators
 #pragma once
 
@@ -77,8 +79,9 @@ inline int buffers_for(int dk) {
 // Blocks of two column tiles (128 columns of dv, 16 warps sharing the X, Y tiles and splitting
 // the scores, two input buffers, one block per SM) for rounded intermediates, 64 < dk <= 128
 // and dv > 64, unless TNL_CUDA_TC_WIDE=0. On the H200 (bench/RESULTS.md) they were 3-7% faster
-// there than two one-tile blocks per SM, and no faster with compensated intermediates (their
-// hi/lo tiles leave room for one buffer only), with one buffer, or at dk = 64.
+// there than two one-tile blocks per SM; not consistently faster with compensated
+// intermediates (1-2% at N = 32K, 3% slower at 1K), slower with one input buffer, and within
+// noise at dk = 64.
 inline bool wide_for(int dk, int dv) {
   static const bool on = [] {
     const char* e = std::getenv("TNL_CUDA_TC_WIDE");
