@@ -22,21 +22,14 @@ import time
 import torch
 
 import tnl
+from sdpa_python import timer  # bench/ is on the path when run as a script
 
 
 def median_ms(fn, reps, busy_cycles):
-    times = []
-    for _ in range(reps + 2):
-        torch.cuda.synchronize()
-        if busy_cycles:
-            torch.cuda._sleep(busy_cycles)
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times[2:])
+    """Median ms of fn() between CUDA events; busy_cycles > 0: the GPU kept busy that long
+    (torch.cuda._sleep) before each call's first event, so the host's enqueueing is hidden."""
+    busy = (lambda: torch.cuda._sleep(busy_cycles)) if busy_cycles else None
+    return timer("cuda", fn, reps, before=busy)
 
 
 def host_ms(fn, reps):

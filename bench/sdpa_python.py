@@ -20,13 +20,16 @@ DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 DEFAULT_CONFIGS = "4,32,1024,128;4,32,4096,128;4,32,32768,128;1,16,131072,128;8,16,8192,64"
 
 
-def timer(device, fn, reps, warmup=2):
-    """Median milliseconds of fn() (CUDA events on the GPU, perf_counter on the CPU)."""
+def timer(device, fn, reps, warmup=2, before=None):
+    """Median milliseconds of fn() (CUDA events on the GPU, perf_counter on the CPU); before(),
+    when given, runs ahead of each timed call on the GPU, outside the events."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
         if device == "cuda":
+            if before is not None:
+                before()
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             fn()

@@ -577,31 +577,28 @@ TEST_F(AttentionCuda, DeterministicAndStreamCapturable) {
   cudaStream_t stream;
   CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   CK(cudaDeviceSynchronize());
+  // Captures call() on `stream` into a graph, runs the graph once and frees it.
+  auto run_captured = [&](auto&& call) {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    call();
+    CK(cudaStreamEndCapture(stream, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphLaunch(exec, stream));
+    CK(cudaStreamSynchronize(stream));
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+  };
   p.o = seq_tensor(o3.ptr, Layout::bnhd, B, N, H, E);
   p.stream = stream;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  attention_forward(p);
-  CK(cudaStreamEndCapture(stream, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  CK(cudaGraphLaunch(exec, stream));
-  CK(cudaStreamSynchronize(stream));
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
+  ASSERT_NO_FATAL_FAILURE(run_captured([&] { attention_forward(p); }));
   // The backward too: its dk and dv scans fork to side streams and join back inside the graph.
   b.dq = seq_tensor(gq3.ptr, Layout::bnhd, B, N, H, D);
   b.dk = seq_tensor(gk3.ptr, Layout::bnhd, B, N, H, D);
   b.dv = seq_tensor(gv3.ptr, Layout::bnhd, B, N, H, E);
   b.stream = stream;
-  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  attention_backward(b);
-  CK(cudaStreamEndCapture(stream, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  CK(cudaGraphLaunch(exec, stream));
-  CK(cudaStreamSynchronize(stream));
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
+  ASSERT_NO_FATAL_FAILURE(run_captured([&] { attention_backward(b); }));
   CK(cudaStreamDestroy(stream));
 
   auto bytes_of = [](const DevBuf& d) {
