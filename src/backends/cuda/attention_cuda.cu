@@ -99,7 +99,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
 }
 
 // Two non-blocking side streams per device, with the events of a fork and a join, created on
-// first use and kept for the life of the process. `lock` is held while a backward enqueues its
+// first use and kept for the life of the process. `side_lock` is held while a backward enqueues its
 // fork, side-stream work and join, so that concurrent host threads cannot re-record an event
 // between another thread's record and wait.
 struct SideStreams {
