@@ -66,6 +66,14 @@ struct ScanParams {
   // fp16/bf16 (tensor cores): the scores, state and weighted values enter the MMAs as hi + lo
   // pairs (true) or rounded once to the input dtype (false); see chunk_scan_tc.cuh.
   bool compensated = true;
+
+  // The backward's dk scan fused into its dv scan (rounded fp16/bf16, 64 < dk, dv <= 128; see
+  // chunk_scan_tc.cuh): x2 = V (B, N, H, dv) and out2 = dk (B, N, H, dk) beside x = K, y = Q,
+  // z = dO and out = dv.
+  bool fused = false;
+  Rows x2;
+  void* out2 = nullptr;
+  int64_t out2_sb = 0, out2_sn = 0, out2_sh = 0;
 };
 
 // Launchers, one per dtype (one instantiation group per file). `local_pass` runs only the

@@ -39,17 +39,21 @@ constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-
 // Element (row, col) of a shared-memory tile whose rows are ld elements apart.
 __device__ __forceinline__ int at(int row, int col, int ld) { return row * ld + col; }
 
-template <int DK, int NB, int WG, bool SPLIT>
+// FUSED (the backward's dk and dv scans in one, fused_backward in attention_cuda.cu): a fourth input
+// tile X2 = V (C, WG·ET) per buffer and a second score tile A2 = c (V dOᵀ ⊙ M) (C, C).
+template <int DK, int NB, int WG, bool SPLIT, bool FUSED = false>
 struct Smem {  // offsets in 16-bit elements
   static constexpr int kLdK = DK + kPad, kLdE = WG * kET + kPad, kLdC = kC + kPad;
   // Input tiles X, Y (C, DK) and Z (C, WG·ET): NB = 2 buffers (cp.async prefetch of the next
   // chunk), or 1 (two blocks per multiprocessor at DK = 128; DK = 256 fits only one).
   static constexpr int kBuffers = NB;
   static constexpr int kXo = 0, kYo = kC * kLdK, kZo = 2 * kC * kLdK;  // within a buffer
-  static constexpr int kTile = 2 * kC * kLdK + kC * kLdE;
+  static constexpr int kX2o = kZo + kC * kLdE;                   // FUSED only
+  static constexpr int kTile = 2 * kC * kLdK + (FUSED ? 2 : 1) * kC * kLdE;
   static constexpr int kAHi = kBuffers * kTile;                  // (C, C)
   static constexpr int kALo = kAHi + kC * kLdC;                  // (C, C), SPLIT only
-  static constexpr int kSHi = kALo + (SPLIT ? kC * kLdC : 0);    // (DK, WG·ET)
+  static constexpr int kA2 = kALo + (SPLIT ? kC * kLdC : 0);     // (C, C), FUSED only
+  static constexpr int kSHi = kA2 + (FUSED ? kC * kLdC : 0);     // (DK, WG·ET)
   static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, WG·ET), SPLIT only
   static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
   // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
@@ -289,10 +293,18 @@ struct TileStream {
 
 // WG column tiles of 64 per block (1 or 2): with two, warps 8-15 own columns 64-127 in phases
 // 2 and 3 and the 16 warps share the input tiles and split the scores of phase 1.
-template <class T, int DK, int NB, int WG, bool SPLIT, bool kLocal>
-__global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMinBlocks))
+//
+// FUSED (rounded, DK = 128, WG = 2, two buffers; the backward's dv scan with X = K, Y = Q,
+// Z = dO, plus p.x2 = V and p.out2 = dk): the dk scan's state is the transpose of the dv scan's
+// R and its Y, Z are the dv scan's Z, Y, so one pass computes both outputs with one state
+// update: warps 0-7 build A = c (K Qᵀ ⊙ M) and warps 8-15 A2 = c (V dOᵀ ⊙ M) in phase 1,
+// phase 2 writes dv = A dO + α K R and then dk = A2 Q + α V Rᵀ, phase 3 updates R once.
+template <class T, int DK, int NB, int WG, bool SPLIT, bool kLocal, bool FUSED = false>
+__global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED>::kMinBlocks))
     chunk_scan_tc_kernel(const ScanParams p, const Slopes sl, bool vec, bool out_vec2) {
-  using L = Smem<DK, NB, WG, SPLIT>;
+  static_assert(!FUSED || (!SPLIT && WG == 2 && DK == WG * kET),
+                "the fused dk/dv scan: rounded, 128 x 128 state, two column tiles");
+  using L = Smem<DK, NB, WG, SPLIT, FUSED>;
   constexpr int kThreads = kThreadsOf<WG>;
   using O = Ops<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -301,6 +313,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
   T* ALo = sm + L::kALo;
   T* SHi = sm + L::kSHi;   // (DK, WG·ET)
   T* SLo = sm + L::kSLo;
+  T* A2 = sm + L::kA2;     // (C, C), FUSED only
   float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
   float* wt = dec + kC + 2;                              // (C) update weights of this chunk
 
@@ -375,17 +388,20 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
   // Vector loads through cp.async: with two buffers the next chunk's copies are in flight
   // while this one is computed; with one, a chunk's copies are waited for at once.
   TileStream<T, DK, kThreads> xs, ys;
-  TileStream<T, WG * kET, kThreads> zs;
+  TileStream<T, WG * kET, kThreads> zs, x2s;
+  constexpr bool kX2 = FUSED && !kLocal;
   if (vec) {
     if (!kLocal) xs.init(p.x, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
     ys.init(p.y, sq, h, p.reverse, seg_begin, 0, p.dk, L::kLdK);
     zs.init(p.z, sq, h, p.reverse, seg_begin, e0, p.dv, L::kLdE);
+    if (kX2) x2s.init(p.x2, sq, h, p.reverse, seg_begin, 0, p.dv, L::kLdE);
   }
   auto load_async = [&](int buf) {
     T* base = sm + buf * L::kTile;
     if (!kLocal) xs.load(base + L::kXo, L::kLdK, p.x, p.reverse, seg_end);
     ys.load(base + L::kYo, L::kLdK, p.y, p.reverse, seg_end);
     zs.load(base + L::kZo, L::kLdE, p.z, p.reverse, seg_end);
+    if (kX2) x2s.load(base + L::kX2o, L::kLdE, p.x2, p.reverse, seg_end);
     cp_async_commit();
   };
   constexpr bool kPrefetch = L::kBuffers == 2;
@@ -396,6 +412,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
     T* Xs = sm + buf * L::kTile + L::kXo;  // (C, DK)
     T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
     T* Zs = sm + buf * L::kTile + L::kZo;  // (C, WG·ET)
+    T* X2s = sm + buf * L::kTile + L::kX2o;  // (C, WG·ET), FUSED only
     if (vec && kPrefetch) {
       if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
         load_async(buf ^ 1);
@@ -410,6 +427,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
       if (!kLocal) load_tile<T, DK, kThreads>(Xs, L::kLdK, p.x, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
       load_tile<T, DK, kThreads>(Ys, L::kLdK, p.y, sq, h, p.reverse, tau0, seg_end, 0, p.dk);
       load_tile<T, WG * kET, kThreads>(Zs, L::kLdE, p.z, sq, h, p.reverse, tau0, seg_end, e0, p.dv);
+      if (kX2) load_tile<T, WG * kET, kThreads>(X2s, L::kLdE, p.x2, sq, h, p.reverse, tau0, seg_end, 0, p.dv);
     }
     if (!kLocal) {  // S (hi, and lo when SPLIT) for this chunk's X S
 #pragma unroll
@@ -433,8 +451,14 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
       // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh + 8 j for this warp's n-tiles
       // j0 .. j0 + kJ1 - 1 (all four, or with two column tiles two: 16 grp + 32 nh + ...);
       // hi (+ lo) into shared memory.
-      constexpr int kJ1 = 4 / WG;
-      const int j0 = kJ1 * grp;
+      // FUSED: all four n-tiles, warps 8-15 building A2 = c (V dOᵀ ⊙ M) from X2 and Z instead.
+      constexpr int kJ1 = FUSED ? 4 : 4 / WG;
+      const int j0 = FUSED ? 0 : kJ1 * grp;
+      const bool second = FUSED && grp == 1;
+      const T* P1a = second ? X2s : Xs;  // (C, K1) A operand rows
+      const T* P1b = second ? Zs : Ys;   // (C, K1) B operand rows (Bᵀ)
+      const int ld1 = second ? L::kLdE : L::kLdK;
+      T* P1out = second ? A2 : AHi;
       float acc[kJ1][4];
 #pragma unroll
       for (int j = 0; j < kJ1; ++j)
@@ -446,11 +470,11 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
 #pragma unroll 4
         for (int k0 = 0; k0 < DK; k0 += 16) {
           uint32_t a[4];
-          frag_a(a, Xs, L::kLdK, 16 * mt, k0, lane);
+          frag_a(a, P1a, ld1, 16 * mt, k0, lane);
 #pragma unroll
           for (int j = 0; j < kJ1; j += 2) {
             uint32_t b0[2], b1[2];
-            frag_b_n2(b0, b1, Ys, L::kLdK, k0, 32 * nh + 8 * (j0 + j), lane);
+            frag_b_n2(b0, b1, P1b, ld1, k0, 32 * nh + 8 * (j0 + j), lane);
             O::mma(acc[j], a, b0);
             O::mma(acc[j + 1], a, b1);
           }
@@ -465,7 +489,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
           const int b_ = 32 * nh + 8 * j + 2 * t;
           const float v0 = mask_decay[r / 2 - j + 3][0] * acc[jj][r];      // c λ^{a-b}, 0 if b > a
           const float v1 = mask_decay[r / 2 - j + 3][1] * acc[jj][r + 1];  // c λ^{a-b-1}
-          store_split2<T, SPLIT>(AHi + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
+          store_split2<T, SPLIT>(P1out + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
     __syncthreads();
@@ -529,6 +553,63 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
           } else {
             if (e < p.dv) row[e] = O::from_f(v0);
             if (e + 1 < p.dv) row[e + 1] = O::from_f(v1);
+          }
+        }
+      }
+    }
+
+    if constexpr (FUSED && !kLocal) {
+      // Phase 2b: dk = A2 Q + α λ^{a+off} V Rᵀ, rows 16 mt, columns (of D) ec + 32 nh: Q is the
+      // Y tile (C, DK); V the X2 tile (C, E); Rᵀ the B operand read from the rounded R tile
+      // (d rows, e contiguous: n = d, k = e).
+      float oa[4][4], os[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16) {
+        if (k0 > 16 * mt) break;  // A2 is zero right of the diagonal block (warp-uniform)
+        uint32_t a[4];
+        frag_a(a, A2, L::kLdC, 16 * mt, k0, lane);
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+          uint32_t b0[2], b1[2];
+          frag_b_k2(b0, b1, Ys, L::kLdK, k0, ec + 32 * nh + 8 * j, lane);
+          O::mma(oa[j], a, b0);
+          O::mma(oa[j + 1], a, b1);
+        }
+      }
+#pragma unroll 4
+      for (int k0 = 0; k0 < WG * kET; k0 += 16) {
+        uint32_t a[4];
+        frag_a(a, X2s, L::kLdE, 16 * mt, k0, lane);
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+          uint32_t b0[2], b1[2];
+          frag_b_n2(b0, b1, SHi, L::kLdE, k0, ec + 32 * nh + 8 * j, lane);
+          O::mma(os[j], a, b0);
+          O::mma(os[j + 1], a, b1);
+        }
+      }
+      T* out2 = static_cast<T*>(p.out2);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int a_ = 16 * mt + g + 8 * half;
+        if (a_ >= n) continue;
+        const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
+        const float coef = out_coef[half];
+        T* row = out2 + sq.batch * p.out2_sb + (sq.begin + tok) * p.out2_sn + h * p.out2_sh;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int d = ec + 32 * nh + 8 * j + 2 * t;  // even
+          const float v0 = oa[j][2 * half] + coef * os[j][2 * half];
+          const float v1 = oa[j][2 * half + 1] + coef * os[j][2 * half + 1];
+          if (out_vec2) {
+            if (d < p.dk) *reinterpret_cast<typename O::T2*>(row + d) = O::from_f2(v0, v1);
+          } else {
+            if (d < p.dk) row[d] = O::from_f(v0);
+            if (d + 1 < p.dk) row[d + 1] = O::from_f(v1);
           }
         }
       }
@@ -601,9 +682,9 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT>::kMin
   }
 }
 
-template <class T, int DK, int NB, int WG, bool SPLIT>
+template <class T, int DK, int NB, int WG, bool SPLIT, bool FUSED = false>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
-  using L = Smem<DK, NB, WG, SPLIT>;
+  using L = Smem<DK, NB, WG, SPLIT, FUSED>;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
                   (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
@@ -611,12 +692,15 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
     return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
            r.sh % 8 == 0;
   };
-  const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) && (local_pass || al(p.x));
-  // 4-byte output stores of column pairs when every pair is aligned.
+  const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) &&
+                   (local_pass || (al(p.x) && (!FUSED || al(p.x2))));
+  // 4-byte output stores of column pairs when every pair is aligned (both outputs when FUSED).
   const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
-                        p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
-  auto kern = local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true>
-                         : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false>;
+                        p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0 &&
+                        (!FUSED || (p.dk % 2 == 0 && reinterpret_cast<uintptr_t>(p.out2) % 4 == 0 &&
+                                    p.out2_sb % 2 == 0 && p.out2_sn % 2 == 0 && p.out2_sh % 2 == 0));
+  auto kern = local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true, FUSED>
+                         : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false, FUSED>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)L::kBytes));
   kern<<<grid, kThreadsOf<WG>, L::kBytes, stream>>>(p, sl, vec, out_vec2);
@@ -625,6 +709,9 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
 
 template <class T, bool SPLIT>
 void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if constexpr (!SPLIT) {
+    if (p.fused) return launch_dk<T, 128, 2, 2, false, true>(p, sl, local_pass, stream);
+  }
   with_config<SPLIT>(p.dk, p.dv, [&](auto dk, auto nb, auto wg) {
     launch_dk<T, decltype(dk)::value, decltype(nb)::value, decltype(wg)::value, SPLIT>(
         p, sl, local_pass, stream);
