@@ -10,6 +10,7 @@
 #               and 32K, B=1 H=16 D=128 at 128K, B=8 H=16 D=64 at 8K)
 #   MODES="rounded compensated"  intermediates modes timed
 #   TESTS=0     benchmarks only
+#   SAN_ROUNDED=<gtest filter>  the rounded-mode cases run under memcheck and racecheck
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VAR=${VAR:?set VAR, the environment variable that selects the variant}
@@ -53,7 +54,7 @@ if [ "${TESTS:-1}" = 1 ]; then
         --gtest_filter='*SmallForSanitizers*' >"$OUT/${tool}_$v.log" 2>&1
       r1=$?
       env "$VAR=$v" compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_rounded_cuda \
-        --gtest_filter='*bf16_N65:*bf16_D128_E128:*f16_varlen' >>"$OUT/${tool}_$v.log" 2>&1
+        --gtest_filter="${SAN_ROUNDED:-*bf16_N65:*bf16_D128_E128:*f16_varlen}" >>"$OUT/${tool}_$v.log" 2>&1
       echo "env_ab: $VAR=$v $tool rc=$r1,$? (${SECONDS}s): $(grep -cE 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$OUT/${tool}_$v.log") of 2 runs clean"
     done
   done

@@ -7,7 +7,8 @@
 # Usage: bench/cuda/ncu_kernels.sh [build-dir]      (default build-gpu)
 #   ARGS="..."   tnl bench attn arguments (default: bf16, B=1 H=16 D=E=128, N=128K, rounded,
 #                forward and backward)
-#   COUNT=12     kernels profiled (after the bench's first call, which sets things up)
+#   KERNELS=...  regex of the kernel names profiled (default chunk_scan|decode: the attention's)
+#   SKIP=0 COUNT=12  launches of those skipped, then profiled
 #   OUT=<dir>    where the raw CSV goes (default <build-dir>/out)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +17,8 @@ OUT=${OUT:-$BUILD/out}
 mkdir -p "$OUT"
 ARGS=${ARGS:-"--dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --mode fwdbwd --no-decode --no-validate --intermediates rounded --reps 1"}
 csv=$OUT/ncu-kernels-$(echo "$ARGS" | tr -c 'a-zA-Z0-9' '_' | cut -c1-80).csv
-timeout 300 ncu --clock-control none --print-kernel-base demangled --launch-skip "${SKIP:-6}" --launch-count "${COUNT:-12}" --csv \
+timeout 300 ncu --clock-control none --print-kernel-base demangled --kernel-name "regex:${KERNELS:-chunk_scan|decode}" \
+  --launch-skip "${SKIP:-0}" --launch-count "${COUNT:-12}" --csv \
   --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size \
   "$BUILD/tools/tnl" bench attn --device cuda $ARGS >"$csv" 2>"$OUT/ncu-kernels.err" ||
   { echo "ncu_kernels: ncu failed"; tail -20 "$OUT/ncu-kernels.err"; exit 1; }
@@ -32,8 +34,9 @@ for r in rows:
     k[r[col["Metric Name"]]] = (r[col["Metric Unit"]], r[col["Metric Value"]].replace(",", ""))
 def val(k, m, scale):
     unit, v = k.get(m, ("", "nan"))
-    mult = {"nsecond": 1e-3, "usecond": 1, "msecond": 1e3, "byte": 1, "Kbyte": 1e3, "Mbyte": 1e6,
-            "Gbyte": 1e9}.get(unit, 1)
+    mult = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3,
+            "byte": 1, "B": 1, "Kbyte": 1e3, "KB": 1e3, "Mbyte": 1e6, "MB": 1e6, "Gbyte": 1e9,
+            "GB": 1e9}.get(unit, float("nan"))
     return float(v) * mult / scale
 print("| # | kernel | grid | block | us | DRAM read MB | DRAM write MB | GB/s |")
 print("|---|---|---|---|---|---|---|---|")
