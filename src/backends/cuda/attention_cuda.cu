@@ -5,8 +5,8 @@
 // The backward's three scans (dq, dk, dv) are independent: dk and dv (or the one scan that
 // fuses them, fused_backward) run on side streams forked from p.stream with events and joined
 // back to it, so they fill the GPU together with dq (TNL_CUDA_BWD_STREAMS=0 runs them one after
-// the other on p.stream). Event fork/join keeps
-// the backward stream-ordered and capturable in a CUDA graph.
+// the other on p.stream). Event fork/join keeps the backward stream-ordered and capturable in a
+// CUDA graph.
 //
 // No hidden synchronization: nothing here waits on the device. The one workspace (segment
 // states, (S·H, segments, D, E) fp32, only when segments are used) comes from the stream-ordered
@@ -148,18 +148,17 @@ bool fused_backward(const AttnBackwardParams& p) {
     const char* e = std::getenv("TNL_CUDA_BWD_FUSED");
     return !(e && e[0] == '0');
   }();
-  // ~193 KB of shared memory per block (two buffers of K, Q, dO, V tiles, two score tiles, R):
-  // more than an A100 offers.
-  static const bool fits = [] {
-    int dev = 0, optin = 0;
-    TNL_CUDA_CHECK(cudaGetDevice(&dev));
-    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return optin >= 200 * 1024;
-  }();
   const int64_t D = p.shape.dim_qk, E = p.shape.dim_v;
-  return on && fits && p.intermediates == Intermediates::rounded &&
-         (p.dtype == DType::bf16 || p.dtype == DType::f16) && D > 64 && D <= 128 && E > 64 &&
-         E <= 128;
+  if (!on || p.intermediates != Intermediates::rounded ||
+      (p.dtype != DType::bf16 && p.dtype != DType::f16) || D <= 64 || D > 128 || E <= 64 || E > 128)
+    return false;
+  // ~193 KB of shared memory per block (two buffers of K, Q, dO, V tiles, two score tiles, R):
+  // more than an A100 offers. Asked of the current device on every call (a host-side lookup),
+  // so that a process driving GPUs of different kinds picks right on each.
+  int dev = 0, optin = 0;
+  TNL_CUDA_CHECK(cudaGetDevice(&dev));
+  TNL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin >= 200 * 1024;
 }
 
 // The fields every scan shares, from the shape.
