@@ -20,11 +20,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cstdlib>
 #include <type_traits>
 
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/env_switch.h"
 
 namespace tnl::cuda {
 namespace tc {
@@ -73,10 +73,7 @@ struct Smem {  // offsets in 16-bit elements
 inline int buffers_for(int dk) {
   if (dk <= 64) return 2;
   if (dk > 128) return 1;
-  static const int nb = [] {
-    const char* e = std::getenv("TNL_CUDA_TC_BUFFERS");
-    return e && e[0] == '2' ? 2 : 1;
-  }();
+  static const int nb = env_is("TNL_CUDA_TC_BUFFERS", '2') ? 2 : 1;
   return nb;
 }
 
@@ -87,10 +84,7 @@ inline int buffers_for(int dk) {
 // intermediates (1-2% at N = 32K, 3% slower at 1K), slower with one input buffer, and within
 // noise at dk = 64.
 inline bool wide_for(int dk, int dv) {
-  static const bool on = [] {
-    const char* e = std::getenv("TNL_CUDA_TC_WIDE");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = !env_is("TNL_CUDA_TC_WIDE", '0');
   return on && dk > 64 && dk <= 128 && dv > kET;
 }
 
