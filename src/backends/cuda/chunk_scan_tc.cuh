@@ -204,6 +204,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+template <int N>  // all but the newest N groups of this thread complete
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 struct SeqLoc {
   int64_t batch, begin, len;
@@ -344,6 +346,12 @@ __device__ __forceinline__ void store_rows(T* out, int64_t sb, int64_t sn, int64
       }
     }
   }
+}
+
+// Whether every row of r starts 16-byte aligned (16-bit elements): TileStream's vector copies.
+inline bool rows_aligned16(const Rows& r) {
+  return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
+         r.sh % 8 == 0;
 }
 
 // WG column tiles of 64 per block (1 or 2): with two, warps 8-15 own columns 64-127 in phases
@@ -680,10 +688,7 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
                   (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
-  auto al = [](const Rows& r) {
-    return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
-           r.sh % 8 == 0;
-  };
+  auto al = rows_aligned16;
   const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) &&
                    (local_pass || (al(p.x) && (!FUSED || al(p.x2))));
   // 4-byte output stores of column pairs when every pair is aligned (both outputs when FUSED).
@@ -710,8 +715,14 @@ void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaSt
   });
 }
 
+#include "backends/cuda/prepass_tc.cuh"
+
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if (local_pass && prepass_gemm_serves<T>(p)) {  // the pre-pass as one GEMM per segment
+    if (p.compensated) return launch_prepass_gemm<T, true>(p, sl, stream);
+    return launch_prepass_gemm<T, false>(p, sl, stream);
+  }
   if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
   return launch_split<T, false>(p, sl, local_pass, stream);
 }

@@ -338,6 +338,10 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   s.E = 64;
   s.states = true;
   run_case(s, true, rng_, &worst);
+  Case sb = s;  // the same in bf16 at D = E = 128 (the GEMM pre-pass, five chunks a segment)
+  sb.dt = DType::bf16;
+  sb.D = sb.E = 128;
+  run_case(sb, true, rng_, &worst);
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
 }
 
