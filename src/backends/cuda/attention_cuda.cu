@@ -90,7 +90,10 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
     launch_scan(dt, p, sl, false, st);
     return;
   }
-  const size_t bytes = sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.dk * p.dv;
+  p.pre_split = chunk_scan_prepass_split(dt, p, multiprocessors());
+  p.sub_len = p.seg_len / p.pre_split;
+  const size_t bytes =
+      sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.pre_split * p.dk * p.dv;
   void* ws = nullptr;
   TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
   p.seg_states = static_cast<float*>(ws);
@@ -166,6 +169,10 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 }
 
 }  // namespace
+
+int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
+  return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
+}
 
 int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated) {
   if (dt == DType::f16) return chunk_scan_tiles_per_sm_f16(dk, dv, compensated);

@@ -20,6 +20,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <stdexcept>
 #include <type_traits>
 
 #include "backends/cuda/chunk_scan.h"
@@ -423,12 +424,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
                                              : p.init[state_off + (int64_t)d * p.dv + e];
           acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
         }
-        for (int gj = 0; gj < seg; ++gj) {
-          const int64_t end_j = (int64_t)(gj + 1) * p.seg_len;
-          acc += expf(-slope * (float)(seg_begin - end_j)) *
-                 p.seg_states[(shd * p.num_segs + gj) * p.dk * p.dv + (int64_t)d * p.dv + e];
-        }
-        st[i][j][r] = acc;
+        st[i][j][r] = carried_state(p, shd, seg, slope, d, e, acc);
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
@@ -723,6 +719,8 @@ void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t
     if (p.compensated) return launch_prepass_gemm<T, true>(p, sl, stream);
     return launch_prepass_gemm<T, false>(p, sl, stream);
   }
+  if (local_pass && p.pre_split != 1)
+    throw std::logic_error("chunk scan: the chain pre-pass writes one state per segment (pre_split 1)");
   if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
   return launch_split<T, false>(p, sl, local_pass, stream);
 }

@@ -12,13 +12,17 @@
 // w_τ z_τ rounded to bf16 loses no more than the chain's rounding of w·y does (fp16 keeps the
 // chain).
 //
-// One block = one (sequence, head, segment, 128 x 128 tile of the (dk, dv) state); 8 warps,
+// Segments may be split into p.pre_split sub-segments, each its own GEMM with its own local end
+// state (the main pass's prologue, carried_state, sums them), so that (sequence, head)
+// pairs x segments too few to fill the GPU still do.
+//
+// One block = one (sequence, head, sub-segment, 128 x 128 tile of the (dk, dv) state); 8 warps,
 // warp w owning rows 64 (w / 4) .., columns 32 (w % 4) .. of the tile (64 fp32 accumulators a
 // thread). Per chunk of C = 64 scan rows: the Y and Z tiles arrive by cp.async, kStages chunks
 // in flight; the block weights Z in shared memory once (hi, and lo into a scratch tile when
 // SPLIT: the compensated mode's exact w·z), then each warp runs 16 (or 32) MMAs per 16 rows.
 
-constexpr int kPreStages = 4;        // chunks of copies in flight
+constexpr int kPreStages = 3;        // chunks of copies in flight: two blocks per SM fit (rounded)
 constexpr int kPreThreads = 256;
 constexpr int kPreTile = 128;        // state rows and columns per block
 constexpr int kPreLd = kPreTile + kPad;
@@ -30,7 +34,7 @@ constexpr size_t prepass_smem_bytes() {
 }
 
 template <class T, bool SPLIT>
-__global__ void __launch_bounds__(kPreThreads, 1)
+__global__ void __launch_bounds__(kPreThreads, 2)
     prepass_gemm_kernel(const ScanParams p, const Slopes sl) {
   using O = Ops<T>;
   constexpr int kTileEl = kC * kPreLd;
@@ -41,16 +45,16 @@ __global__ void __launch_bounds__(kPreThreads, 1)
   auto Ys = [&](int stage) { return sm + stage * 2 * kTileEl; };          // (C, 128)
   auto Zs = [&](int stage) { return sm + stage * 2 * kTileEl + kTileEl; };  // (C, 128)
 
-  const int segs = p.num_segs - 1;  // the last segment's local state is never needed
-  const int seg = (int)(blockIdx.x % segs);
-  const int64_t shd = blockIdx.x / segs;  // s·H + h
+  const int subs = (p.num_segs - 1) * p.pre_split;  // the last segment's state is never needed
+  const int sub = (int)(blockIdx.x % subs);
+  const int64_t shd = blockIdx.x / subs;  // s·H + h
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
   const int tiles_e = (p.dv + kPreTile - 1) / kPreTile;
   const int d0 = (int)(blockIdx.y / tiles_e) * kPreTile, e0 = (int)(blockIdx.y % tiles_e) * kPreTile;
   const SeqLoc sq = seq_loc(p, s);
-  const int64_t seg_begin = (int64_t)seg * p.seg_len, seg_end = seg_begin + p.seg_len;  // full
-  const int chunks = (int)(p.seg_len / kC);
+  const int64_t seg_begin = (int64_t)sub * p.sub_len, seg_end = seg_begin + p.sub_len;  // full
+  const int chunks = (int)(p.sub_len / kC);
   const float slope = sl.s[h];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int wm = warp / 4, wn = warp % 4;
@@ -141,7 +145,7 @@ __global__ void __launch_bounds__(kPreThreads, 1)
   }
   cp_async_wait_all();  // the trailing empty groups
 
-  float* dst = p.seg_states + (shd * p.num_segs + seg) * p.dk * p.dv;
+  float* dst = p.seg_states + (shd * p.num_segs * p.pre_split + sub) * p.dk * p.dv;
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -154,8 +158,9 @@ __global__ void __launch_bounds__(kPreThreads, 1)
       }
 }
 
-// The GEMM pre-pass serves bf16 scans with 16-byte aligned rows of Y and Z (the cp.async
-// vectors); TNL_CUDA_PREPASS=0 turns it off (the chain in chunk_scan_tc_kernel then runs).
+// The GEMM pre-pass serves bf16 scans with 64 < dk, dv (its 128 x 128 tiles; the chain is
+// faster for smaller states) and 16-byte aligned rows of Y and Z (the cp.async vectors);
+// TNL_CUDA_PREPASS=0 turns it off (the chain in chunk_scan_tc_kernel then runs).
 inline bool prepass_gemm_enabled() {
   static const bool on = !env_is("TNL_CUDA_PREPASS", '0');
   return on;
@@ -164,17 +169,54 @@ inline bool prepass_gemm_enabled() {
 template <class T>
 bool prepass_gemm_serves(const ScanParams& p) {
   return std::is_same_v<T, __nv_bfloat16> && prepass_gemm_enabled() && p.num_segs > 1 &&
-         !p.cu_seqlens && p.seg_len % kC == 0 && p.dk % 8 == 0 && p.dv % 8 == 0 &&
+         !p.cu_seqlens && p.seg_len % kC == 0 && p.dk > 64 && p.dv > 64 && p.dk % 8 == 0 && p.dv % 8 == 0 &&
          rows_aligned16(p.y) && rows_aligned16(p.z);
 }
 
 template <class T, bool SPLIT>
 void launch_prepass_gemm(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1)),
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split),
                   (unsigned)(((p.dk + kPreTile - 1) / kPreTile) * ((p.dv + kPreTile - 1) / kPreTile)));
   constexpr size_t bytes = prepass_smem_bytes<SPLIT>();
   auto kern = prepass_gemm_kernel<T, SPLIT>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
   kern<<<grid, kPreThreads, bytes, stream>>>(p, sl);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+// Blocks of the GEMM pre-pass resident on one multiprocessor (occupancy calculator, once).
+template <class T, bool SPLIT>
+int prepass_blocks_per_sm() {
+  static const int blocks = [] {
+    auto kern = prepass_gemm_kernel<T, SPLIT>;
+    const int bytes = (int)prepass_smem_bytes<SPLIT>();
+    TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    int n = 0;
+    TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kPreThreads, bytes));
+    return n > 0 ? n : 1;
+  }();
+  return blocks;
+}
+
+// Sub-segments per segment: the most (up to 8, each at least 2 chunks, dividing the segment's
+// chunks) that keep the pre-pass's blocks within one wave of `sms` multiprocessors;
+// TNL_CUDA_PREPASS_SPLIT=<1..8> asks for a count (still subject to the divisibility rules).
+template <class T>
+int prepass_split(const ScanParams& p, int sms) {
+  if (p.num_segs <= 1 || !prepass_gemm_serves<T>(p)) return 1;
+  const int64_t tiles = ((p.dk + kPreTile - 1) / kPreTile) * ((p.dv + kPreTile - 1) / kPreTile);
+  const int64_t blocks = p.num_seqs * p.heads * (p.num_segs - 1) * tiles;
+  const int64_t slots = (int64_t)sms * (p.compensated ? prepass_blocks_per_sm<T, true>()
+                                                      : prepass_blocks_per_sm<T, false>());
+  static const int forced = [] {
+    const char* e = std::getenv("TNL_CUDA_PREPASS_SPLIT");
+    return e && e[0] >= '1' && e[0] <= '8' ? e[0] - '0' : 0;
+  }();
+  const int64_t chunks = p.seg_len / kC;
+  int best = 1;
+  for (int k = 2; k <= 8; ++k) {
+    const bool fits = forced ? k <= forced : blocks * k <= slots;
+    if (fits && chunks % k == 0 && chunks / k >= 2) best = k;
+  }
+  return best;
 }
