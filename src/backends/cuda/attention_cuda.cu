@@ -18,7 +18,6 @@
 // an empty sequence (its state passes through: S_final = S0). Out-of-range offsets are the
 // caller's responsibility.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -26,6 +25,7 @@
 #include "backends/cuda/attention_cuda.h"
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/env_switch.h"
 #include "ops/attention/validate.h"
 
 namespace tnl::cuda {
@@ -90,7 +90,10 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
     launch_scan(dt, p, sl, false, st);
     return;
   }
-  const size_t bytes = sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.dk * p.dv;
+  p.pre_split = chunk_scan_prepass_split(dt, p, multiprocessors());
+  p.sub_len = p.seg_len / p.pre_split;
+  const size_t bytes =
+      sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.pre_split * p.dk * p.dv;
   void* ws = nullptr;
   TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
   p.seg_states = static_cast<float*>(ws);
@@ -131,10 +134,7 @@ SideStreams* side_streams(cudaStream_t main) {
 }
 
 bool backward_streams_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("TNL_CUDA_BWD_STREAMS");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = !env_is("TNL_CUDA_BWD_STREAMS", '0');
   return on;
 }
 
@@ -144,10 +144,7 @@ bool backward_streams_enabled() {
 // memory for it; TNL_CUDA_BWD_FUSED=0 runs the two scans apart. On the H200 it made fwd+bwd
 // 10% faster at 4x32x32K and 14% at 1x16x128K, same at 1K (bench/RESULTS.md).
 bool fused_backward(const AttnBackwardParams& p) {
-  static const bool on = [] {
-    const char* e = std::getenv("TNL_CUDA_BWD_FUSED");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = !env_is("TNL_CUDA_BWD_FUSED", '0');
   const int64_t D = p.shape.dim_qk, E = p.shape.dim_v;
   if (!on || p.intermediates != Intermediates::rounded ||
       (p.dtype != DType::bf16 && p.dtype != DType::f16) || D <= 64 || D > 128 || E <= 64 || E > 128)
@@ -172,6 +169,10 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 }
 
 }  // namespace
+
+int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
+  return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
+}
 
 int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated) {
   if (dt == DType::f16) return chunk_scan_tiles_per_sm_f16(dk, dv, compensated);

@@ -61,7 +61,11 @@ struct ScanParams {
   // [g·seg_len, min(L, (g+1)·seg_len)); seg_len is a multiple of the chunk.
   int num_segs = 1;
   int64_t seg_len = INT64_MAX;
-  float* seg_states = nullptr;  // (S·H, num_segs, dk, dv) local end states, fp32 workspace
+  // (S·H, num_segs, pre_split, dk, dv) local end states, fp32 workspace: the GEMM pre-pass
+  // (prepass_tc.cuh) may split each segment into pre_split equal sub-segments of its own.
+  float* seg_states = nullptr;
+  int pre_split = 1;
+  int64_t sub_len = INT64_MAX;  // seg_len / pre_split (no 64-bit division in the kernels)
 
   // fp16/bf16 (tensor cores): the scores, state and weighted values enter the MMAs as hi + lo
   // pairs (true) or rounded once to the input dtype (false); see chunk_scan_tc.cuh.
@@ -93,6 +97,26 @@ int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated);
 size_t chunk_scan_smem_bytes_simt(int dk);
 int chunk_scan_tiles_per_sm_f16(int dk, int dv, bool compensated);
 int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated);
+
+// Sub-segments per segment the pre-pass of `p` (num_segs > 1) writes to seg_states: 1, or more
+// when the GEMM pre-pass (bf16) would leave multiprocessors idle (`sms` of them).
+int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);
+int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);
+
+#ifdef __CUDACC__
+// A segment's state carried in from the segments before it, element (d, e):
+// acc + Σ_j λ^(seg_begin - end_j) S_j over the local end states S_j in seg_states of every
+// (sub-)segment j that ends at or before seg_begin.
+__device__ inline float carried_state(const ScanParams& p, int64_t shd, int seg, float slope,
+                                      int d, int e, float acc) {
+  const int subs = p.pre_split;
+  const int64_t seg_begin = (int64_t)seg * p.seg_len, plane = (int64_t)p.dk * p.dv;
+  for (int j = 0; j < seg * subs; ++j)
+    acc += expf(-slope * (float)(seg_begin - (j + 1) * p.sub_len)) *
+           p.seg_states[(shd * p.num_segs * subs + j) * plane + (int64_t)d * p.dv + e];
+  return acc;
+}
+#endif
 
 // Decode step (decode.cu).
 struct DecodeParams {

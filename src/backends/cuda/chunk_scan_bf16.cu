@@ -10,4 +10,7 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
 int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated) {
   return tc::tiles_per_sm<__nv_bfloat16>(dk, dv, compensated);
 }
+int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms) {
+  return tc::prepass_split<__nv_bfloat16>(p, sms);
+}
 }  // namespace tnl::cuda

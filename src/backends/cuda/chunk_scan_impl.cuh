@@ -137,12 +137,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
                                              : p.init[state_off + (int64_t)d * p.dv + e];
           acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
         }
-        for (int gj = 0; gj < g; ++gj) {
-          const int64_t end_j = (int64_t)(gj + 1) * p.seg_len;
-          const float w = expf(-slope * (float)(seg_begin - end_j));
-          acc += w * p.seg_states[(sh * p.num_segs + gj) * p.dk * p.dv + (int64_t)d * p.dv + e];
-        }
-        st[i][j] = acc;
+        st[i][j] = carried_state(p, sh, g, slope, d, e, acc);
       }
     }
   }

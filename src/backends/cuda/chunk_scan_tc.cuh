@@ -20,11 +20,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cstdlib>
+#include <stdexcept>
 #include <type_traits>
 
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/env_switch.h"
 
 namespace tnl::cuda {
 namespace tc {
@@ -73,10 +74,7 @@ struct Smem {  // offsets in 16-bit elements
 inline int buffers_for(int dk) {
   if (dk <= 64) return 2;
   if (dk > 128) return 1;
-  static const int nb = [] {
-    const char* e = std::getenv("TNL_CUDA_TC_BUFFERS");
-    return e && e[0] == '2' ? 2 : 1;
-  }();
+  static const int nb = env_is("TNL_CUDA_TC_BUFFERS", '2') ? 2 : 1;
   return nb;
 }
 
@@ -87,10 +85,7 @@ inline int buffers_for(int dk) {
 // intermediates (1-2% at N = 32K, 3% slower at 1K), slower with one input buffer, and within
 // noise at dk = 64.
 inline bool wide_for(int dk, int dv) {
-  static const bool on = [] {
-    const char* e = std::getenv("TNL_CUDA_TC_WIDE");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = !env_is("TNL_CUDA_TC_WIDE", '0');
   return on && dk > 64 && dk <= 128 && dv > kET;
 }
 
@@ -210,6 +205,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+template <int N>  // all but the newest N groups of this thread complete
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 struct SeqLoc {
   int64_t batch, begin, len;
@@ -291,6 +288,73 @@ struct TileStream {
   }
 };
 
+// oa = A B for one warp's output fragment, rows 16 mt, columns col + 8 j (j = 0..3): A the
+// masked scores (C, C), rows lda apart (hi, and lo when SPLIT), zero right of the diagonal block
+// so only k0 <= 16 mt is summed; B (C, ·) k-major, rows ldb apart.
+template <class T, bool SPLIT>
+__device__ __forceinline__ void causal_times(float (&oa)[4][4], const T* AHi, const T* ALo, int lda,
+                                             const T* B, int ldb, int col, int mt, int lane) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) oa[j][r] = 0.f;
+#pragma unroll
+  for (int k0 = 0; k0 < kC; k0 += 16) {
+    if (k0 > 16 * mt) break;  // warp-uniform
+    uint32_t ah[4], al[4];
+    frag_a(ah, AHi, lda, 16 * mt, k0, lane);
+    if constexpr (SPLIT) frag_a(al, ALo, lda, 16 * mt, k0, lane);
+#pragma unroll
+    for (int j = 0; j < 4; j += 2) {
+      uint32_t b0[2], b1[2];
+      frag_b_k2(b0, b1, B, ldb, k0, col + 8 * j, lane);
+      O::mma(oa[j], ah, b0);
+      if constexpr (SPLIT) O::mma(oa[j], al, b0);
+      O::mma(oa[j + 1], ah, b1);
+      if constexpr (SPLIT) O::mma(oa[j + 1], al, b1);
+    }
+  }
+}
+
+// Writes one warp's output fragments of a chunk: rows row0 and row0 + 8 (of the n valid rows of
+// the chunk at scan time tau0), columns col0 + 8 j, +1 (j = 0..3; col0 even) of a (B, N, H, dim)
+// tensor, each value oa + coef[row] · os rounded once; columns at or past dim are skipped.
+// vec2: every column pair is 4-byte aligned (one paired store).
+template <class T>
+__device__ __forceinline__ void store_rows(T* out, int64_t sb, int64_t sn, int64_t sh, int dim,
+                                           int col0, int row0, const float (&oa)[4][4],
+                                           const float (&os)[4][4], const float (&coef)[2],
+                                           const SeqLoc& sq, int h, bool reverse, int64_t tau0,
+                                           int n, bool vec2) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int a = row0 + 8 * half;
+    if (a >= n) continue;
+    const int64_t tok = reverse ? sq.len - 1 - (tau0 + a) : tau0 + a;
+    T* row = out + sq.batch * sb + (sq.begin + tok) * sn + h * sh;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = col0 + 8 * j;
+      const float v0 = oa[j][2 * half] + coef[half] * os[j][2 * half];
+      const float v1 = oa[j][2 * half + 1] + coef[half] * os[j][2 * half + 1];
+      if (vec2) {
+        if (c < dim) *reinterpret_cast<typename O::T2*>(row + c) = O::from_f2(v0, v1);
+      } else {
+        if (c < dim) row[c] = O::from_f(v0);
+        if (c + 1 < dim) row[c + 1] = O::from_f(v1);
+      }
+    }
+  }
+}
+
+// Whether every row of r starts 16-byte aligned (16-bit elements): TileStream's vector copies.
+inline bool rows_aligned16(const Rows& r) {
+  return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
+         r.sh % 8 == 0;
+}
+
 // WG column tiles of 64 per block (1 or 2): with two, warps 8-15 own columns 64-127 in phases
 // 2 and 3 and the 16 warps share the input tiles and split the scores of phase 1.
 //
@@ -360,12 +424,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
                                              : p.init[state_off + (int64_t)d * p.dv + e];
           acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
         }
-        for (int gj = 0; gj < seg; ++gj) {
-          const int64_t end_j = (int64_t)(gj + 1) * p.seg_len;
-          acc += expf(-slope * (float)(seg_begin - end_j)) *
-                 p.seg_states[(shd * p.num_segs + gj) * p.dk * p.dv + (int64_t)d * p.dv + e];
-        }
-        st[i][j][r] = acc;
+        st[i][j][r] = carried_state(p, shd, seg, slope, d, e, acc);
       }
 
   const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
@@ -492,7 +551,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
           store_split2<T, SPLIT>(P1out + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
-    __syncthreads();
+    if constexpr (!kLocal) __syncthreads();  // the scores are complete (the pre-pass has none)
 
     if (!kLocal) {
       // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns ec + 32 nh.
@@ -500,23 +559,8 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
-#pragma unroll
-      for (int k0 = 0; k0 < kC; k0 += 16) {
-        if (k0 > 16 * mt) break;  // A is zero right of the diagonal block (warp-uniform)
-        uint32_t ah[4], al[4];
-        frag_a(ah, AHi, L::kLdC, 16 * mt, k0, lane);
-        if constexpr (SPLIT) frag_a(al, ALo, L::kLdC, 16 * mt, k0, lane);
-#pragma unroll
-        for (int j = 0; j < 4; j += 2) {
-          uint32_t b0[2], b1[2];
-          frag_b_k2(b0, b1, Zs, L::kLdE, k0, ec + 32 * nh + 8 * j, lane);
-          O::mma(oa[j], ah, b0);
-          if constexpr (SPLIT) O::mma(oa[j], al, b0);
-          O::mma(oa[j + 1], ah, b1);
-          if constexpr (SPLIT) O::mma(oa[j + 1], al, b1);
-        }
-      }
+        for (int r = 0; r < 4; ++r) os[j][r] = 0.f;
+      causal_times<T, SPLIT>(oa, AHi, ALo, L::kLdC, Zs, L::kLdE, ec + 32 * nh, mt, lane);
 #pragma unroll 4
       for (int k0 = 0; k0 < DK; k0 += 16) {
         uint32_t a[4];
@@ -535,27 +579,9 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
           }
         }
       }
-      T* out = static_cast<T*>(p.out);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int a_ = 16 * mt + g + 8 * half;
-        if (a_ >= n) continue;
-        const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
-        const float coef = out_coef[half];
-        T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int e = e0 + ec + 32 * nh + 8 * j + 2 * t;  // even
-          const float v0 = oa[j][2 * half] + coef * os[j][2 * half];
-          const float v1 = oa[j][2 * half + 1] + coef * os[j][2 * half + 1];
-          if (out_vec2) {
-            if (e < p.dv) *reinterpret_cast<typename O::T2*>(row + e) = O::from_f2(v0, v1);
-          } else {
-            if (e < p.dv) row[e] = O::from_f(v0);
-            if (e + 1 < p.dv) row[e + 1] = O::from_f(v1);
-          }
-        }
-      }
+      store_rows<T>(static_cast<T*>(p.out), p.out_sb, p.out_sn, p.out_sh, p.dv,
+                    e0 + ec + 32 * nh + 2 * t, 16 * mt + g, oa, os, out_coef, sq, h, p.reverse,
+                    tau0, n, out_vec2);
     }
 
     if constexpr (FUSED && !kLocal) {
@@ -566,20 +592,8 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) oa[j][r] = os[j][r] = 0.f;
-#pragma unroll
-      for (int k0 = 0; k0 < kC; k0 += 16) {
-        if (k0 > 16 * mt) break;  // A2 is zero right of the diagonal block (warp-uniform)
-        uint32_t a[4];
-        frag_a(a, A2, L::kLdC, 16 * mt, k0, lane);
-#pragma unroll
-        for (int j = 0; j < 4; j += 2) {
-          uint32_t b0[2], b1[2];
-          frag_b_k2(b0, b1, Ys, L::kLdK, k0, ec + 32 * nh + 8 * j, lane);
-          O::mma(oa[j], a, b0);
-          O::mma(oa[j + 1], a, b1);
-        }
-      }
+        for (int r = 0; r < 4; ++r) os[j][r] = 0.f;
+      causal_times<T, false>(oa, A2, A2, L::kLdC, Ys, L::kLdK, ec + 32 * nh, mt, lane);
 #pragma unroll 4
       for (int k0 = 0; k0 < WG * kET; k0 += 16) {
         uint32_t a[4];
@@ -592,27 +606,9 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
           O::mma(os[j + 1], a, b1);
         }
       }
-      T* out2 = static_cast<T*>(p.out2);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int a_ = 16 * mt + g + 8 * half;
-        if (a_ >= n) continue;
-        const int64_t tok = p.reverse ? sq.len - 1 - (tau0 + a_) : tau0 + a_;
-        const float coef = out_coef[half];
-        T* row = out2 + sq.batch * p.out2_sb + (sq.begin + tok) * p.out2_sn + h * p.out2_sh;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int d = ec + 32 * nh + 8 * j + 2 * t;  // even
-          const float v0 = oa[j][2 * half] + coef * os[j][2 * half];
-          const float v1 = oa[j][2 * half + 1] + coef * os[j][2 * half + 1];
-          if (out_vec2) {
-            if (d < p.dk) *reinterpret_cast<typename O::T2*>(row + d) = O::from_f2(v0, v1);
-          } else {
-            if (d < p.dk) row[d] = O::from_f(v0);
-            if (d + 1 < p.dk) row[d + 1] = O::from_f(v1);
-          }
-        }
-      }
+      store_rows<T>(static_cast<T*>(p.out2), p.out2_sb, p.out2_sn, p.out2_sh, p.dk,
+                    ec + 32 * nh + 2 * t, 16 * mt + g, oa, os, out_coef, sq, h, p.reverse, tau0,
+                    n, out_vec2);
     }
 
     // Phase 3: S = λ^n S + (W Y)ᵀ Z, W = diag(β λ^{n-1-b+off}) applied to the Yᵀ fragments in
@@ -688,10 +684,7 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
                   (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
-  auto al = [](const Rows& r) {
-    return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
-           r.sh % 8 == 0;
-  };
+  auto al = rows_aligned16;
   const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) &&
                    (local_pass || (al(p.x) && (!FUSED || al(p.x2))));
   // 4-byte output stores of column pairs when every pair is aligned (both outputs when FUSED).
@@ -718,8 +711,16 @@ void launch_split(const ScanParams& p, const Slopes& sl, bool local_pass, cudaSt
   });
 }
 
+#include "backends/cuda/prepass_tc.cuh"
+
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
+  if (local_pass && prepass_gemm_serves<T>(p)) {  // the pre-pass as one GEMM per segment
+    if (p.compensated) return launch_prepass_gemm<T, true>(p, sl, stream);
+    return launch_prepass_gemm<T, false>(p, sl, stream);
+  }
+  if (local_pass && p.pre_split != 1)
+    throw std::logic_error("chunk scan: the chain pre-pass writes one state per segment (pre_split 1)");
   if (p.compensated) return launch_split<T, true>(p, sl, local_pass, stream);
   return launch_split<T, false>(p, sl, local_pass, stream);
 }
