@@ -70,11 +70,68 @@ __device__ __forceinline__ void store_qkvu(const GemvArgs& in, int m, int n, flo
   }
 }
 
+// Input row m's value from features x (before the norm) and u (the gate, or the GLU's second
+// half), inv the row's 1 / rms (1 for glu), rounded to bf16 and stored at dst (4 features).
+__device__ __forceinline__ void store_input4(const GemvArgs& in, float4 x, float4 u4, float inv, bf16* dst) {
+  float4 r;
+  if (in.mode == GemvInput::rms) {
+    r = make_float4(x.x * inv, x.y * inv, x.z * inv, x.w * inv);
+  } else if (in.mode == GemvInput::rms_gate) {
+    r = make_float4(x.x * inv * u4.x, x.y * inv * u4.y, x.z * inv * u4.z, x.w * inv * u4.w);
+  } else {
+    r = make_float4(x.x * u4.x, x.y * u4.y, x.z * u4.z, x.w * u4.w);
+  }
+  __nv_bfloat162 lo = __floats2bfloat162_rn(r.x, r.y), hi = __floats2bfloat162_rn(r.z, r.w);
+  uint2 packed;
+  packed.x = *reinterpret_cast<unsigned*>(&lo);
+  packed.y = *reinterpret_cast<unsigned*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = packed;
+}
+
+// The gate (rms_gate) or the GLU's second half (glu) of features 4g..4g+3 of row m.
+__device__ __forceinline__ float4 load_other4(const GemvArgs& in, int m, int K, int g) {
+  if (in.mode == GemvInput::rms_gate) return *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
+  return *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
+}
+
 // The input rows into xs (M, K) bf16, 4 features per thread per load, each pass's loads
-// issued together: the same values as the scalar form (see gemv_kernel).
+// issued together: the same values as the scalar form (see gemv_kernel). A row of at most
+// kThreads · kFormUnroll · 4 features (K = 2048 in the released shapes) is read once: its
+// features, gate or second half all in one round of loads, kept in registers across the norm's
+// block sum (the critical path after the wait on the kernel before holds one round of L2
+// latency instead of two).
 template <int M>
 __device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* xs) {
   const int K4 = K / 4;
+  if (K4 <= kThreads * kFormUnroll) {
+    for (int m = 0; m < M; ++m) {
+      float4 x[kFormUnroll], u4[kFormUnroll];
+#pragma unroll
+      for (int u = 0; u < kFormUnroll; ++u) {
+        const int g = threadIdx.x + u * kThreads;
+        u4[u] = make_float4(0.f, 0.f, 0.f, 0.f);  // rms: unused
+        if (g < K4) {
+          x[u] = load_input4(in, m, K, g);
+          if (in.mode != GemvInput::rms) u4[u] = load_other4(in, m, K, g);
+        }
+      }
+      float inv = 1.f;
+      if (in.mode != GemvInput::glu) {
+        float ss = 0.f;
+#pragma unroll
+        for (int u = 0; u < kFormUnroll; ++u)
+          if (threadIdx.x + u * kThreads < K4)
+            ss += x[u].x * x[u].x + x[u].y * x[u].y + x[u].z * x[u].z + x[u].w * x[u].w;
+        inv = inv_rms(cuda_common::block_sum<kThreads>(ss), K);
+      }
+#pragma unroll
+      for (int u = 0; u < kFormUnroll; ++u) {
+        const int g = threadIdx.x + u * kThreads;
+        if (g < K4) store_input4(in, x[u], u4[u], inv, xs + (int64_t)m * K + 4 * g);
+      }
+    }
+    return;
+  }
   for (int m = 0; m < M; ++m) {
     float inv = 1.f;
     if (in.mode != GemvInput::glu) {
@@ -95,30 +152,16 @@ __device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* 
 #pragma unroll
       for (int u = 0; u < kFormUnroll; ++u) {
         const int g = g0 + u * kThreads;
+        u4[u] = make_float4(0.f, 0.f, 0.f, 0.f);  // rms: unused
         if (g < K4) {
           x[u] = load_input4(in, m, K, g);
-          if (in.mode == GemvInput::rms_gate) u4[u] = *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
-          else if (in.mode == GemvInput::glu) u4[u] = *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
+          if (in.mode != GemvInput::rms) u4[u] = load_other4(in, m, K, g);
         }
       }
 #pragma unroll
       for (int u = 0; u < kFormUnroll; ++u) {
         const int g = g0 + u * kThreads;
-        if (g >= K4) continue;
-        float4 r;
-        if (in.mode == GemvInput::rms) {
-          r = make_float4(x[u].x * inv, x[u].y * inv, x[u].z * inv, x[u].w * inv);
-        } else if (in.mode == GemvInput::rms_gate) {
-          r = make_float4(x[u].x * inv * u4[u].x, x[u].y * inv * u4[u].y, x[u].z * inv * u4[u].z,
-                          x[u].w * inv * u4[u].w);
-        } else {
-          r = make_float4(x[u].x * u4[u].x, x[u].y * u4[u].y, x[u].z * u4[u].z, x[u].w * u4[u].w);
-        }
-        __nv_bfloat162 lo = __floats2bfloat162_rn(r.x, r.y), hi = __floats2bfloat162_rn(r.z, r.w);
-        uint2 packed;
-        packed.x = *reinterpret_cast<unsigned*>(&lo);
-        packed.y = *reinterpret_cast<unsigned*>(&hi);
-        *reinterpret_cast<uint2*>(xs + (int64_t)m * K + 4 * g) = packed;
+        if (g < K4) store_input4(in, x[u], u4[u], inv, xs + (int64_t)m * K + 4 * g);
       }
     }
   }
