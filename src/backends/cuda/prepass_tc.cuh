@@ -22,26 +22,28 @@
 // in flight; the block weights Z in shared memory once (hi, and lo into a scratch tile when
 // SPLIT: the compensated mode's exact w·z), then each warp runs 16 (or 32) MMAs per 16 rows.
 
-constexpr int kPreStages = 3;        // chunks of copies in flight: two blocks per SM fit (rounded)
 constexpr int kPreThreads = 256;
 constexpr int kPreTile = 128;        // state rows and columns per block
 constexpr int kPreLd = kPreTile + kPad;
 
-template <bool SPLIT>
+// STAGES chunks of copies in flight; two blocks per SM fit with 3 stages when rounded, with 2
+// when compensated (SPLIT: the lo scratch tile).
+template <bool SPLIT, int STAGES>
 constexpr size_t prepass_smem_bytes() {
-  // kPreStages x (Y, Z) tiles (C, 128), the lo scratch tile when SPLIT, the chunk's weights
-  return 2 * ((size_t)kPreStages * 2 + (SPLIT ? 1 : 0)) * kC * kPreLd + sizeof(float) * kC;
+  // STAGES x (Y, Z) tiles (C, 128), the lo scratch tile when SPLIT, the chunk's weights
+  return 2 * ((size_t)STAGES * 2 + (SPLIT ? 1 : 0)) * kC * kPreLd + sizeof(float) * kC;
 }
 
-template <class T, bool SPLIT>
+template <class T, bool SPLIT, int STAGES>
 __global__ void __launch_bounds__(kPreThreads, 2)
     prepass_gemm_kernel(const ScanParams p, const Slopes sl) {
+  constexpr int kStages = STAGES;
   using O = Ops<T>;
   constexpr int kTileEl = kC * kPreLd;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sm = reinterpret_cast<T*>(smem_raw);
-  T* Zlo = sm + kPreStages * 2 * kTileEl;                                  // (C, 128), SPLIT
-  float* wts = reinterpret_cast<float*>(sm + (kPreStages * 2 + (SPLIT ? 1 : 0)) * kTileEl);  // (C)
+  T* Zlo = sm + kStages * 2 * kTileEl;                                  // (C, 128), SPLIT
+  float* wts = reinterpret_cast<float*>(sm + (kStages * 2 + (SPLIT ? 1 : 0)) * kTileEl);  // (C)
   auto Ys = [&](int stage) { return sm + stage * 2 * kTileEl; };          // (C, 128)
   auto Zs = [&](int stage) { return sm + stage * 2 * kTileEl + kTileEl; };  // (C, 128)
 
@@ -68,7 +70,7 @@ __global__ void __launch_bounds__(kPreThreads, 2)
     cp_async_commit();
   };
 #pragma unroll
-  for (int c = 0; c < kPreStages - 1; ++c) {
+  for (int c = 0; c < kStages - 1; ++c) {
     if (c < chunks) load(c);
     else cp_async_commit();  // an empty group keeps the wait count below fixed
   }
@@ -82,9 +84,9 @@ __global__ void __launch_bounds__(kPreThreads, 2)
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
   for (int c = 0; c < chunks; ++c) {
-    const int stage = c % kPreStages;
+    const int stage = c % kStages;
     // Chunk c's copies (group c of the NS - 1 + c committed) have landed for this thread.
-    cp_async_wait<kPreStages - 2>();
+    cp_async_wait<kStages - 2>();
     if (threadIdx.x < kC) {
       const int b = threadIdx.x;  // w = β λ^(end - 1 - τ + off), τ = seg_begin + C c + b
       const float steps = (float)((chunks - 1 - c) * kC + (kC - 1 - b) + p.off_upd);
@@ -93,7 +95,7 @@ __global__ void __launch_bounds__(kPreThreads, 2)
     // Everyone's copies of chunk c and the weights are visible; every warp is past chunk
     // c - 1's MMAs, so its stage, the lo scratch and (already) the weights may be rewritten.
     __syncthreads();
-    if (c + kPreStages - 1 < chunks) load((c + kPreStages - 1) % kPreStages);
+    if (c + kStages - 1 < chunks) load((c + kStages - 1) % kStages);
     else cp_async_commit();
 
     // Z ← w ⊙ Z rounded to T (hi), the remainder into Zlo when SPLIT: 8 values a vector.
@@ -173,23 +175,38 @@ bool prepass_gemm_serves(const ScanParams& p) {
          rows_aligned16(p.y) && rows_aligned16(p.z);
 }
 
-template <class T, bool SPLIT>
-void launch_prepass_gemm(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+// Stages of the pre-pass: 3 when rounded; 2 when compensated (two blocks per SM), 3 with
+// TNL_CUDA_PREPASS_STAGES=3 (one block per SM).
+template <bool SPLIT>
+int prepass_stages() {
+  static const bool three = env_is("TNL_CUDA_PREPASS_STAGES", '3');
+  return SPLIT && !three ? 2 : 3;
+}
+
+template <class T, bool SPLIT, int STAGES>
+void launch_prepass_gemm_staged(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split),
                   (unsigned)(((p.dk + kPreTile - 1) / kPreTile) * ((p.dv + kPreTile - 1) / kPreTile)));
-  constexpr size_t bytes = prepass_smem_bytes<SPLIT>();
-  auto kern = prepass_gemm_kernel<T, SPLIT>;
+  constexpr size_t bytes = prepass_smem_bytes<SPLIT, STAGES>();
+  auto kern = prepass_gemm_kernel<T, SPLIT, STAGES>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
   kern<<<grid, kPreThreads, bytes, stream>>>(p, sl);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+template <class T, bool SPLIT>
+void launch_prepass_gemm(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (prepass_stages<SPLIT>() == 2) return launch_prepass_gemm_staged<T, SPLIT, 2>(p, sl, stream);
+  launch_prepass_gemm_staged<T, SPLIT, 3>(p, sl, stream);
 }
 
 // Blocks of the GEMM pre-pass resident on one multiprocessor (occupancy calculator, once).
 template <class T, bool SPLIT>
 int prepass_blocks_per_sm() {
   static const int blocks = [] {
-    auto kern = prepass_gemm_kernel<T, SPLIT>;
-    const int bytes = (int)prepass_smem_bytes<SPLIT>();
+    const bool two = prepass_stages<SPLIT>() == 2;
+    auto kern = two ? prepass_gemm_kernel<T, SPLIT, 2> : prepass_gemm_kernel<T, SPLIT, 3>;
+    const int bytes = (int)(two ? prepass_smem_bytes<SPLIT, 2>() : prepass_smem_bytes<SPLIT, 3>());
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     int n = 0;
     TNL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kPreThreads, bytes));

@@ -338,8 +338,9 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   s.E = 64;
   s.states = true;
   run_case(s, true, rng_, &worst);
-  Case sb = s;  // the same in bf16 at D = E = 128 (the GEMM pre-pass, five chunks a segment)
-  sb.dt = DType::bf16;
+  Case sb = s;  // bf16 at D = E = 128: the GEMM pre-pass, four segments of four chunks, each
+  sb.dt = DType::bf16;  // split in two sub-segments
+  sb.N = 1024;
   sb.D = sb.E = 128;
   run_case(sb, true, rng_, &worst);
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
@@ -395,12 +396,12 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     c.slope_max = 0.001;
     run_case(c, true, rng_, &worst);
   }
-  {  // one (sequence, head), 32 segments of 4 chunks: bf16's GEMM pre-pass splits them in two
+  {  // one (sequence, head), 16 segments of 4 chunks: bf16's GEMM pre-pass splits them in two
     Case c;
     c.dt = DType::bf16;
     c.B = 1;
     c.H = 1;
-    c.N = 8192;
+    c.N = 4096;
     c.D = 128;
     c.E = 128;
     c.states = true;
