@@ -4,7 +4,7 @@
 # under each value (and compute-sanitizer memcheck on the decode-attention test). Every step
 # runs under a timeout, so that a hang costs a minute, not the call.
 #
-# Usage: VAR=TNL_ATTN_IN_GEMV VALUES="0 1" bench/decode_env_ab.sh [build-dir] [runs]   (default build-gpudecode, 3)
+# Usage: VAR=TNL_GEMV_VEC VALUES="0 1" bench/decode_env_ab.sh [build-dir] [runs]   (default build-gpudecode, 3)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VAR=${VAR:?set VAR}
