@@ -6,7 +6,8 @@
 # Usage: git archive <base-rev> | tar -x -C ab-old    (a plain directory: the device copy has no .git)
 #        bench/attn_ab.sh ab-old [runs]                 (default 3 runs of each)
 #   ARGS="..."   tnl bench attn arguments (default: bf16, B=4 H=32 D=E=128, N=1K and 32K, fwd and
-#                fwd+bwd, rounded intermediates)
+#                fwd+bwd, rounded intermediates); several configurations separated by ';', each
+#                run alternating the trees on every one
 # Builds ab-old into build-ab-old and this tree into build-ab-new, then prints the rows of each run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,14 @@ G="-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
 (cmake -S . -B build-ab-new -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-new -j8 tnl_cli >/dev/null 2>&1) &
 wait
 [ -x build-ab-old/tools/tnl ] && [ -x build-ab-new/tools/tnl ] || { echo "attn_ab: a build failed"; exit 1; }
-echo "tnl bench attn --device cuda $ARGS"
-echo "| tree | run | mode | B | H | N | D | E | dtype | ms | tokens/s | GB/s | TFLOP/s | % of floor | bound | runs |"
+IFS=';' read -r -a configs <<<"$ARGS"
+for c in "${!configs[@]}"; do echo "config $c: tnl bench attn --device cuda ${configs[$c]}"; done
+echo "| config | tree | run | mode | B | H | N | D | E | dtype | ms | tokens/s | GB/s | TFLOP/s | % of floor | bound | runs |"
 for i in $(seq "$RUNS"); do
-  for b in build-ab-old build-ab-new; do
-    "$b/tools/tnl" bench attn --device cuda $ARGS 2>/dev/null | grep -E '^\| (fwd|bwd|decode)' | sed "s/^/| $b | $i /"
+  for c in "${!configs[@]}"; do
+    for b in build-ab-old build-ab-new; do
+      "$b/tools/tnl" bench attn --device cuda ${configs[$c]} 2>/dev/null | grep -E '^\| (fwd|bwd|decode)' |
+        sed "s/^/| $c | $b | $i /"
+    done
   done
-done
+done | sort -s -t'|' -k2,2n -k5,5 -k8,8 -k3,3
