@@ -215,9 +215,8 @@ int prepass_blocks_per_sm() {
   return blocks;
 }
 
-// Sub-segments per segment: the most (up to 8, each at least 2 chunks, dividing the segment's
-// chunks) that keep the pre-pass's blocks within one wave of `sms` multiprocessors;
-// TNL_CUDA_PREPASS_SPLIT=<1..8> asks for a count (still subject to the divisibility rules).
+// Sub-segments per segment (prepass_split_count, chunk_scan.h) for one wave of the pre-pass's
+// blocks on `sms` multiprocessors; TNL_CUDA_PREPASS_SPLIT=<1..8>: at most that many.
 template <class T>
 int prepass_split(const ScanParams& p, int sms) {
   if (p.num_segs <= 1 || !prepass_gemm_serves<T>(p)) return 1;
@@ -229,11 +228,5 @@ int prepass_split(const ScanParams& p, int sms) {
     const char* e = std::getenv("TNL_CUDA_PREPASS_SPLIT");
     return e && e[0] >= '1' && e[0] <= '8' ? e[0] - '0' : 0;
   }();
-  const int64_t chunks = p.seg_len / kC;
-  int best = 1;
-  for (int k = 2; k <= 8; ++k) {
-    const bool fits = forced ? k <= forced : blocks * k <= slots;
-    if (fits && chunks % k == 0 && chunks / k >= 2) best = k;
-  }
-  return best;
+  return prepass_split_count(blocks, slots, p.seg_len / kC, forced);
 }
