@@ -20,6 +20,7 @@
 
 #include <cstdint>
 
+#include "backends/cuda/prepass_split.h"
 #include "tnl/dtype.h"
 
 namespace tnl::cuda {
@@ -101,19 +102,7 @@ int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated);
 // Sub-segments per segment the pre-pass of `p` (num_segs > 1) writes to seg_states: 1, or more
 // when the GEMM pre-pass (bf16) would leave multiprocessors idle (`sms` of them).
 int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);
-int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);
-
-// The rule behind it: the most sub-segments k <= 8 that divide the segment's `chunks` into
-// pieces of at least 2 chunks and keep k·blocks within `slots` (one wave); with at_most > 0,
-// the most k <= at_most that divide so, whatever the slots. 1 when none does.
-inline int prepass_split_count(int64_t blocks, int64_t slots, int64_t chunks, int at_most) {
-  int best = 1;
-  for (int k = 2; k <= 8; ++k) {
-    const bool fits = at_most > 0 ? k <= at_most : blocks * k <= slots;
-    if (fits && chunks % k == 0 && chunks / k >= 2) best = k;
-  }
-  return best;
-}
+int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);  // the rule: prepass_split.h
 
 #ifdef __CUDACC__
 // A segment's state carried in from the segments before it, element (d, e):

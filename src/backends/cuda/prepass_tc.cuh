@@ -215,7 +215,7 @@ int prepass_blocks_per_sm() {
   return blocks;
 }
 
-// Sub-segments per segment (prepass_split_count, chunk_scan.h) for one wave of the pre-pass's
+// Sub-segments per segment (prepass_split_count, prepass_split.h) for one wave of the pre-pass's
 // blocks on `sms` multiprocessors; TNL_CUDA_PREPASS_SPLIT=<1..8>: at most that many.
 template <class T>
 int prepass_split(const ScanParams& p, int sms) {

@@ -15,7 +15,6 @@
 #include <numeric>
 #include <string>
 
-#include "backends/cuda/chunk_scan.h"
 #include "testing/testing.h"
 
 namespace tnl {
@@ -411,21 +410,6 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     run_case(c, true, rng_, &worst);
   }
   std::printf("SegmentedSmallBatch: worst %.3g\n", worst);
-}
-
-// The GEMM pre-pass's sub-segment count (host logic, no GPU): expected values worked out by
-// hand from the rule in chunk_scan.h (divides the chunks, >= 2 chunks a piece, one wave).
-TEST(PrepassSplit, CountFollowsTheRule) {
-  using tnl::cuda::prepass_split_count;
-  EXPECT_EQ(prepass_split_count(112, 264, 256, 0), 2);   // 1x16x128K on 132 SMs: 3 x 112 > 264
-  EXPECT_EQ(prepass_split_count(127, 132, 16, 0), 1);    // 2 x 127 > 132
-  EXPECT_EQ(prepass_split_count(15, 264, 4, 0), 2);      // 4 would leave 1-chunk pieces
-  EXPECT_EQ(prepass_split_count(10, 264, 24, 0), 8);
-  EXPECT_EQ(prepass_split_count(10, 264, 6, 0), 3);      // 4, 5 do not divide 6; 6 leaves 1 chunk
-  EXPECT_EQ(prepass_split_count(10, 264, 5, 0), 1);      // 5 chunks: only 5 divides, 1-chunk pieces
-  EXPECT_EQ(prepass_split_count(40, 264, 64, 0), 4);     // 5, 6 do not divide 64; 7, 8 x 40 > 264
-  EXPECT_EQ(prepass_split_count(1000, 10, 16, 4), 4);    // at most 4, whatever the slots
-  EXPECT_EQ(prepass_split_count(1000, 10, 16, 1), 1);
 }
 
 // Long sequences: N = 10^5 against the fp64 recurrence, N = 10^6 finite and against it too.
