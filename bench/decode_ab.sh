@@ -14,7 +14,7 @@ RUNS=${2:-3}
 source scripts/deps-env.sh
 G="-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
 (cmake -S "$OLD" -B build-ab-old -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-old -j16 tnl_cli >/dev/null 2>&1) &
-(cmake -S . -B build-gpudecode -G Ninja -DTNL_CUDA=ON "$G" >/dev/null &&
+(cmake -S . -B build-gpudecode -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON "$G" >/dev/null &&
   ninja -C build-gpudecode -j16 tnl_cli model_test_transnormer_cuda >/dev/null 2>&1) &
 wait
 [ -x build-ab-old/tools/tnl ] && [ -x build-gpudecode/tools/tnl ] || { echo "decode_ab: a build failed"; exit 1; }

@@ -6,6 +6,7 @@
 #
 # Usage: bench/ncu_scan.sh [build-dir]       (default build-ncu)
 #   OUT=<dir>           where the report and logs go (default <build-dir>/out)
+#   KERNEL=<regex>      the kernel (default chunk_scan_tc_kernel; chunk_scan_wgmma_kernel: the wgmma scan)
 #   ARGS="..."          tnl bench attn arguments (default: bf16, B=4 H=32 D=E=128, N=32K,
 #                       rounded intermediates, forward only)
 set -uo pipefail
@@ -19,7 +20,7 @@ cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON "-DTNL_CUDA_GENCODE=$GENCODE" -DCM
   >"$OUT/configure.log" 2>&1 || { tail -20 "$OUT/configure.log"; exit 1; }
 ninja -C "$BUILD" -j"${JOBS:-16}" tnl_cli >"$OUT/build.log" 2>&1 || { grep -m5 -A8 error "$OUT/build.log"; exit 1; }
 ARGS=${ARGS:-"--dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 32768 --mode fwd --no-decode --no-validate --intermediates rounded"}
-timeout 300 ncu --clock-control none --kernel-name regex:chunk_scan_tc_kernel --launch-skip 3 --launch-count 1 \
+timeout 300 ncu --clock-control none --kernel-name "regex:${KERNEL:-chunk_scan_tc_kernel}" --launch-skip 3 --launch-count 1 \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
   --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
   --section InstructionStats --section SourceCounters -o "$OUT/scan" -f \

@@ -82,16 +82,17 @@ fi
 grep -E "^\[ +(OK|FAILED|PASSED) |worst|long N|seed" "$OUT/tests.log" | head -40
 echo "gpu-check: tests took ${SECONDS}s"
 # rounded intermediates against spec §4's bar (2x the torch-like baseline), with the fused dk/dv
-# backward scan (the default on H100/H200) and without it (what smaller GPUs run)
-for fused in 1 0; do
+# backward scan (the default on H100/H200), without it (what smaller GPUs run), and with the
+# opt-in wgmma scan kernel (sm_90a)
+for cfg in TNL_CUDA_BWD_FUSED=1 TNL_CUDA_BWD_FUSED=0 TNL_CUDA_WGMMA=1; do
   SECONDS=0
-  log=$OUT/tests-rounded-fused$fused.log
-  if ! TNL_CUDA_BWD_FUSED=$fused "$BUILD/tests/backends_cuda_test_rounded_cuda" >"$log" 2>&1; then
+  log=$OUT/tests-rounded-${cfg#TNL_CUDA_}.log
+  if ! env "$cfg" "$BUILD/tests/backends_cuda_test_rounded_cuda" >"$log" 2>&1; then
     fail=1
     grep -E "Failure|error|Expected|Which is|\[  FAILED" "$log" | head -40
   fi
   grep -E "^\[ +(PASSED|FAILED) " "$log"
-  echo "gpu-check: rounded-intermediates tests (TNL_CUDA_BWD_FUSED=$fused) took ${SECONDS}s"
+  echo "gpu-check: rounded-intermediates tests ($cfg) took ${SECONDS}s"
 done
 
 # ---- sanitizers on the small case ----

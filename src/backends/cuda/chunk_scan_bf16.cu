@@ -1,10 +1,12 @@
 // chunk_scan_bf16.cu: the chunked scan kernel for bf16 inputs, on tensor cores (chunk_scan_tc.cuh);
 // one dtype per file, so the instantiations compile in parallel.
 #include "backends/cuda/chunk_scan_tc.cuh"
+#include "backends/cuda/chunk_scan_wgmma.cuh"
 
 namespace tnl::cuda {
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                            cudaStream_t stream) {
+  if (wg::serves(p, local_pass)) return wg::launch<__nv_bfloat16>(p, sl, stream);
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
 int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated) {
