@@ -117,6 +117,19 @@ __device__ inline float carried_state(const ScanParams& p, int64_t shd, int seg,
            p.seg_states[(shd * p.num_segs * subs + j) * plane + (int64_t)d * p.dv + e];
   return acc;
 }
+
+// Element (d, e) of the state segment `seg` starts from: λ^seg_begin times the initial state
+// (or its transpose; zero when none) plus what the segments before it carry in.
+__device__ inline float segment_start_state(const ScanParams& p, int64_t shd, int seg, float slope,
+                                            int d, int e) {
+  float acc = 0.f;
+  if (p.init) {
+    const int64_t off = shd * (int64_t)p.dk * p.dv, seg_begin = (int64_t)seg * p.seg_len;
+    const float x0 = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + (int64_t)d * p.dv + e];
+    acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
+  }
+  return carried_state(p, shd, seg, slope, d, e, acc);
+}
 #endif
 
 // Decode step (decode.cu).
