@@ -354,6 +354,17 @@ inline bool rows_aligned16(const Rows& r) {
   return reinterpret_cast<uintptr_t>(r.data) % 16 == 0 && r.sb % 8 == 0 && r.sn % 8 == 0 &&
          r.sh % 8 == 0;
 }
+// Whether the 16-byte copies serve p: dk and dv whole vectors and the rows of Y, Z (and of X
+// when with_x) 16-byte aligned.
+inline bool vec_rows(const ScanParams& p, bool with_x) {
+  return p.dk % 8 == 0 && p.dv % 8 == 0 && rows_aligned16(p.y) && rows_aligned16(p.z) &&
+         (!with_x || rows_aligned16(p.x));
+}
+// Whether every column pair of a (B, N, H, dim) 16-bit output is 4-byte aligned (paired stores).
+inline bool pairs_aligned4(const void* out, int64_t sb, int64_t sn, int64_t sh, int dim) {
+  return dim % 2 == 0 && reinterpret_cast<uintptr_t>(out) % 4 == 0 && sb % 2 == 0 && sn % 2 == 0 &&
+         sh % 2 == 0;
+}
 
 // WG column tiles of 64 per block (1 or 2): with two, warps 8-15 own columns 64-127 in phases
 // 2 and 3 and the 16 warps share the input tiles and split the scores of phase 1.
@@ -684,14 +695,10 @@ void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStrea
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
                   (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
-  auto al = rows_aligned16;
-  const bool vec = p.dk % 8 == 0 && p.dv % 8 == 0 && al(p.y) && al(p.z) &&
-                   (local_pass || (al(p.x) && (!FUSED || al(p.x2))));
+  const bool vec = vec_rows(p, !local_pass) && (local_pass || !FUSED || rows_aligned16(p.x2));
   // 4-byte output stores of column pairs when every pair is aligned (both outputs when FUSED).
-  const bool out_vec2 = p.dv % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0 &&
-                        p.out_sb % 2 == 0 && p.out_sn % 2 == 0 && p.out_sh % 2 == 0 &&
-                        (!FUSED || (p.dk % 2 == 0 && reinterpret_cast<uintptr_t>(p.out2) % 4 == 0 &&
-                                    p.out2_sb % 2 == 0 && p.out2_sn % 2 == 0 && p.out2_sh % 2 == 0));
+  const bool out_vec2 = pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv) &&
+                        (!FUSED || pairs_aligned4(p.out2, p.out2_sb, p.out2_sn, p.out2_sh, p.dk));
   auto kern = local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true, FUSED>
                          : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false, FUSED>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,

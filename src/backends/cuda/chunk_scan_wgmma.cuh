@@ -422,17 +422,15 @@ inline bool device_ok() {
 // scan) with rounded intermediates, dk <= 128, dk and dv whole 16-byte pieces and 16-byte
 // aligned rows of X, Y and Z, on a device that runs it.
 inline bool serves(const ScanParams& p, bool local_pass) {
-  auto al = tc::rows_aligned16;
-  return !local_pass && !p.fused && !p.compensated && p.dk <= 128 && p.dk % 8 == 0 &&
-         p.dv % 8 == 0 && al(p.x) && al(p.y) && al(p.z) && device_ok();
+  return !local_pass && !p.fused && !p.compensated && p.dk <= 128 && tc::vec_rows(p, true) &&
+         device_ok();
 }
 
 template <class T, int DK, int NWG, int NB>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + NWG * 64 - 1) / (NWG * 64)));
   const size_t bytes = Smem<DK, NWG, NB>::kBytes;
-  const bool out_vec2 = reinterpret_cast<uintptr_t>(p.out) % 4 == 0 && p.out_sb % 2 == 0 &&
-                        p.out_sn % 2 == 0 && p.out_sh % 2 == 0;
+  const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
   auto kern = chunk_scan_wgmma_kernel<T, DK, NWG, NB>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
   kern<<<grid, 128 * NWG, bytes, stream>>>(p, sl, out_vec2);

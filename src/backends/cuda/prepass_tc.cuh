@@ -171,8 +171,7 @@ inline bool prepass_gemm_enabled() {
 template <class T>
 bool prepass_gemm_serves(const ScanParams& p) {
   return std::is_same_v<T, __nv_bfloat16> && prepass_gemm_enabled() && p.num_segs > 1 &&
-         !p.cu_seqlens && p.seg_len % kC == 0 && p.dk > 64 && p.dv > 64 && p.dk % 8 == 0 && p.dv % 8 == 0 &&
-         rows_aligned16(p.y) && rows_aligned16(p.z);
+         !p.cu_seqlens && p.seg_len % kC == 0 && p.dk > 64 && p.dv > 64 && vec_rows(p, false);
 }
 
 // Stages of the pre-pass: 3 when rounded; 2 when compensated (two blocks per SM), 3 with
