@@ -383,6 +383,52 @@ TEST_F(CudaModelRandom, GraphsFusedGemvAndGreedy) {
   gpu.set_gemv_rows(4);
 }
 
+TEST_F(CudaModelRandom, GreedyStepsKeptOnTheGpuMatchOneCallPerToken) {
+  // decode_greedy_steps (tokens fed back on the GPU, the host waiting once per 64 steps)
+  // against one decode call per token with the argmax on the host: the same tokens, past a
+  // chunk boundary. Vocabularies a multiple of 4 (float4 argmax) and not.
+  for (const int64_t V : {1000, 1003}) {
+    const Config cfg = config_preset("tiny", V);
+    TransNormerCuda gpu(cfg, 5);
+    for (const int64_t B : {1, 3}) {
+      for (const bool graphs : {true, false}) {
+        SCOPED_TRACE("V " + std::to_string(V) + ", B " + std::to_string(B) + (graphs ? ", graphs" : ", direct"));
+        gpu.set_graphs(graphs);
+        std::vector<std::vector<int32_t>> prompts;
+        for (int64_t b = 0; b < B; ++b) prompts.push_back(random_ids(15 + 9 * b, V, 40 + b));
+        CudaGenState chained, stepped;
+        std::vector<float> logits(B * V);
+        gpu.prefill(prompts, chained, logits.data(), 64);
+        gpu.prefill(prompts, stepped, logits.data(), 64);
+        std::vector<int32_t> tok(B);
+        for (int64_t b = 0; b < B; ++b)
+          tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
+        const int64_t steps = graphs ? 70 : 10;
+        std::vector<int32_t> got(steps * B, -1);
+        gpu.decode_greedy_steps(tok.data(), steps, got.data(), chained);
+        for (int64_t s = 0; s < steps; ++s) {
+          gpu.decode(tok.data(), logits.data(), stepped);
+          for (int64_t b = 0; b < B; ++b) {
+            tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
+            ASSERT_EQ(got[s * B + b], tok[b]) << "step " << s << ", sequence " << b;
+          }
+        }
+        EXPECT_EQ(chained.positions(), stepped.positions());
+      }
+    }
+    std::vector<int32_t> out(4);
+    CudaGenState never_filled;
+    const int32_t ids[1] = {3};
+    EXPECT_THROW(gpu.decode_greedy_steps(ids, 1, out.data(), never_filled), ArgumentError);
+    CudaGenState filled;
+    std::vector<float> logits(V);
+    gpu.prefill({{3, 4, 5}}, filled, logits.data());
+    EXPECT_THROW(gpu.decode_greedy_steps(ids, 0, out.data(), filled), ArgumentError);
+    const int32_t outside[1] = {(int32_t)V};
+    EXPECT_THROW(gpu.decode_greedy_steps(outside, 1, out.data(), filled), ArgumentError);
+  }
+}
+
 TEST_F(CudaModelRandom, SplitDecodeAttentionMatchesAttentionApi) {
   // The decode step's attention split over blocks of columns (layers_cuda.h) against the
   // attention API's decode kernel (one block per head), on the same prefilled states, several

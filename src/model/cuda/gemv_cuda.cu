@@ -2,7 +2,9 @@
 // with the input row formed in the kernel (SRMS, gate, GLU product) and the optional qkv_prep
 // epilogue: a warp per row of W, 16-byte loads into registers, the next step's loads issued
 // before this step's arithmetic, the first ones before waiting on the kernel before
-// (programmatic dependent launch). Variants tried and measured slower on the H200 are listed
+// (programmatic dependent launch). After that wait the critical path holds one round of input
+// loads (with the value an accumulating row adds to), the norm's block sum (one barrier), the
+// barrier before the dot products, the dot products and the store. Variants tried and measured slower on the H200 are listed
 // in bench/cuda/NOTES.md (lighter blocks, bulk copies to shared memory, L2 prefetch ahead,
 // one persistent kernel for the whole step).
 #include <algorithm>
@@ -21,10 +23,13 @@ constexpr int kGemvStep = kGemvGroup * 256;   // elements of a row per warp step
 constexpr size_t kGemvMaxSmem = 96 * 1024;
 constexpr int kGemvBlocksPerSm = 2;           // 16 warps per SM, 4-8 KB of loads in flight each
 
-constexpr int kFormUnroll = 2;  // input loads per thread in flight (K = 2048 in one round)
+// 16-byte input loads per thread in one pass of the input forming: K <= 2048 (the released
+// d_model) and K <= 6144 (the GLU's 5632 of the 1b shape) are read in one round of loads.
+constexpr int kFormShort = 2;
+constexpr int kFormLong = 6;
 
-// Features 4g..4g+3 of input row m before the norm / gate / GLU product: a (rms, glu: the
-// first half) or o (rms_gate).
+// Features 4g..4g+3 of input row m before the gate / GLU product: a (rms, glu: the first half)
+// or o (rms_gate).
 __device__ __forceinline__ float4 load_input4(const GemvArgs& in, int m, int K, int g) {
   if (in.mode == GemvInput::rms_gate) {
     const uint2 raw = *reinterpret_cast<const uint2*>(in.o + (int64_t)m * K + 4 * g);
@@ -33,6 +38,12 @@ __device__ __forceinline__ float4 load_input4(const GemvArgs& in, int m, int K, 
     return make_float4(lo.x, lo.y, hi.x, hi.y);
   }
   return *reinterpret_cast<const float4*>(in.a + m * in.lda + 4 * g);
+}
+
+// The gate (rms_gate) or the GLU's second half (glu) of features 4g..4g+3 of row m.
+__device__ __forceinline__ float4 load_other4(const GemvArgs& in, int m, int K, int g) {
+  if (in.mode == GemvInput::rms_gate) return *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
+  return *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
 }
 
 __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
@@ -88,81 +99,99 @@ __device__ __forceinline__ void store_input4(const GemvArgs& in, float4 x, float
   *reinterpret_cast<uint2*>(dst) = packed;
 }
 
-// The gate (rms_gate) or the GLU's second half (glu) of features 4g..4g+3 of row m.
-__device__ __forceinline__ float4 load_other4(const GemvArgs& in, int m, int K, int g) {
-  if (in.mode == GemvInput::rms_gate) return *reinterpret_cast<const float4*>(in.u + m * in.ldu + 4 * g);
-  return *reinterpret_cast<const float4*>(in.a + m * in.lda + K + 4 * g);
+__device__ __forceinline__ float sum_sq4(float4 x) { return x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w; }
+
+// 1 / rms of a row of K features from each thread's part of its sum of squares: the warps'
+// sums in part (kGemvWarps floats, this row's own), one barrier, then every thread adds them
+// in a fixed order (the same value as cuda_common::block_sum, with one barrier instead of three).
+__device__ __forceinline__ float block_inv_rms(float ss, float* part, int K) {
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+  __syncthreads();
+  float total = 0.f;
+  for (int w = 0; w < kGemvWarps; ++w) total += part[w];
+  return inv_rms(total, K);
 }
 
-// The input rows into xs (M, K) bf16, 4 features per thread per load, each pass's loads
-// issued together: the same values as the scalar form (see gemv_kernel). A row of at most
-// kThreads · kFormUnroll · 4 features (K = 2048 in the released shapes) is read once: its
-// features, gate or second half all in one round of loads, kept in registers across the norm's
-// block sum (the critical path after the wait on the kernel before holds one round of L2
-// latency instead of two).
-template <int M>
-__device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* xs) {
+// The input rows (M, K) into xs as bf16 (SRMS(a), SRMS(o) ⊙ gate or a ⊙ b, rounded once as
+// the GEMM path does), 4 features per thread per load, the U loads (and U gate / second-half
+// loads) of a pass issued together. A row of at most kThreads · U · 4 features is read in one
+// round of loads and kept in registers across its norm's block sum (ss_part (M, warps)); a
+// longer one is read twice (sum of squares, then the values).
+template <int M, int U>
+__device__ __forceinline__ void form_input_vec(const GemvArgs& in, int K, bf16* xs, float (*ss_part)[kGemvWarps]) {
   const int K4 = K / 4;
-  if (K4 <= kThreads * kFormUnroll) {
-    for (int m = 0; m < M; ++m) {
-      float4 x[kFormUnroll], u4[kFormUnroll];
+  const bool norm = in.mode != GemvInput::glu;
+  auto load_pass = [&](int m, int g0, float4* x, float4* u4) {
 #pragma unroll
-      for (int u = 0; u < kFormUnroll; ++u) {
-        const int g = threadIdx.x + u * kThreads;
-        u4[u] = make_float4(0.f, 0.f, 0.f, 0.f);  // rms: unused
-        if (g < K4) {
-          x[u] = load_input4(in, m, K, g);
-          if (in.mode != GemvInput::rms) u4[u] = load_other4(in, m, K, g);
-        }
-      }
-      float inv = 1.f;
-      if (in.mode != GemvInput::glu) {
-        float ss = 0.f;
-#pragma unroll
-        for (int u = 0; u < kFormUnroll; ++u)
-          if (threadIdx.x + u * kThreads < K4)
-            ss += x[u].x * x[u].x + x[u].y * x[u].y + x[u].z * x[u].z + x[u].w * x[u].w;
-        inv = inv_rms(cuda_common::block_sum<kThreads>(ss), K);
-      }
-#pragma unroll
-      for (int u = 0; u < kFormUnroll; ++u) {
-        const int g = threadIdx.x + u * kThreads;
-        if (g < K4) store_input4(in, x[u], u4[u], inv, xs + (int64_t)m * K + 4 * g);
+    for (int u = 0; u < U; ++u) {
+      const int g = g0 + u * kThreads;
+      x[u] = u4[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (g < K4) {
+        x[u] = load_input4(in, m, K, g);
+        if (in.mode != GemvInput::rms) u4[u] = load_other4(in, m, K, g);
       }
     }
-    return;
+  };
+  auto store_pass = [&](int m, int g0, const float4* x, const float4* u4, float inv) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int g = g0 + u * kThreads;
+      if (g < K4) store_input4(in, x[u], u4[u], inv, xs + (int64_t)m * K + 4 * g);
+    }
+  };
+  for (int m = 0; m < M; ++m) {
+    float4 x[U], u4[U];
+    if (K4 <= kThreads * U) {
+      load_pass(m, threadIdx.x, x, u4);
+      float inv = 1.f;
+      if (norm) {
+        float ss = 0.f;
+#pragma unroll
+        for (int u = 0; u < U; ++u) ss += sum_sq4(x[u]);  // zero past K4
+        inv = block_inv_rms(ss, ss_part[m], K);
+      }
+      store_pass(m, threadIdx.x, x, u4, inv);
+      continue;
+    }
+    float inv = 1.f;
+    if (norm) {
+      float ss = 0.f;
+      for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * U) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          x[u] = g0 + u * kThreads < K4 ? load_input4(in, m, K, g0 + u * kThreads) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int u = 0; u < U; ++u) ss += sum_sq4(x[u]);
+      }
+      inv = block_inv_rms(ss, ss_part[m], K);
+    }
+    for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * U) {
+      load_pass(m, g0, x, u4);
+      store_pass(m, g0, x, u4, inv);
+    }
   }
+}
+
+// The same, one feature per load (inputs not 16-byte aligned).
+template <int M>
+__device__ __forceinline__ void form_input_scalar(const GemvArgs& in, int K, bf16* xs, float (*ss_part)[kGemvWarps]) {
   for (int m = 0; m < M; ++m) {
     float inv = 1.f;
     if (in.mode != GemvInput::glu) {
       float ss = 0.f;
-      for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * kFormUnroll) {
-        float4 x[kFormUnroll];
-#pragma unroll
-        for (int u = 0; u < kFormUnroll; ++u)
-          if (g0 + u * kThreads < K4) x[u] = load_input4(in, m, K, g0 + u * kThreads);
-#pragma unroll
-        for (int u = 0; u < kFormUnroll; ++u)
-          if (g0 + u * kThreads < K4) ss += x[u].x * x[u].x + x[u].y * x[u].y + x[u].z * x[u].z + x[u].w * x[u].w;
+      for (int k = threadIdx.x; k < K; k += kThreads) {
+        const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
+        ss += x * x;
       }
-      inv = inv_rms(cuda_common::block_sum<kThreads>(ss), K);
+      inv = block_inv_rms(ss, ss_part[m], K);
     }
-    for (int g0 = threadIdx.x; g0 < K4; g0 += kThreads * kFormUnroll) {
-      float4 x[kFormUnroll], u4[kFormUnroll];
-#pragma unroll
-      for (int u = 0; u < kFormUnroll; ++u) {
-        const int g = g0 + u * kThreads;
-        u4[u] = make_float4(0.f, 0.f, 0.f, 0.f);  // rms: unused
-        if (g < K4) {
-          x[u] = load_input4(in, m, K, g);
-          if (in.mode != GemvInput::rms) u4[u] = load_other4(in, m, K, g);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kFormUnroll; ++u) {
-        const int g = g0 + u * kThreads;
-        if (g < K4) store_input4(in, x[u], u4[u], inv, xs + (int64_t)m * K + 4 * g);
-      }
+    for (int k = threadIdx.x; k < K; k += kThreads) {
+      float x;
+      if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * inv;
+      else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * inv * in.u[m * in.ldu + k];
+      else x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
+      xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
     }
   }
 }
@@ -177,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
                                                         int N, float* y, int64_t ldy, bool accumulate) {
   extern __shared__ __align__(16) unsigned char gemv_smem[];
   bf16* xs = reinterpret_cast<bf16*>(gemv_smem);  // (M, K)
-  __shared__ float scale[M];
+  __shared__ float ss_part[M][kGemvWarps];  // per warp: part of each row's sum of squares
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stride = gridDim.x * kGemvWarps;
   int n = blockIdx.x * kGemvWarps + warp;
@@ -193,29 +222,16 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
   pdl_launch_dependents();  // the next GEMV may start loading its weights
   pdl_wait();               // the previous kernel's outputs (our input, y) are complete
 
+  // The value this warp's first row adds to (out, GLU down projections), loaded beside the
+  // input so that the store at the end waits on no load.
+  float base[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) base[m] = accumulate && n < N ? y[m * ldy + n] : 0.f;
   if constexpr (VEC) {
-    form_input_vec<M>(in, K, xs);
+    if (K / 4 <= kThreads * kFormShort) form_input_vec<M, kFormShort>(in, K, xs, ss_part);
+    else form_input_vec<M, kFormLong>(in, K, xs, ss_part);
   } else {
-    if (in.mode != GemvInput::glu) {
-      for (int m = 0; m < M; ++m) {
-        float ss = 0.f;
-        for (int k = threadIdx.x; k < K; k += kThreads) {
-          const float x = in.mode == GemvInput::rms ? in.a[m * in.lda + k] : __bfloat162float(in.o[(int64_t)m * K + k]);
-          ss += x * x;
-        }
-        ss = cuda_common::block_sum<kThreads>(ss);
-        if (threadIdx.x == 0) scale[m] = inv_rms(ss, K);
-      }
-      __syncthreads();
-    }
-    for (int m = 0; m < M; ++m)
-      for (int k = threadIdx.x; k < K; k += kThreads) {
-        float x;
-        if (in.mode == GemvInput::rms) x = in.a[m * in.lda + k] * scale[m];
-        else if (in.mode == GemvInput::rms_gate) x = __bfloat162float(in.o[(int64_t)m * K + k]) * scale[m] * in.u[m * in.ldu + k];
-        else x = in.a[m * in.lda + k] * in.a[m * in.lda + K + k];
-        xs[(int64_t)m * K + k] = __float2bfloat16_rn(x);
-      }
+    form_input_scalar<M>(in, K, xs, ss_part);
   }
   __syncthreads();
 
@@ -244,13 +260,10 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvArgs in, int K
       float s = acc[m];
       for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
       if (lane == 0) {
-        if (in.q) {
-          store_qkvu(in, m, n, s, y + m * ldy);
-        } else {
-          float* dst = y + m * ldy + n;
-          *dst = accumulate ? *dst + s : s;
-        }
+        if (in.q) store_qkvu(in, m, n, s, y + m * ldy);
+        else y[m * ldy + n] = base[m] + s;
       }
+      if (accumulate && n + stride < N) base[m] = y[m * ldy + n + stride];  // the next row's
     }
   }
 }

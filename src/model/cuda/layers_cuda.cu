@@ -45,6 +45,7 @@ __global__ void fill_normal_kernel(bf16* dst, int64_t n, uint64_t key, double st
 
 __global__ void embed_kernel(const bf16* embed, const int32_t* ids, int64_t d, float scale,
                              float* h) {
+  pdl_launch_dependents();  // the first GEMV may start loading its weights
   const int64_t r = blockIdx.x;
   const bf16* row = embed + (int64_t)ids[r] * d;  // (d)
   for (int64_t c = threadIdx.x; c < d; c += kThreads) h[r * d + c] = scale * __bfloat162float(row[c]);
@@ -105,34 +106,65 @@ __global__ void glu_kernel(const float* ab, int64_t T, int64_t g, bf16* p) {
   }
 }
 
-__global__ void argmax_kernel(const float* logits, int64_t V, int32_t* next) {
-  const float* row = logits + blockIdx.x * V;
-  float best = -INFINITY;
-  int64_t arg = 0;
-  for (int64_t i = threadIdx.x; i < V; i += kThreads)
-    if (row[i] > best) best = row[i], arg = i;
-  __shared__ float bv[kThreads];
-  __shared__ int64_t bi[kThreads];
-  bv[threadIdx.x] = best;
-  bi[threadIdx.x] = arg;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      const float ov = bv[threadIdx.x + s];
-      const int64_t oi = bi[threadIdx.x + s];
-      if (ov > bv[threadIdx.x] || (ov == bv[threadIdx.x] && oi < bi[threadIdx.x])) {
-        bv[threadIdx.x] = ov;
-        bi[threadIdx.x] = oi;
-      }
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) next[blockIdx.x] = (int32_t)bi[0];
+// Greedy choice (first of equal maxima; NaN never wins) of one row of logits per block:
+// float4 loads, kArgmaxUnroll of them in flight per thread, then a warp and a block reduction.
+constexpr int kArgmaxThreads = 1024;
+constexpr int kArgmaxUnroll = 4;
+
+// (v, i) replaces (bv, bi) when larger, or equal at a lower index.
+__device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {
+  if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
 }
 
-__global__ void advance_kernel(int64_t* pos, int64_t B) {
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* logits, int V, int32_t* next,
+                                                                int32_t* hist, const int32_t* hist_step) {
+  const float* row = logits + (int64_t)blockIdx.x * V;  // (V)
+  float best = -INFINITY;
+  int arg = 0;
+  if (V % 4 == 0) {  // rows 16-byte aligned
+    const int V4 = V / 4;
+    for (int g0 = threadIdx.x; g0 < V4; g0 += kArgmaxThreads * kArgmaxUnroll) {
+      float4 x[kArgmaxUnroll];
+#pragma unroll
+      for (int u = 0; u < kArgmaxUnroll; ++u)
+        if (g0 + u * kArgmaxThreads < V4) x[u] = reinterpret_cast<const float4*>(row)[g0 + u * kArgmaxThreads];
+#pragma unroll
+      for (int u = 0; u < kArgmaxUnroll; ++u) {
+        const int i = 4 * (g0 + u * kArgmaxThreads);
+        if (i < V) {  // increasing indices: strict > keeps the first of equal maxima
+          if (x[u].x > best) best = x[u].x, arg = i;
+          if (x[u].y > best) best = x[u].y, arg = i + 1;
+          if (x[u].z > best) best = x[u].z, arg = i + 2;
+          if (x[u].w > best) best = x[u].w, arg = i + 3;
+        }
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < V; i += kArgmaxThreads)
+      if (row[i] > best) best = row[i], arg = i;
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    argmax_merge(best, arg, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, arg, o));
+  __shared__ float wv[kArgmaxThreads / 32];
+  __shared__ int wi[kArgmaxThreads / 32];
+  if (threadIdx.x % 32 == 0) wv[threadIdx.x / 32] = best, wi[threadIdx.x / 32] = arg;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    best = wv[threadIdx.x];
+    arg = wi[threadIdx.x];
+    for (int o = 16; o > 0; o >>= 1)
+      argmax_merge(best, arg, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, arg, o));
+    if (threadIdx.x == 0) {
+      next[blockIdx.x] = arg;
+      if (hist) hist[(int64_t)*hist_step * gridDim.x + blockIdx.x] = arg;
+    }
+  }
+}
+
+__global__ void advance_kernel(int64_t* pos, int64_t B, int32_t* hist_step) {
   const int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (b < B) pos[b] += 1;
+  if (b == 0 && hist_step) *hist_step += 1;
 }
 
 // ---- decode attention split over blocks ----
@@ -285,13 +317,15 @@ void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st
   TNL_CUDA_CHECK_LAUNCH();
 }
 
-void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaStream_t st) {
-  argmax_kernel<<<(unsigned)B, kThreads, 0, st>>>(logits, V, next);
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int32_t* hist,
+                 const int32_t* hist_step, cudaStream_t st) {
+  TNL_CHECK(V >= 1 && V <= INT32_MAX, "tnl::model::cuda::argmax_rows: vocabulary size ", V, " outside 1..2^31-1");
+  argmax_kernel<<<(unsigned)B, kArgmaxThreads, 0, st>>>(logits, (int)V, next, hist, hist_step);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
-void advance_positions(int64_t* pos, int64_t B, cudaStream_t st) {
-  advance_kernel<<<grid_for(B), kThreads, 0, st>>>(pos, B);
+void advance_positions(int64_t* pos, int64_t B, int32_t* hist_step, cudaStream_t st) {
+  advance_kernel<<<grid_for(B), kThreads, 0, st>>>(pos, B, hist_step);
   TNL_CUDA_CHECK_LAUNCH();
 }
 

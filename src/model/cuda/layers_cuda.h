@@ -37,10 +37,12 @@ void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t h
                cudaStream_t st);
 // p (T, g) bf16 = a ⊙ b, with ab (T, 2g) fp32 = [a | b].
 void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st);
-// next[b] = argmax logits[b, :] (first of equal maxima), logits (B, V) fp32.
-void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, cudaStream_t st);
-// pos[b] += 1, b < B.
-void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
+// next[b] = argmax logits[b, :] (first of equal maxima; NaN never wins), logits (B, V) fp32;
+// when hist is not null, also hist[*hist_step · B + b] (hist_step on the device).
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int32_t* hist,
+                 const int32_t* hist_step, cudaStream_t st);
+// pos[b] += 1, b < B; ++*hist_step when hist_step is not null (on the device).
+void advance_positions(int64_t* pos, int64_t B, int32_t* hist_step, cudaStream_t st);
 
 // ---- skinny GEMV for decode: y (M, N) (+)= in (M, K) · Wᵀ, W (N, K) bf16, M <= kGemvMaxRows ----
 // (gemv_cuda.cu)

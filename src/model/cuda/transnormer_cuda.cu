@@ -110,6 +110,10 @@ int dtype_code(const io::TensorEntry& t, const std::string& file) {
                           "; the GPU model reads F32, F16 or BF16"));
 }
 
+// Chained greedy decode (decode_greedy_steps): steps launched back to back before the host
+// waits for their tokens.
+constexpr int64_t kChainSteps = 64;
+
 std::vector<float> host_f32(const io::TensorEntry& t) {
   std::vector<float> out(t.numel());
   for (int64_t i = 0; i < (int64_t)out.size(); ++i) {
@@ -136,7 +140,8 @@ struct CudaGenState::Impl {
   ScratchBlock scratch;         // B rows, for decode
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
-  cudaGraphExec_t graph[2] = {nullptr, nullptr};  // [logits to host, greedy]
+  DevMem hist, hist_step;       // chained greedy decode: (kChainSteps, B) int32 tokens, int32 step
+  cudaGraphExec_t graph[3] = {nullptr, nullptr, nullptr};  // by StepOut
   int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
@@ -472,21 +477,31 @@ struct TransNormerCuda::Impl {
     note_memory();
   }
 
+  // What a decode step ends with: the logits on the device (copied to the host by the caller),
+  // the greedy tokens copied to the host, or the greedy tokens kept on the device as the next
+  // step's input (chained: no host transfer in the step; the tokens also go to st.hist).
+  enum class StepOut { logits = 0, greedy = 1, chained = 2 };
+
   // The decode step's launches on the state's scratch (captured in a graph, or run directly).
-  void decode_body(CudaGenState::Impl& st, bool greedy) {
+  void decode_body(CudaGenState::Impl& st, StepOut out) {
     const int64_t B = st.batch, V = cfg.vocab_size;
     const Scratch& s = st.scratch.s;
     mark("start");
-    upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
+    if (out != StepOut::chained) upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
     run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
     head(s, nullptr, B, st.logits.as<float>(), true);
-    if (greedy) {
-      cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), stream);
+    int32_t* hist_step = nullptr;
+    if (out == StepOut::greedy) {
+      cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), nullptr, nullptr, stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
                                      cudaMemcpyDeviceToHost, stream));
       mark("argmax + copy");
+    } else if (out == StepOut::chained) {
+      hist_step = st.hist_step.as<int32_t>();
+      cuda::argmax_rows(st.logits.as<float>(), B, V, s.ids, st.hist.as<int32_t>(), hist_step, stream);
+      mark("argmax");
     }
-    cuda::advance_positions(s.pos, B, stream);
+    cuda::advance_positions(s.pos, B, hist_step, stream);
     mark("advance");
   }
 
@@ -496,8 +511,13 @@ struct TransNormerCuda::Impl {
     CudaGenState::Impl& st = *state.impl_;
     check_ids(ids, st.batch, "tnl::model::TransNormerCuda::decode");
     std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * st.batch);
+    launch_step(st, greedy ? StepOut::greedy : StepOut::logits);
+  }
+
+  // One decode step's launches (a graph replay unless graphs are off); no synchronization.
+  void launch_step(CudaGenState::Impl& st, StepOut out) {
     if (!graphs) {
-      decode_body(st, greedy);
+      decode_body(st, out);
       if (profiling) {
         sync();
         prof_collect();
@@ -506,12 +526,12 @@ struct TransNormerCuda::Impl {
       const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
       if (st.graph_setting != setting) st.drop_graphs();
       st.graph_setting = setting;
-      cudaGraphExec_t& exec = st.graph[greedy ? 1 : 0];
+      cudaGraphExec_t& exec = st.graph[(int)out];
       if (!exec) {
         cudaGraph_t graph = nullptr;
         TNL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
         try {
-          decode_body(st, greedy);
+          decode_body(st, out);
         } catch (...) {
           cudaStreamEndCapture(stream, &graph);
           if (graph) cudaGraphDestroy(graph);
@@ -728,6 +748,31 @@ void TransNormerCuda::decode_greedy(const int32_t* ids, int32_t* next, CudaGenSt
   m.decode_step(ids, state, true);
   m.sync();
   std::memcpy(next, state.impl_->host_next.as<int32_t>(), sizeof(int32_t) * state.impl_->batch);
+}
+
+void TransNormerCuda::decode_greedy_steps(const int32_t* ids, int64_t steps, int32_t* out, CudaGenState& state) {
+  Impl& m = *impl_;
+  const char* fn = "tnl::model::TransNormerCuda::decode_greedy_steps";
+  TNL_ARG_CHECK(state.impl_ && state.impl_->owner == &m, fn, "state", "expected the state of a prefill of this model");
+  TNL_ARG_CHECK(steps >= 1, fn, "steps", "expected >= 1, got ", steps);
+  TNL_ARG_CHECK(out != nullptr, fn, "out", "expected a buffer of steps x batch tokens, got null");
+  CudaGenState::Impl& st = *state.impl_;
+  const int64_t B = st.batch;
+  m.check_ids(ids, B, fn);
+  // Fixed buffers (the chained graph holds their addresses): allocated once per state.
+  st.hist.ensure(sizeof(int32_t) * kChainSteps * B);
+  st.hist_step.ensure(sizeof(int32_t));
+  std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * B);
+  m.upload(st.scratch.s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
+  for (int64_t done = 0; done < steps;) {
+    const int64_t n = std::min<int64_t>(kChainSteps, steps - done);
+    TNL_CUDA_CHECK(cudaMemsetAsync(st.hist_step.as<void>(), 0, sizeof(int32_t), m.stream));
+    for (int64_t i = 0; i < n; ++i) m.launch_step(st, Impl::StepOut::chained);
+    TNL_CUDA_CHECK(cudaMemcpyAsync(out + done * B, st.hist.as<int32_t>(), sizeof(int32_t) * n * B,
+                                   cudaMemcpyDeviceToHost, m.stream));
+    m.sync();
+    done += n;
+  }
 }
 
 }  // namespace tnl::model

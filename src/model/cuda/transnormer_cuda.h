@@ -71,6 +71,11 @@ class TransNormerCuda {
   void decode(const int32_t* ids, float* logits, CudaGenState& state);
   // Greedy decode with the argmax on the GPU: ids (B) → next (B); only B ids cross the bus.
   void decode_greedy(const int32_t* ids, int32_t* next, CudaGenState& state);
+  // Greedy decode of `steps` tokens per sequence with each step's tokens kept on the GPU as the
+  // next step's input: ids (B) host, the tokens fed first → out (steps, B) host, the tokens
+  // chosen. The host waits once per 64 steps instead of once per token (the same tokens as
+  // `steps` calls of decode_greedy, each fed the previous one's output).
+  void decode_greedy_steps(const int32_t* ids, int64_t steps, int32_t* out, CudaGenState& state);
 
   // Decode through CUDA graphs (default on); off runs the same launches directly.
   void set_graphs(bool on);
