@@ -280,17 +280,9 @@ void launch_gemv(const GemvArgs& in, int64_t K, const bf16* W, int64_t N, float*
   // A fixed grid of kGemvBlocksPerSm blocks per multiprocessor: rows per warp stay balanced
   // (one round more at most) and each block forms its input rows once.
   const int64_t want = (N + kGemvWarps - 1) / kGemvWarps;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)std::max<int64_t>(1, std::min<int64_t>(want, (int64_t)device_info().sms * kGemvBlocksPerSm)));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(bf16) * M * (size_t)K;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = device_info().pdl ? 1 : 0;
-  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<M, VEC>, in, (int)K, W, (int)N, y, ldy, accumulate));
+  const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(want, (int64_t)device_info().sms * kGemvBlocksPerSm));
+  launch_pdl(gemv_kernel<M, VEC>, dim3(grid), dim3(kThreads), sizeof(bf16) * M * (size_t)K, st, true, in, (int)K, W,
+             (int)N, y, ldy, accumulate);
 }
 
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
 
 #include "backends/cuda/cuda_check.h"
 
@@ -52,6 +53,25 @@ inline const DeviceInfo& device_info() {
     return i;
   }();
   return info;
+}
+
+// kernel<<<grid, block, smem, st>>>(args...), with programmatic dependent launch when `pdl` and
+// the device has it: the kernel may start before the one before it ends, so it must call
+// pdl_wait() before reading that kernel's outputs and before writing anything.
+template <class... KernelArgs, class... Args>
+void launch_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, bool pdl,
+                Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl && device_info().pdl ? 1 : 0;
+  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 }  // namespace tnl::model::cuda

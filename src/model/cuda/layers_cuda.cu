@@ -46,6 +46,7 @@ __global__ void fill_normal_kernel(bf16* dst, int64_t n, uint64_t key, double st
 __global__ void embed_kernel(const bf16* embed, const int32_t* ids, int64_t d, float scale,
                              float* h) {
   pdl_launch_dependents();  // the first GEMV may start loading its weights
+  pdl_wait();               // ids (the previous step's argmax) and h's last readers are done
   const int64_t r = blockIdx.x;
   const bf16* row = embed + (int64_t)ids[r] * d;  // (d)
   for (int64_t c = threadIdx.x; c < d; c += kThreads) h[r * d + c] = scale * __bfloat162float(row[c]);
@@ -117,7 +118,9 @@ __device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i)
 }
 
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* logits, int V, int32_t* next,
-                                                                int32_t* hist, const int32_t* hist_step) {
+                                                                int64_t* pos, int32_t* hist, int hist_rows) {
+  pdl_launch_dependents();
+  pdl_wait();  // the logits are complete
   const float* row = logits + (int64_t)blockIdx.x * V;  // (V)
   float best = -INFINITY;
   int arg = 0;
@@ -156,15 +159,18 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* log
       argmax_merge(best, arg, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, arg, o));
     if (threadIdx.x == 0) {
       next[blockIdx.x] = arg;
-      if (hist) hist[(int64_t)*hist_step * gridDim.x + blockIdx.x] = arg;
+      if (pos) {
+        const int64_t p = pos[blockIdx.x];
+        if (hist) hist[(p % hist_rows) * gridDim.x + blockIdx.x] = arg;
+        pos[blockIdx.x] = p + 1;
+      }
     }
   }
 }
 
-__global__ void advance_kernel(int64_t* pos, int64_t B, int32_t* hist_step) {
+__global__ void advance_kernel(int64_t* pos, int64_t B) {
   const int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (b < B) pos[b] += 1;
-  if (b == 0 && hist_step) *hist_step += 1;
 }
 
 // ---- decode attention split over blocks ----
@@ -258,16 +264,8 @@ void attn_decode_split(const bf16* q, const bf16* k, const bf16* v, const float*
   TNL_CHECK(attn_split_supported(D, E) && B * H <= 65535 && reinterpret_cast<uintptr_t>(state) % 16 == 0,
             "tnl::model::cuda::attn_decode_split: unsupported shape D ", D, " E ", E, " (or unaligned state)");
   const int cv = attn_split_groups(B, H, D, E);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)(E / (4 * cv)), (unsigned)(B * H));
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl && device_info().pdl ? 1 : 0;
-  TNL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attn_split_kernel, q, k, v, slopes, (int)H, (int)D, (int)E, cv, state, o));
+  launch_pdl(attn_split_kernel, dim3((unsigned)(E / (4 * cv)), (unsigned)(B * H)), dim3(kThreads), 0, st, pdl, q, k,
+             v, slopes, (int)H, (int)D, (int)E, cv, state, o);
 }
 
 void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaStream_t st) {
@@ -283,9 +281,9 @@ void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream
 }
 
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                cudaStream_t st) {
+                bool pdl, cudaStream_t st) {
   if (T == 0) return;
-  embed_kernel<<<(unsigned)T, kThreads, 0, st>>>(embed, ids, d, scale, h);
+  launch_pdl(embed_kernel, dim3((unsigned)T), dim3(kThreads), 0, st, pdl, embed, ids, d, scale, h);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
@@ -317,15 +315,17 @@ void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st
   TNL_CUDA_CHECK_LAUNCH();
 }
 
-void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int32_t* hist,
-                 const int32_t* hist_step, cudaStream_t st) {
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int64_t* pos, int32_t* hist,
+                 int64_t hist_rows, cudaStream_t st) {
   TNL_CHECK(V >= 1 && V <= INT32_MAX, "tnl::model::cuda::argmax_rows: vocabulary size ", V, " outside 1..2^31-1");
-  argmax_kernel<<<(unsigned)B, kArgmaxThreads, 0, st>>>(logits, (int)V, next, hist, hist_step);
+  TNL_CHECK(!hist || (pos && hist_rows >= 1 && hist_rows <= INT32_MAX), "tnl::model::cuda::argmax_rows: hist needs pos and 1..2^31-1 rows");
+  launch_pdl(argmax_kernel, dim3((unsigned)B), dim3(kArgmaxThreads), 0, st, true, logits, (int)V, next, pos, hist,
+             (int)hist_rows);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
-void advance_positions(int64_t* pos, int64_t B, int32_t* hist_step, cudaStream_t st) {
-  advance_kernel<<<grid_for(B), kThreads, 0, st>>>(pos, B, hist_step);
+void advance_positions(int64_t* pos, int64_t B, cudaStream_t st) {
+  advance_kernel<<<grid_for(B), kThreads, 0, st>>>(pos, B);
   TNL_CUDA_CHECK_LAUNCH();
 }
 

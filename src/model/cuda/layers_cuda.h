@@ -22,9 +22,10 @@ void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaS
 void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream_t st);
 
 // ---- activations ----
-// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16).
+// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16). `pdl`: launched with programmatic
+// dependent launch (after a kernel: the decode step chained after the previous one's argmax).
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                cudaStream_t st);
+                bool pdl, cudaStream_t st);
 // y (R, cols) bf16 = SRMS(x[rows[i]]) over cols (x fp32, row stride ld_x; rows null = 0..R-1).
 void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, int64_t cols,
                   bf16* y, cudaStream_t st);
@@ -37,12 +38,14 @@ void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t h
                cudaStream_t st);
 // p (T, g) bf16 = a ⊙ b, with ab (T, 2g) fp32 = [a | b].
 void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st);
-// next[b] = argmax logits[b, :] (first of equal maxima; NaN never wins), logits (B, V) fp32;
-// when hist is not null, also hist[*hist_step · B + b] (hist_step on the device).
-void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int32_t* hist,
-                 const int32_t* hist_step, cudaStream_t st);
-// pos[b] += 1, b < B; ++*hist_step when hist_step is not null (on the device).
-void advance_positions(int64_t* pos, int64_t B, int32_t* hist_step, cudaStream_t st);
+// next[b] = argmax logits[b, :] (first of equal maxima; NaN never wins), logits (B, V) fp32,
+// launched with programmatic dependent launch after the kernel that writes the logits. When
+// pos (B) is not null, it also advances pos[b] by one and, when hist is not null, writes the
+// token to hist (hist_rows, B) at row pos[b] % hist_rows (pos before the advance).
+void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int64_t* pos, int32_t* hist,
+                 int64_t hist_rows, cudaStream_t st);
+// pos[b] += 1, b < B.
+void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
 
 // ---- skinny GEMV for decode: y (M, N) (+)= in (M, K) · Wᵀ, W (N, K) bf16, M <= kGemvMaxRows ----
 // (gemv_cuda.cu)

@@ -111,8 +111,11 @@ int dtype_code(const io::TensorEntry& t, const std::string& file) {
 }
 
 // Chained greedy decode (decode_greedy_steps): steps launched back to back before the host
-// waits for their tokens.
+// waits for their tokens, captured kGraphSteps to a graph (the step boundaries inside a graph
+// are programmatic dependent launches like the rest of the step).
 constexpr int64_t kChainSteps = 64;
+constexpr int64_t kGraphSteps = 8;
+static_assert(kChainSteps % kGraphSteps == 0, "whole graphs per chunk of chained steps");
 
 std::vector<float> host_f32(const io::TensorEntry& t) {
   std::vector<float> out(t.numel());
@@ -140,8 +143,9 @@ struct CudaGenState::Impl {
   ScratchBlock scratch;         // B rows, for decode
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
-  DevMem hist, hist_step;       // chained greedy decode: (kChainSteps, B) int32 tokens, int32 step
-  cudaGraphExec_t graph[3] = {nullptr, nullptr, nullptr};  // by StepOut
+  DevMem hist;                  // chained greedy decode: (kChainSteps, B) int32, row = position % kChainSteps
+  // Decode graphs: [logits to host, greedy, chained (one step), chained (kGraphSteps steps)].
+  cudaGraphExec_t graph[4] = {nullptr, nullptr, nullptr, nullptr};
   int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
@@ -319,10 +323,13 @@ struct TransNormerCuda::Impl {
 
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
   // then every layer; `states` per layer or empty. `step`: one token per sequence (decode).
-  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step) {
+  // `embed_pdl`: the embedding launched with programmatic dependent launch (a chained decode
+  // step after the previous step's argmax, in the same graph).
+  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step,
+           bool embed_pdl = false) {
     const int64_t d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh = cfg.head_dim();
-    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
+    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, embed_pdl, stream);
     if (step) mark("upload + embed");
     const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
@@ -483,26 +490,26 @@ struct TransNormerCuda::Impl {
   enum class StepOut { logits = 0, greedy = 1, chained = 2 };
 
   // The decode step's launches on the state's scratch (captured in a graph, or run directly).
-  void decode_body(CudaGenState::Impl& st, StepOut out) {
+  // `after_step`: a chained step right after another in the same launch sequence.
+  void decode_body(CudaGenState::Impl& st, StepOut out, bool after_step = false) {
     const int64_t B = st.batch, V = cfg.vocab_size;
     const Scratch& s = st.scratch.s;
     mark("start");
     if (out != StepOut::chained) upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
-    run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
+    run(s, B, {B, 1, nullptr, 0}, &st.layers, true, after_step);
     head(s, nullptr, B, st.logits.as<float>(), true);
-    int32_t* hist_step = nullptr;
     if (out == StepOut::greedy) {
-      cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), nullptr, nullptr, stream);
+      cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), s.pos, nullptr, 0, stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
                                      cudaMemcpyDeviceToHost, stream));
-      mark("argmax + copy");
+      mark("argmax + advance + copy");
     } else if (out == StepOut::chained) {
-      hist_step = st.hist_step.as<int32_t>();
-      cuda::argmax_rows(st.logits.as<float>(), B, V, s.ids, st.hist.as<int32_t>(), hist_step, stream);
-      mark("argmax");
+      cuda::argmax_rows(st.logits.as<float>(), B, V, s.ids, s.pos, st.hist.as<int32_t>(), kChainSteps, stream);
+      mark("argmax + advance");
+    } else {
+      cuda::advance_positions(s.pos, B, stream);
+      mark("advance");
     }
-    cuda::advance_positions(s.pos, B, hist_step, stream);
-    mark("advance");
   }
 
   void decode_step(const int32_t* ids, CudaGenState& state, bool greedy) {
@@ -514,24 +521,29 @@ struct TransNormerCuda::Impl {
     launch_step(st, greedy ? StepOut::greedy : StepOut::logits);
   }
 
-  // One decode step's launches (a graph replay unless graphs are off); no synchronization.
-  void launch_step(CudaGenState::Impl& st, StepOut out) {
+  // `steps` decode steps' launches (a graph replay unless graphs are off; more than one step
+  // only chained, and kGraphSteps with graphs); no synchronization.
+  void launch_step(CudaGenState::Impl& st, StepOut out, int64_t steps = 1) {
+    TNL_CHECK(steps == 1 || (out == StepOut::chained && (!graphs || steps == kGraphSteps)),
+              "tnl::model::TransNormerCuda: internal: ", steps, " steps in one launch");
     if (!graphs) {
-      decode_body(st, out);
-      if (profiling) {
-        sync();
-        prof_collect();
+      for (int64_t i = 0; i < steps; ++i) {
+        decode_body(st, out, i > 0);
+        if (profiling) {
+          sync();
+          prof_collect();
+        }
       }
     } else {
       const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
       if (st.graph_setting != setting) st.drop_graphs();
       st.graph_setting = setting;
-      cudaGraphExec_t& exec = st.graph[(int)out];
+      cudaGraphExec_t& exec = st.graph[(int)out + (steps > 1 ? 1 : 0)];
       if (!exec) {
         cudaGraph_t graph = nullptr;
         TNL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
         try {
-          decode_body(st, out);
+          for (int64_t i = 0; i < steps; ++i) decode_body(st, out, i > 0);
         } catch (...) {
           cudaStreamEndCapture(stream, &graph);
           if (graph) cudaGraphDestroy(graph);
@@ -544,7 +556,7 @@ struct TransNormerCuda::Impl {
       }
       TNL_CUDA_CHECK(cudaGraphLaunch(exec, stream));
     }
-    for (int64_t& p : st.positions) ++p;
+    for (int64_t& p : st.positions) p += steps;
   }
 };
 
@@ -759,18 +771,23 @@ void TransNormerCuda::decode_greedy_steps(const int32_t* ids, int64_t steps, int
   CudaGenState::Impl& st = *state.impl_;
   const int64_t B = st.batch;
   m.check_ids(ids, B, fn);
-  // Fixed buffers (the chained graph holds their addresses): allocated once per state.
+  // A fixed buffer (the chained graphs hold its address): allocated once per state.
   st.hist.ensure(sizeof(int32_t) * kChainSteps * B);
-  st.hist_step.ensure(sizeof(int32_t));
   std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * B);
   m.upload(st.scratch.s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
+  std::vector<int32_t> ring(kChainSteps * B);  // (kChainSteps, B): row = position % kChainSteps
   for (int64_t done = 0; done < steps;) {
     const int64_t n = std::min<int64_t>(kChainSteps, steps - done);
-    TNL_CUDA_CHECK(cudaMemsetAsync(st.hist_step.as<void>(), 0, sizeof(int32_t), m.stream));
-    for (int64_t i = 0; i < n; ++i) m.launch_step(st, Impl::StepOut::chained);
-    TNL_CUDA_CHECK(cudaMemcpyAsync(out + done * B, st.hist.as<int32_t>(), sizeof(int32_t) * n * B,
+    const std::vector<int64_t> first = st.positions;  // each sequence's position at this chunk's first step
+    int64_t i = 0;
+    if (m.graphs)
+      for (; i + kGraphSteps <= n; i += kGraphSteps) m.launch_step(st, Impl::StepOut::chained, kGraphSteps);
+    for (; i < n; ++i) m.launch_step(st, Impl::StepOut::chained);
+    TNL_CUDA_CHECK(cudaMemcpyAsync(ring.data(), st.hist.as<int32_t>(), sizeof(int32_t) * kChainSteps * B,
                                    cudaMemcpyDeviceToHost, m.stream));
     m.sync();
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t b = 0; b < B; ++b) out[(done + j) * B + b] = ring[((first[b] + j) % kChainSteps) * B + b];
     done += n;
   }
 }
