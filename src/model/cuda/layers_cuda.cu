@@ -46,7 +46,6 @@ __global__ void fill_normal_kernel(bf16* dst, int64_t n, uint64_t key, double st
 __global__ void embed_kernel(const bf16* embed, const int32_t* ids, int64_t d, float scale,
                              float* h) {
   pdl_launch_dependents();  // the first GEMV may start loading its weights
-  pdl_wait();               // ids (the previous step's argmax) and h's last readers are done
   const int64_t r = blockIdx.x;
   const bf16* row = embed + (int64_t)ids[r] * d;  // (d)
   for (int64_t c = threadIdx.x; c < d; c += kThreads) h[r * d + c] = scale * __bfloat162float(row[c]);
@@ -281,9 +280,9 @@ void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream
 }
 
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                bool pdl, cudaStream_t st) {
+                cudaStream_t st) {
   if (T == 0) return;
-  launch_pdl(embed_kernel, dim3((unsigned)T), dim3(kThreads), 0, st, pdl, embed, ids, d, scale, h);
+  embed_kernel<<<(unsigned)T, kThreads, 0, st>>>(embed, ids, d, scale, h);
   TNL_CUDA_CHECK_LAUNCH();
 }
 

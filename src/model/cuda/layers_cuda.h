@@ -22,10 +22,9 @@ void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaS
 void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream_t st);
 
 // ---- activations ----
-// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16). `pdl`: launched with programmatic
-// dependent launch (after a kernel: the decode step chained after the previous one's argmax).
+// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16).
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                bool pdl, cudaStream_t st);
+                cudaStream_t st);
 // y (R, cols) bf16 = SRMS(x[rows[i]]) over cols (x fp32, row stride ld_x; rows null = 0..R-1).
 void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, int64_t cols,
                   bf16* y, cudaStream_t st);

@@ -110,12 +110,10 @@ int dtype_code(const io::TensorEntry& t, const std::string& file) {
                           "; the GPU model reads F32, F16 or BF16"));
 }
 
-// Chained greedy decode (decode_greedy_steps): steps launched back to back before the host
-// waits for their tokens, captured kGraphSteps to a graph (the step boundaries inside a graph
-// are programmatic dependent launches like the rest of the step).
+// Chained greedy decode (decode_greedy_steps): steps launched back to back (a graph each)
+// before the host waits for their tokens. Eight steps to a graph, the embedding launched
+// after the argmax with programmatic dependent launch, measured 2% slower (bench/RESULTS.md).
 constexpr int64_t kChainSteps = 64;
-constexpr int64_t kGraphSteps = 8;
-static_assert(kChainSteps % kGraphSteps == 0, "whole graphs per chunk of chained steps");
 
 std::vector<float> host_f32(const io::TensorEntry& t) {
   std::vector<float> out(t.numel());
@@ -144,8 +142,7 @@ struct CudaGenState::Impl {
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
   DevMem hist;                  // chained greedy decode: (kChainSteps, B) int32, row = position % kChainSteps
-  // Decode graphs: [logits to host, greedy, chained (one step), chained (kGraphSteps steps)].
-  cudaGraphExec_t graph[4] = {nullptr, nullptr, nullptr, nullptr};
+  cudaGraphExec_t graph[3] = {nullptr, nullptr, nullptr};  // decode graphs, by StepOut
   int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
@@ -323,13 +320,10 @@ struct TransNormerCuda::Impl {
 
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
   // then every layer; `states` per layer or empty. `step`: one token per sequence (decode).
-  // `embed_pdl`: the embedding launched with programmatic dependent launch (a chained decode
-  // step after the previous step's argmax, in the same graph).
-  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step,
-           bool embed_pdl = false) {
+  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step) {
     const int64_t d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh = cfg.head_dim();
-    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, embed_pdl, stream);
+    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
     if (step) mark("upload + embed");
     const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
@@ -490,13 +484,12 @@ struct TransNormerCuda::Impl {
   enum class StepOut { logits = 0, greedy = 1, chained = 2 };
 
   // The decode step's launches on the state's scratch (captured in a graph, or run directly).
-  // `after_step`: a chained step right after another in the same launch sequence.
-  void decode_body(CudaGenState::Impl& st, StepOut out, bool after_step = false) {
+  void decode_body(CudaGenState::Impl& st, StepOut out) {
     const int64_t B = st.batch, V = cfg.vocab_size;
     const Scratch& s = st.scratch.s;
     mark("start");
     if (out != StepOut::chained) upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
-    run(s, B, {B, 1, nullptr, 0}, &st.layers, true, after_step);
+    run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
     head(s, nullptr, B, st.logits.as<float>(), true);
     if (out == StepOut::greedy) {
       cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), s.pos, nullptr, 0, stream);
@@ -521,29 +514,24 @@ struct TransNormerCuda::Impl {
     launch_step(st, greedy ? StepOut::greedy : StepOut::logits);
   }
 
-  // `steps` decode steps' launches (a graph replay unless graphs are off; more than one step
-  // only chained, and kGraphSteps with graphs); no synchronization.
-  void launch_step(CudaGenState::Impl& st, StepOut out, int64_t steps = 1) {
-    TNL_CHECK(steps == 1 || (out == StepOut::chained && (!graphs || steps == kGraphSteps)),
-              "tnl::model::TransNormerCuda: internal: ", steps, " steps in one launch");
+  // One decode step's launches (a graph replay unless graphs are off); no synchronization.
+  void launch_step(CudaGenState::Impl& st, StepOut out) {
     if (!graphs) {
-      for (int64_t i = 0; i < steps; ++i) {
-        decode_body(st, out, i > 0);
-        if (profiling) {
-          sync();
-          prof_collect();
-        }
+      decode_body(st, out);
+      if (profiling) {
+        sync();
+        prof_collect();
       }
     } else {
       const int64_t setting = 2 * gemv_rows + (attn_split ? 1 : 0);
       if (st.graph_setting != setting) st.drop_graphs();
       st.graph_setting = setting;
-      cudaGraphExec_t& exec = st.graph[(int)out + (steps > 1 ? 1 : 0)];
+      cudaGraphExec_t& exec = st.graph[(int)out];
       if (!exec) {
         cudaGraph_t graph = nullptr;
         TNL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
         try {
-          for (int64_t i = 0; i < steps; ++i) decode_body(st, out, i > 0);
+          decode_body(st, out);
         } catch (...) {
           cudaStreamEndCapture(stream, &graph);
           if (graph) cudaGraphDestroy(graph);
@@ -556,7 +544,7 @@ struct TransNormerCuda::Impl {
       }
       TNL_CUDA_CHECK(cudaGraphLaunch(exec, stream));
     }
-    for (int64_t& p : st.positions) p += steps;
+    for (int64_t& p : st.positions) ++p;
   }
 };
 
@@ -779,10 +767,7 @@ void TransNormerCuda::decode_greedy_steps(const int32_t* ids, int64_t steps, int
   for (int64_t done = 0; done < steps;) {
     const int64_t n = std::min<int64_t>(kChainSteps, steps - done);
     const std::vector<int64_t> first = st.positions;  // each sequence's position at this chunk's first step
-    int64_t i = 0;
-    if (m.graphs)
-      for (; i + kGraphSteps <= n; i += kGraphSteps) m.launch_step(st, Impl::StepOut::chained, kGraphSteps);
-    for (; i < n; ++i) m.launch_step(st, Impl::StepOut::chained);
+    for (int64_t i = 0; i < n; ++i) m.launch_step(st, Impl::StepOut::chained);
     TNL_CUDA_CHECK(cudaMemcpyAsync(ring.data(), st.hist.as<int32_t>(), sizeof(int32_t) * kChainSteps * B,
                                    cudaMemcpyDeviceToHost, m.stream));
     m.sync();
