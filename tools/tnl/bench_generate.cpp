@@ -19,6 +19,7 @@
 #include "floor.h"
 #include "model/config.h"
 #include "model/cuda/transnormer_cuda.h"
+#include "model/sampler.h"
 #include "model/transnormer.h"
 #include "tnl/device.h"
 #include "tnl/error.h"
@@ -119,12 +120,14 @@ double mib(double bytes) { return bytes / (1 << 20); }
 
 // How the timed decode gets its tokens: the argmax on the GPU with the tokens kept there
 // between steps (the host waits once for all of them), the argmax on the GPU with a host round
-// trip per token, or the logits to the host (then the argmax there).
-enum class DecodeMode { chained, greedy, logits };
+// trip per token, the logits to the host (then the argmax there), or the logits to the host
+// sampled there as `tnl generate` does by default (model::Sampler with the released defaults:
+// temperature 1, repetition penalty 1.03 over the prompt and the tokens so far).
+enum class DecodeMode { chained, greedy, logits, sampled };
 
-// Decode `steps` tokens per sequence; returns tokens/s over all sequences.
+// Decode `steps` tokens per sequence after `prompts`; returns tokens/s over all sequences.
 double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::vector<int32_t> tok,
-                   int64_t steps, DecodeMode mode) {
+                   int64_t steps, DecodeMode mode, const std::vector<std::vector<int32_t>>& prompts) {
   const int64_t B = (int64_t)tok.size(), V = net.config().vocab_size;
   if (mode == DecodeMode::chained) {
     std::vector<int32_t> warm(2 * B), out(steps * B);
@@ -135,10 +138,23 @@ double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::ve
   }
   std::vector<float> logits(B * V);
   std::vector<int32_t> next(B);
+  std::vector<model::Sampler> samplers;
+  std::vector<std::vector<int32_t>> history = prompts;
+  for (int64_t b = 0; b < B; ++b) {
+    model::SamplingOptions o;
+    o.seed = (uint64_t)b;
+    samplers.emplace_back(o);
+  }
   auto step = [&] {
     if (mode == DecodeMode::greedy) {
       net.decode_greedy(tok.data(), next.data(), st);
       tok = next;
+    } else if (mode == DecodeMode::sampled) {
+      net.decode(tok.data(), logits.data(), st);
+      for (int64_t b = 0; b < B; ++b) {
+        tok[b] = samplers[b].next(logits.data() + b * V, V, history[b]);
+        history[b].push_back(tok[b]);
+      }
     } else {
       net.decode(tok.data(), logits.data(), st);
       for (int64_t b = 0; b < B; ++b)
@@ -211,9 +227,9 @@ int bench_generate_cuda(const Args& a) {
     net.prefill(prompts, st, logits.data(), chunk);
     const double t_prefill = seconds() - t0;
     const std::vector<int32_t> tok = {(int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin())};
-    const double chained = time_decode(net, st, tok, steps, DecodeMode::chained);
-    const double greedy = time_decode(net, st, tok, steps, DecodeMode::greedy);
-    const double host = time_decode(net, st, tok, steps, DecodeMode::logits);
+    const double chained = time_decode(net, st, tok, steps, DecodeMode::chained, prompts);
+    const double greedy = time_decode(net, st, tok, steps, DecodeMode::greedy, prompts);
+    const double host = time_decode(net, st, tok, steps, DecodeMode::logits, prompts);
     decode_rates.push_back(chained);
     std::printf("| %lld | %.3f | %.0f | %.0f%% | %.0f | %.0f%% | %.0f | %.0f | %.1f | %.0f |\n", (long long)n, t_prefill,
                 (double)n / t_prefill, 100.0 * n / t_prefill / prefill_floor, chained, 100.0 * chained / floor_tok_s(1),
@@ -229,8 +245,9 @@ int bench_generate_cuda(const Args& a) {
 
   std::printf("\ndecode by batch (prompts of %lld tokens, %lld steps):\n\n", (long long)batch_prompt, (long long)steps);
   std::printf("| batch | decode tok/s (greedy, tokens on GPU) | ms/step | %% of floor | greedy, a host round trip per token "
-              "| logits to host | round trip per token, no CUDA graph | state MiB |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+              "| logits to host | sampled on the host (tnl generate's defaults) | round trip per token, no CUDA graph "
+              "| state MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t B : batches) {
     const auto prompts = bench_prompts(B, batch_prompt, V);
     logits.assign(B * V, 0.f);
@@ -240,14 +257,16 @@ int bench_generate_cuda(const Args& a) {
     std::vector<int32_t> tok(B);
     for (int64_t b = 0; b < B; ++b)
       tok[b] = (int32_t)(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
-    const double chained = time_decode(net, st, tok, steps, DecodeMode::chained);
-    const double greedy = time_decode(net, st, tok, steps, DecodeMode::greedy);
-    const double host = time_decode(net, st, tok, steps, DecodeMode::logits);
+    const double chained = time_decode(net, st, tok, steps, DecodeMode::chained, prompts);
+    const double greedy = time_decode(net, st, tok, steps, DecodeMode::greedy, prompts);
+    const double host = time_decode(net, st, tok, steps, DecodeMode::logits, prompts);
+    const double sampled = time_decode(net, st, tok, steps, DecodeMode::sampled, prompts);
     net.set_graphs(false);
-    const double direct = time_decode(net, st, tok, steps, DecodeMode::greedy);
+    const double direct = time_decode(net, st, tok, steps, DecodeMode::greedy, prompts);
     net.set_graphs(true);
-    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.0f | %.0f | %.1f |\n", (long long)B, chained,
-                1e3 * (double)B / chained, 100.0 * chained / floor_tok_s(B), greedy, host, direct, mib((double)st.bytes()));
+    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.0f | %.0f | %.0f | %.1f |\n", (long long)B, chained,
+                1e3 * (double)B / chained, 100.0 * chained / floor_tok_s(B), greedy, host, sampled, direct,
+                mib((double)st.bytes()));
     std::fflush(stdout);
   }
   {  // the same decode with cuBLAS in place of the fused GEMV, for comparison
@@ -257,7 +276,7 @@ int bench_generate_cuda(const Args& a) {
     net.set_gemv_rows(0);
     net.prefill(prompts, st, logits.data(), chunk);
     const std::vector<int32_t> tok = {(int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin())};
-    const double blas = time_decode(net, st, tok, steps, DecodeMode::chained);
+    const double blas = time_decode(net, st, tok, steps, DecodeMode::chained, prompts);
     net.set_gemv_rows(4);
     std::printf("\nbatch 1 decode (greedy, tokens on GPU) with cuBLAS GEMMs in place of the fused GEMV: %.0f tokens/s "
                 "(%.0f%% of floor)\n", blas,
