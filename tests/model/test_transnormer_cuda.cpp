@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "model/checkpoint.h"
+#include "model/sampler.h"
 #include "model/io/safetensors.h"
 #include "model/cuda/transnormer_cuda.h"
 #include "model/transnormer.h"
@@ -426,6 +427,79 @@ TEST_F(CudaModelRandom, GreedyStepsKeptOnTheGpuMatchOneCallPerToken) {
     EXPECT_THROW(gpu.decode_greedy_steps(ids, 0, out.data(), filled), ArgumentError);
     const int32_t outside[1] = {(int32_t)V};
     EXPECT_THROW(gpu.decode_greedy_steps(outside, 1, out.data(), filled), ArgumentError);
+  }
+}
+
+TEST_F(CudaModelRandom, TokensSampledOnTheGpuFollowTheHostRule) {
+  // decode_sample against the logits of a twin state: the repetition penalty over prompt,
+  // extend and decode tokens (Sampler's rule), then greedy (the same token as the host's argmax)
+  // or a draw at a temperature, whose token must own the uniform's point of the distribution
+  // function laid out in the kernel's order (thread t of 1024 owns tokens t, t + 1024, ...),
+  // give or take fp32 rounding. Vocabularies a multiple of 32 and not.
+  for (const int64_t V : {1024, 1003}) {
+    const Config cfg = config_preset("tiny", V);
+    TransNormerCuda gpu(cfg, 9);
+    for (const int64_t B : {1, 3}) {
+      for (const bool greedy : {true, false}) {
+        SCOPED_TRACE("V " + std::to_string(V) + ", B " + std::to_string(B) + (greedy ? ", greedy" : ", sampled"));
+        const float temperature = 0.7f, penalty = 1.4f;
+        std::vector<std::vector<int32_t>> prompts;
+        for (int64_t b = 0; b < B; ++b) prompts.push_back(random_ids(12 + 5 * b, V, 70 + b));
+        CudaGenState on_gpu, twin;
+        std::vector<float> logits(B * V), ext(B * 3 * V);
+        gpu.prefill(prompts, on_gpu, logits.data(), 64);
+        gpu.prefill(prompts, twin, logits.data(), 64);
+        std::vector<std::vector<int32_t>> history = prompts;
+        const std::vector<int32_t> more = random_ids(B * 3, V, 90);  // (B, 3), through extend
+        gpu.extend(more.data(), 3, on_gpu, ext.data());
+        gpu.extend(more.data(), 3, twin, ext.data());
+        for (int64_t b = 0; b < B; ++b) history[b].insert(history[b].end(), more.begin() + 3 * b, more.begin() + 3 * b + 3);
+        std::mt19937_64 rng(5);
+        std::vector<int32_t> tok = random_ids(B, V, 91), got(B);
+        std::vector<float> u(B);
+        for (int step = 0; step < 12; ++step) {
+          for (int64_t b = 0; b < B; ++b) {
+            u[b] = (float)std::uniform_real_distribution<double>(0.0, 0.999)(rng);
+            history[b].push_back(tok[b]);
+          }
+          gpu.decode(tok.data(), logits.data(), twin);
+          gpu.decode_sample(tok.data(), u.data(), temperature, penalty, greedy, got.data(), on_gpu);
+          for (int64_t b = 0; b < B; ++b) {
+            float* l = logits.data() + b * V;
+            apply_repetition_penalty(l, V, history[b], penalty);
+            if (greedy) {
+              ASSERT_EQ(got[b], (int32_t)(std::max_element(l, l + V) - l)) << "step " << step << ", sequence " << b;
+              continue;
+            }
+            const float top = *std::max_element(l, l + V);
+            double total = 0, lo = -1, hi = -1;
+            for (int64_t t = 0; t < 1024; ++t)
+              for (int64_t i = t; i < V; i += 1024) {
+                const double w = std::exp((l[i] - top) / temperature);
+                if (i == got[b]) lo = total, hi = total + w;
+                total += w;
+              }
+            ASSERT_GE(got[b], 0);
+            ASSERT_LT(got[b], V);
+            const double target = (double)u[b] * total, slack = 1e-4 * total;
+            EXPECT_TRUE(lo - slack <= target && target <= hi + slack)
+                << "step " << step << ", sequence " << b << ": token " << got[b] << " owns [" << lo / total << ", "
+                << hi / total << ") of the distribution, the draw was " << u[b];
+          }
+          tok = got;
+        }
+        EXPECT_EQ(on_gpu.positions(), twin.positions());
+      }
+    }
+    CudaGenState filled;
+    std::vector<float> logits(V);
+    gpu.prefill({{3, 4, 5}}, filled, logits.data());
+    const int32_t ids[1] = {3};
+    int32_t next[1];
+    const float half[1] = {0.5f}, one[1] = {1.0f};
+    EXPECT_THROW(gpu.decode_sample(ids, half, 0.f, 1.f, false, next, filled), ArgumentError);
+    EXPECT_THROW(gpu.decode_sample(ids, half, 1.f, 0.5f, false, next, filled), ArgumentError);
+    EXPECT_THROW(gpu.decode_sample(ids, one, 1.f, 1.f, false, next, filled), ArgumentError);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "args.h"
@@ -120,10 +121,10 @@ double mib(double bytes) { return bytes / (1 << 20); }
 
 // How the timed decode gets its tokens: the argmax on the GPU with the tokens kept there
 // between steps (the host waits once for all of them), the argmax on the GPU with a host round
-// trip per token, the logits to the host (then the argmax there), or the logits to the host
-// sampled there as `tnl generate` does by default (model::Sampler with the released defaults:
-// temperature 1, repetition penalty 1.03 over the prompt and the tokens so far).
-enum class DecodeMode { chained, greedy, logits, sampled };
+// trip per token, the logits to the host (then the argmax there), or a draw with the released
+// defaults (temperature 1, repetition penalty 1.03 over the prompt and the tokens so far) on the
+// GPU (decode_sample, what `tnl generate` does) or on the host from the logits (model::Sampler).
+enum class DecodeMode { chained, greedy, logits, gpu_sampled, host_sampled };
 
 // Decode `steps` tokens per sequence after `prompts`; returns tokens/s over all sequences.
 double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::vector<int32_t> tok,
@@ -140,6 +141,9 @@ double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::ve
   std::vector<int32_t> next(B);
   std::vector<model::Sampler> samplers;
   std::vector<std::vector<int32_t>> history = prompts;
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<float> uniform(B);
   for (int64_t b = 0; b < B; ++b) {
     model::SamplingOptions o;
     o.seed = (uint64_t)b;
@@ -149,7 +153,11 @@ double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::ve
     if (mode == DecodeMode::greedy) {
       net.decode_greedy(tok.data(), next.data(), st);
       tok = next;
-    } else if (mode == DecodeMode::sampled) {
+    } else if (mode == DecodeMode::gpu_sampled) {
+      for (int64_t b = 0; b < B; ++b) uniform[b] = std::min((float)unit(rng), 0x1.fffffep-1f);
+      net.decode_sample(tok.data(), uniform.data(), 1.0f, 1.03f, false, next.data(), st);
+      tok = next;
+    } else if (mode == DecodeMode::host_sampled) {
       net.decode(tok.data(), logits.data(), st);
       for (int64_t b = 0; b < B; ++b) {
         tok[b] = samplers[b].next(logits.data() + b * V, V, history[b]);
@@ -245,9 +253,9 @@ int bench_generate_cuda(const Args& a) {
 
   std::printf("\ndecode by batch (prompts of %lld tokens, %lld steps):\n\n", (long long)batch_prompt, (long long)steps);
   std::printf("| batch | decode tok/s (greedy, tokens on GPU) | ms/step | %% of floor | greedy, a host round trip per token "
-              "| logits to host | sampled on the host (tnl generate's defaults) | round trip per token, no CUDA graph "
-              "| state MiB |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+              "| logits to host | sampled on the GPU (tnl generate's defaults) | sampled on the host from the logits "
+              "| round trip per token, no CUDA graph | state MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t B : batches) {
     const auto prompts = bench_prompts(B, batch_prompt, V);
     logits.assign(B * V, 0.f);
@@ -260,13 +268,14 @@ int bench_generate_cuda(const Args& a) {
     const double chained = time_decode(net, st, tok, steps, DecodeMode::chained, prompts);
     const double greedy = time_decode(net, st, tok, steps, DecodeMode::greedy, prompts);
     const double host = time_decode(net, st, tok, steps, DecodeMode::logits, prompts);
-    const double sampled = time_decode(net, st, tok, steps, DecodeMode::sampled, prompts);
+    const double gpu_sampled = time_decode(net, st, tok, steps, DecodeMode::gpu_sampled, prompts);
+    const double host_sampled = time_decode(net, st, tok, steps, DecodeMode::host_sampled, prompts);
     net.set_graphs(false);
     const double direct = time_decode(net, st, tok, steps, DecodeMode::greedy, prompts);
     net.set_graphs(true);
-    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.0f | %.0f | %.0f | %.1f |\n", (long long)B, chained,
-                1e3 * (double)B / chained, 100.0 * chained / floor_tok_s(B), greedy, host, sampled, direct,
-                mib((double)st.bytes()));
+    std::printf("| %lld | %.0f | %.3f | %.0f%% | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f |\n", (long long)B, chained,
+                1e3 * (double)B / chained, 100.0 * chained / floor_tok_s(B), greedy, host, gpu_sampled, host_sampled,
+                direct, mib((double)st.bytes()));
     std::fflush(stdout);
   }
   {  // the same decode with cuBLAS in place of the fused GEMV, for comparison

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "args.h"
@@ -122,12 +123,22 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
   std::vector<char> done(B, 0);
   model::DetokenizeStream stream(tok, prompts[0]);
   if (B == 1) std::fputs(texts[0].c_str(), stdout);
-  std::vector<int32_t> next(B);
+  // On the GPU, without a top-k / top-p cut, the tokens after the first are chosen there
+  // (decode_sample: the same penalty, greedy or a draw from the softmax with this host's random
+  // numbers, one generator per sequence seeded like its Sampler); only the ids cross the bus.
+  bool on_gpu = false;
+  if constexpr (std::is_same_v<Net, model::TransNormerCuda>) on_gpu = so.top_k == 0 && so.top_p >= 1.0f;
+  std::vector<std::mt19937_64> rngs;
+  for (int64_t b = 0; b < B; ++b) rngs.emplace_back(so.seed + (uint64_t)b);
+  std::vector<float> uniforms(B);
+  std::vector<int32_t> next(B), picked(B);
   int64_t steps = 0;
   const double t1 = seconds();
   for (; steps < max_tokens; ++steps) {
     for (int64_t b = 0; b < B; ++b) {
-      next[b] = done[b] ? tok.eos_id() : samplers[b].next(logits.data() + b * V, V, history[b]);
+      if (done[b]) next[b] = tok.eos_id();
+      else if (on_gpu && steps > 0) next[b] = picked[b];
+      else next[b] = samplers[b].next(logits.data() + b * V, V, history[b]);
       if (done[b]) continue;
       if (next[b] == tok.eos_id()) {
         done[b] = 1;
@@ -141,7 +152,18 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
       }
     }
     if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; })) break;
-    if (steps + 1 < max_tokens) net.decode(next.data(), logits.data(), st);
+    if (steps + 1 < max_tokens) {
+      if constexpr (std::is_same_v<Net, model::TransNormerCuda>) {
+        if (on_gpu) {
+          for (int64_t b = 0; b < B; ++b)  // in [0, 1): fp32 rounding must not reach 1
+            uniforms[b] = std::min((float)std::uniform_real_distribution<double>(0.0, 1.0)(rngs[b]), 0x1.fffffep-1f);
+          net.decode_sample(next.data(), uniforms.data(), so.temperature, so.repetition_penalty, so.greedy,
+                            picked.data(), st);
+          continue;
+        }
+      }
+      net.decode(next.data(), logits.data(), st);
+    }
   }
   const double t_decode = seconds() - t1;
   if (B == 1) {

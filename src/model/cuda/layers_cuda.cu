@@ -44,10 +44,12 @@ __global__ void fill_normal_kernel(bf16* dst, int64_t n, uint64_t key, double st
 }
 
 __global__ void embed_kernel(const bf16* embed, const int32_t* ids, int64_t d, float scale,
-                             float* h) {
+                             float* h, uint32_t* seen, int64_t words) {
   pdl_launch_dependents();  // the first GEMV may start loading its weights
   const int64_t r = blockIdx.x;
-  const bf16* row = embed + (int64_t)ids[r] * d;  // (d)
+  const int32_t id = ids[r];
+  if (seen && threadIdx.x == 0) atomicOr(seen + r * words + (id >> 5), 1u << (id & 31));
+  const bf16* row = embed + (int64_t)id * d;  // (d)
   for (int64_t c = threadIdx.x; c < d; c += kThreads) h[r * d + c] = scale * __bfloat162float(row[c]);
 }
 
@@ -103,67 +105,6 @@ __global__ void glu_kernel(const float* ab, int64_t T, int64_t g, bf16* p) {
        i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t r = i / g, c = i % g;
     p[i] = __float2bfloat16_rn(ab[r * 2 * g + c] * ab[r * 2 * g + g + c]);
-  }
-}
-
-// Greedy choice (first of equal maxima; NaN never wins) of one row of logits per block:
-// float4 loads, kArgmaxUnroll of them in flight per thread, then a warp and a block reduction.
-constexpr int kArgmaxThreads = 1024;
-constexpr int kArgmaxUnroll = 4;
-
-// (v, i) replaces (bv, bi) when larger, or equal at a lower index.
-__device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {
-  if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
-}
-
-__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* logits, int V, int32_t* next,
-                                                                int64_t* pos, int32_t* hist, int hist_rows) {
-  pdl_launch_dependents();
-  pdl_wait();  // the logits are complete
-  const float* row = logits + (int64_t)blockIdx.x * V;  // (V)
-  float best = -INFINITY;
-  int arg = 0;
-  if (V % 4 == 0) {  // rows 16-byte aligned
-    const int V4 = V / 4;
-    for (int g0 = threadIdx.x; g0 < V4; g0 += kArgmaxThreads * kArgmaxUnroll) {
-      float4 x[kArgmaxUnroll];
-#pragma unroll
-      for (int u = 0; u < kArgmaxUnroll; ++u)
-        if (g0 + u * kArgmaxThreads < V4) x[u] = reinterpret_cast<const float4*>(row)[g0 + u * kArgmaxThreads];
-#pragma unroll
-      for (int u = 0; u < kArgmaxUnroll; ++u) {
-        const int i = 4 * (g0 + u * kArgmaxThreads);
-        if (i < V) {  // increasing indices: strict > keeps the first of equal maxima
-          if (x[u].x > best) best = x[u].x, arg = i;
-          if (x[u].y > best) best = x[u].y, arg = i + 1;
-          if (x[u].z > best) best = x[u].z, arg = i + 2;
-          if (x[u].w > best) best = x[u].w, arg = i + 3;
-        }
-      }
-    }
-  } else {
-    for (int i = threadIdx.x; i < V; i += kArgmaxThreads)
-      if (row[i] > best) best = row[i], arg = i;
-  }
-  for (int o = 16; o > 0; o >>= 1)
-    argmax_merge(best, arg, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, arg, o));
-  __shared__ float wv[kArgmaxThreads / 32];
-  __shared__ int wi[kArgmaxThreads / 32];
-  if (threadIdx.x % 32 == 0) wv[threadIdx.x / 32] = best, wi[threadIdx.x / 32] = arg;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    best = wv[threadIdx.x];
-    arg = wi[threadIdx.x];
-    for (int o = 16; o > 0; o >>= 1)
-      argmax_merge(best, arg, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, arg, o));
-    if (threadIdx.x == 0) {
-      next[blockIdx.x] = arg;
-      if (pos) {
-        const int64_t p = pos[blockIdx.x];
-        if (hist) hist[(p % hist_rows) * gridDim.x + blockIdx.x] = arg;
-        pos[blockIdx.x] = p + 1;
-      }
-    }
   }
 }
 
@@ -280,9 +221,9 @@ void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream
 }
 
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                cudaStream_t st) {
+                uint32_t* seen, int64_t words, cudaStream_t st) {
   if (T == 0) return;
-  embed_kernel<<<(unsigned)T, kThreads, 0, st>>>(embed, ids, d, scale, h);
+  embed_kernel<<<(unsigned)T, kThreads, 0, st>>>(embed, ids, d, scale, h, seen, words);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
@@ -311,15 +252,6 @@ void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t h
 void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st) {
   if (T == 0) return;
   glu_kernel<<<grid_for(T * g), kThreads, 0, st>>>(ab, T, g, p);
-  TNL_CUDA_CHECK_LAUNCH();
-}
-
-void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int64_t* pos, int32_t* hist,
-                 int64_t hist_rows, cudaStream_t st) {
-  TNL_CHECK(V >= 1 && V <= INT32_MAX, "tnl::model::cuda::argmax_rows: vocabulary size ", V, " outside 1..2^31-1");
-  TNL_CHECK(!hist || (pos && hist_rows >= 1 && hist_rows <= INT32_MAX), "tnl::model::cuda::argmax_rows: hist needs pos and 1..2^31-1 rows");
-  launch_pdl(argmax_kernel, dim3((unsigned)B), dim3(kArgmaxThreads), 0, st, true, logits, (int)V, next, pos, hist,
-             (int)hist_rows);
   TNL_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,9 +22,10 @@ void convert_to_bf16(const void* src, int src_dtype, int64_t n, bf16* dst, cudaS
 void fill_normal_bf16(bf16* dst, int64_t n, uint64_t key, double std, cudaStream_t st);
 
 // ---- activations ----
-// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16).
+// h (T, d) fp32 = scale · embed[ids] (embed (V, d) bf16); when seen is not null (decode: row r
+// is sequence r), the ids' bits are set in seen (see seen_words), V = 32 · words at most.
 void embed_rows(const bf16* embed, const int32_t* ids, int64_t T, int64_t d, float scale, float* h,
-                cudaStream_t st);
+                uint32_t* seen, int64_t words, cudaStream_t st);
 // y (R, cols) bf16 = SRMS(x[rows[i]]) over cols (x fp32, row stride ld_x; rows null = 0..R-1).
 void srms_to_bf16(const float* x, int64_t ld_x, const int32_t* rows, int64_t R, int64_t cols,
                   bf16* y, cudaStream_t st);
@@ -37,12 +38,25 @@ void norm_gate(const bf16* o, const float* u, int64_t ld_u, int64_t T, int64_t h
                cudaStream_t st);
 // p (T, g) bf16 = a ⊙ b, with ab (T, 2g) fp32 = [a | b].
 void glu_product(const float* ab, int64_t T, int64_t g, bf16* p, cudaStream_t st);
-// next[b] = argmax logits[b, :] (first of equal maxima; NaN never wins), logits (B, V) fp32,
-// launched with programmatic dependent launch after the kernel that writes the logits. When
-// pos (B) is not null, it also advances pos[b] by one and, when hist is not null, writes the
-// token to hist (hist_rows, B) at row pos[b] % hist_rows (pos before the advance).
+// ---- the next token on the GPU (sample_cuda.cu), launched with programmatic dependent launch
+// after the kernel that writes the logits (B, V) fp32 ----
+// next[b] = argmax logits[b, :] (first of equal maxima; NaN never wins). When pos (B) is not
+// null, it also advances pos[b] by one and, when hist is not null, writes the token to hist
+// (hist_rows, B) at row pos[b] % hist_rows (pos before the advance).
 void argmax_rows(const float* logits, int64_t B, int64_t V, int32_t* next, int64_t* pos, int32_t* hist,
                  int64_t hist_rows, cudaStream_t st);
+// Tokens seen by each sequence, for the repetition penalty: a bit per vocabulary entry,
+// (B, seen_words(V)) uint32.
+inline int64_t seen_words(int64_t V) { return (V + 31) / 32; }
+// Sets the bits of ids (T), row r belonging to sequence r / rows_per_seq.
+void mark_seen(const int32_t* ids, int64_t T, int64_t rows_per_seq, uint32_t* seen, int64_t V, cudaStream_t st);
+// next[b] = a token of row b after the repetition penalty over the seen tokens (seen may be null):
+// greedy, or drawn from the softmax at the temperature with params[b] in [0, 1) as the draw's
+// uniform number (the inverse of the distribution function, over the tokens in a fixed order).
+// params (B + 3) on the device: u (B), 1 / temperature, penalty (>= 1), greedy (0 or 1).
+// pos[b] advances by one.
+void sample_rows(const float* logits, int64_t B, int64_t V, const uint32_t* seen, const float* params,
+                 int32_t* next, int64_t* pos, cudaStream_t st);
 // pos[b] += 1, b < B.
 void advance_positions(int64_t* pos, int64_t B, cudaStream_t st);
 

@@ -142,7 +142,10 @@ struct CudaGenState::Impl {
   DevMem logits, next;          // (B, V) fp32, (B) int32
   HostMem host_ids, host_next;  // (B) int32, pinned
   DevMem hist;                  // chained greedy decode: (kChainSteps, B) int32, row = position % kChainSteps
-  cudaGraphExec_t graph[3] = {nullptr, nullptr, nullptr};  // decode graphs, by StepOut
+  DevMem seen;                  // (B, seen_words(V)) uint32: the tokens each sequence has seen
+  DevMem sample_params;         // (B + 3) fp32: sample_rows' params
+  HostMem host_sample;          // the same, pinned
+  cudaGraphExec_t graph[4] = {nullptr, nullptr, nullptr, nullptr};  // decode graphs, by StepOut
   int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
   void drop_graphs() {
     for (cudaGraphExec_t& g : graph) {
@@ -320,10 +323,13 @@ struct TransNormerCuda::Impl {
 
   // The layer stack on the T rows of s (ids and pos already on the device): h from the ids,
   // then every layer; `states` per layer or empty. `step`: one token per sequence (decode).
-  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step) {
+  // `seen`: a decode step's bitmap of seen tokens (layers_cuda.h), which the embedding marks.
+  void run(const Scratch& s, int64_t T, const Packing& pk, std::vector<DevMem>* states, bool step,
+           uint32_t* seen = nullptr) {
     const int64_t d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh = cfg.head_dim();
-    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, stream);
+    cuda::embed_rows(embed.as<bf16>(), s.ids, T, d, (float)cfg.embed_scale(), s.h, seen,
+                     cuda::seen_words(cfg.vocab_size), stream);
     if (step) mark("upload + embed");
     const bool fused = step && T <= gemv_rows && cuda::gemv_supported(T, std::max(d, std::max(hid, g)));
     for (int64_t l = 0; l < cfg.num_layers; ++l) {
@@ -479,9 +485,10 @@ struct TransNormerCuda::Impl {
   }
 
   // What a decode step ends with: the logits on the device (copied to the host by the caller),
-  // the greedy tokens copied to the host, or the greedy tokens kept on the device as the next
-  // step's input (chained: no host transfer in the step; the tokens also go to st.hist).
-  enum class StepOut { logits = 0, greedy = 1, chained = 2 };
+  // the greedy tokens copied to the host, the greedy tokens kept on the device as the next
+  // step's input (chained: no host transfer in the step; the tokens also go to st.hist), or
+  // tokens sampled on the device (sample_rows, with st.host_sample's params) copied to the host.
+  enum class StepOut { logits = 0, greedy = 1, chained = 2, sampled = 3 };
 
   // The decode step's launches on the state's scratch (captured in a graph, or run directly).
   void decode_body(CudaGenState::Impl& st, StepOut out) {
@@ -489,9 +496,17 @@ struct TransNormerCuda::Impl {
     const Scratch& s = st.scratch.s;
     mark("start");
     if (out != StepOut::chained) upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
-    run(s, B, {B, 1, nullptr, 0}, &st.layers, true);
+    if (out == StepOut::sampled)
+      upload(st.sample_params.as<void>(), st.host_sample.as<float>(), sizeof(float) * (B + 3));
+    run(s, B, {B, 1, nullptr, 0}, &st.layers, true, st.seen.as<uint32_t>());
     head(s, nullptr, B, st.logits.as<float>(), true);
-    if (out == StepOut::greedy) {
+    if (out == StepOut::sampled) {
+      cuda::sample_rows(st.logits.as<float>(), B, V, st.seen.as<uint32_t>(), st.sample_params.as<float>(),
+                        st.next.as<int32_t>(), s.pos, stream);
+      TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
+                                     cudaMemcpyDeviceToHost, stream));
+      mark("sample + advance + copy");
+    } else if (out == StepOut::greedy) {
       cuda::argmax_rows(st.logits.as<float>(), B, V, st.next.as<int32_t>(), s.pos, nullptr, 0, stream);
       TNL_CUDA_CHECK(cudaMemcpyAsync(st.host_next.as<int32_t>(), st.next.as<int32_t>(), sizeof(int32_t) * B,
                                      cudaMemcpyDeviceToHost, stream));
@@ -673,6 +688,18 @@ void TransNormerCuda::prefill(const std::vector<std::vector<int32_t>>& prompts, 
   st->next.ensure(sizeof(int32_t) * (size_t)B);
   st->host_ids.alloc(sizeof(int32_t) * (size_t)B);
   st->host_next.alloc(sizeof(int32_t) * (size_t)B);
+  st->sample_params.ensure(sizeof(float) * (size_t)(B + 3));
+  st->host_sample.alloc(sizeof(float) * (size_t)(B + 3));
+  {  // the prompts' tokens, for the repetition penalty of decode_sample
+    const int64_t words = cuda::seen_words(V);
+    std::vector<uint32_t> seen(B * words, 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int32_t t : prompts[b]) seen[b * words + (t >> 5)] |= 1u << (t & 31);
+    st->seen.ensure(sizeof(uint32_t) * seen.size());
+    TNL_CUDA_CHECK(cudaMemcpyAsync(st->seen.as<void>(), seen.data(), sizeof(uint32_t) * seen.size(),
+                                   cudaMemcpyHostToDevice, m.stream));
+    m.sync();  // `seen` is freed at the end of this block
+  }
   (void)d, (void)hid, (void)g;
 
   m.ws_cu.ensure(sizeof(int32_t) * (size_t)(B + 1));
@@ -729,6 +756,7 @@ void TransNormerCuda::extend(const int32_t* ids, int64_t n, CudaGenState& state,
   CudaGenState::Impl& st = *state.impl_;
   m.check_ids(ids, st.batch * n, fn);
   m.run_rows(ids, st.batch, n, &st.positions, &st.layers, logits);
+  cuda::mark_seen(m.ws.s.ids, st.batch * n, n, st.seen.as<uint32_t>(), m.cfg.vocab_size, m.stream);
   for (int64_t& p : st.positions) p += n;
   m.upload(st.scratch.s.pos, st.positions.data(), sizeof(int64_t) * st.batch);
   m.sync();
@@ -748,6 +776,32 @@ void TransNormerCuda::decode_greedy(const int32_t* ids, int32_t* next, CudaGenSt
   m.decode_step(ids, state, true);
   m.sync();
   std::memcpy(next, state.impl_->host_next.as<int32_t>(), sizeof(int32_t) * state.impl_->batch);
+}
+
+void TransNormerCuda::decode_sample(const int32_t* ids, const float* uniforms, float temperature,
+                                    float repetition_penalty, bool greedy, int32_t* next, CudaGenState& state) {
+  Impl& m = *impl_;
+  const char* fn = "tnl::model::TransNormerCuda::decode_sample";
+  TNL_ARG_CHECK(state.impl_ && state.impl_->owner == &m, fn, "state", "expected the state of a prefill of this model");
+  TNL_ARG_CHECK(temperature > 0 && std::isfinite(temperature), fn, "temperature", "expected > 0, got ", temperature);
+  TNL_ARG_CHECK(repetition_penalty >= 1 && std::isfinite(repetition_penalty), fn, "repetition_penalty",
+                "expected >= 1, got ", repetition_penalty);
+  CudaGenState::Impl& st = *state.impl_;
+  const int64_t B = st.batch;
+  m.check_ids(ids, B, fn);
+  float* params = st.host_sample.as<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    TNL_ARG_CHECK(greedy || (uniforms[b] >= 0 && uniforms[b] < 1), fn, "uniforms",
+                  "expected values in [0, 1), got ", uniforms[b], " for sequence ", b);
+    params[b] = greedy ? 0.f : uniforms[b];
+  }
+  params[B] = 1.0f / temperature;
+  params[B + 1] = repetition_penalty;
+  params[B + 2] = greedy ? 1.f : 0.f;
+  std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * B);
+  m.launch_step(st, Impl::StepOut::sampled);
+  m.sync();
+  std::memcpy(next, st.host_next.as<int32_t>(), sizeof(int32_t) * B);
 }
 
 void TransNormerCuda::decode_greedy_steps(const int32_t* ids, int64_t steps, int32_t* out, CudaGenState& state) {
