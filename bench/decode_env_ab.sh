@@ -11,12 +11,7 @@ VAR=${VAR:?set VAR}
 VALUES=${VALUES:?set VALUES}
 BUILD=${1:-build-gpudecode}
 RUNS=${2:-3}
-source scripts/deps-env.sh
-SECONDS=0
-cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON \
-  "-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}" >/dev/null &&
-  ninja -C "$BUILD" -j16 tnl_cli model_test_transnormer_cuda >/dev/null 2>&1 || { echo "decode_env_ab: build failed"; exit 1; }
-echo "decode_env_ab: built in ${SECONDS}s"
+source bench/build_model_gpu.sh "$BUILD"
 T=$BUILD/tests/model_test_transnormer_cuda
 for v in $VALUES; do
   SECONDS=0

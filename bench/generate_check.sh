@@ -10,12 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-gpudecode}
-source scripts/deps-env.sh
-SECONDS=0
-cmake -S . -B "$BUILD" -G Ninja -DTNL_CUDA=ON -DTNL_WERROR=ON \
-  "-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}" >/dev/null &&
-  ninja -C "$BUILD" -j16 tnl_cli model_test_transnormer_cuda >/dev/null 2>&1 || { echo "generate_check: build failed"; exit 1; }
-echo "generate_check: built in ${SECONDS}s"
+source bench/build_model_gpu.sh "$BUILD"
 T=$BUILD/tests/model_test_transnormer_cuda
 TNL=$BUILD/tools/tnl
 TNL_TEST_PYTHON=$(command -v python3) timeout 180 "$T" 2>&1 | grep -E "^\[ +(PASSED|FAILED)|Failure|Expected|Which is" | head -20
