@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # generate_check.sh: the GPU generation path in one device call: build, the GPU model's tests,
 # compute-sanitizer (memcheck, racecheck) on the decode tests that choose tokens on the GPU,
-# `tnl generate --device cuda` end to end on a tiny random model (tokens chosen on the GPU equal
-# the host's choice from the logits, batches run), then `tnl bench generate` (1b shape, 1K
+# `tnl generate --device cuda` end to end on a tiny random model (greedy equals a draw cut to
+# the top token by top-k or top-p, seeded draws repeat, batches run), then `tnl bench generate` (1b shape, 1K
 # prompts, batches 1, 16, 64), its table last.
 #
 # Usage: bench/generate_check.sh [build-dir]   (default build-gpudecode; needs python3 with torch
@@ -27,11 +27,12 @@ done > "$work/corpus.txt"
 "$TNL" tokenizer train --input "$work/corpus.txt" --output "$work/tok" --vocab-size 320 >/dev/null 2>&1
 python3 tests/ref/make_model.py "$work/model" 320 && cp "$work/tok.model" "$work/model/tokenizer.model"
 gen() { "$TNL" generate --model "$work/model" --device cuda --max-tokens 24 "$@" 2>/dev/null; }
-a=$(gen --prompt "the lightning" --greedy)              # chosen on the GPU (decode_sample)
-b=$(gen --prompt "the lightning" --greedy --top-k 5)    # from the logits on the host (greedy ignores top-k)
-[ -n "$a" ] && [ "$a" = "$b" ] && echo "generate: greedy on the GPU = greedy on the host: ok" ||
-  echo "generate: FAIL: GPU '$a' vs host '$b'"
-c=$(gen --prompt "the lightning" --seed 4); d=$(gen --prompt "the lightning" --seed 4)
+a=$(gen --prompt "the lightning" --greedy)                   # chosen on the GPU (decode_sample)
+b=$(gen --prompt "the lightning" --top-k 1 --seed 9)         # a draw from the top token alone
+c=$(gen --prompt "the lightning" --top-p 0.000001 --seed 9)  # the smallest prefix: the top token
+[ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] && echo "generate: greedy = top-k 1 = top-p 1e-6: ok" ||
+  echo "generate: FAIL: greedy '$a', top-k 1 '$b', top-p 1e-6 '$c'"
+c=$(gen --prompt "the lightning" --seed 4 --top-p 0.9); d=$(gen --prompt "the lightning" --seed 4 --top-p 0.9)
 [ -n "$c" ] && [ "$c" = "$d" ] && echo "generate: sampling on the GPU repeatable with a seed: ok" || echo "generate: FAIL: '$c' vs '$d'"
 printf 'the state\na longer prompt about decay\n' > "$work/prompts.txt"
 n=$("$TNL" generate --model "$work/model" --device cuda --prompts-file "$work/prompts.txt" --max-tokens 8 --seed 3 2>/dev/null | grep -c '^\[')

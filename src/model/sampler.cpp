@@ -9,8 +9,9 @@
 
 namespace tnl::model {
 
-Sampler::Sampler(const SamplingOptions& o) : opt_(o), rng_(o.seed) {
-  const char* fn = "tnl::model::Sampler";
+Sampler::Sampler(const SamplingOptions& o) : opt_(o), rng_(o.seed) { check_sampling_options(o, "tnl::model::Sampler"); }
+
+void check_sampling_options(const SamplingOptions& o, const char* fn) {
   TNL_ARG_CHECK(o.temperature > 0 && std::isfinite(o.temperature), fn, "temperature",
                 "expected > 0, got ", o.temperature);
   TNL_ARG_CHECK(o.top_k >= 0, fn, "top_k", "expected >= 0 (0 = off), got ", o.top_k);

@@ -17,6 +17,9 @@ struct SamplingOptions {
   uint64_t seed = 0;
 };
 
+// Throws tnl::ArgumentError naming the option (and `fn`) when an option is out of its range.
+void check_sampling_options(const SamplingOptions& o, const char* fn);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingOptions& o);  // throws tnl::ArgumentError naming the option

@@ -430,19 +430,54 @@ TEST_F(CudaModelRandom, GreedyStepsKeptOnTheGpuMatchOneCallPerToken) {
   }
 }
 
+// The host's rule for one row of penalized logits l (V): the candidates of a draw at
+// `temperature` cut to top_k (0: none) and then to the top_p of their mass, in descending
+// order; `slack` widens the top-p cut (the GPU sums fixed-point weights in fp32 exponentials).
+std::vector<int32_t> host_candidates(const float* l, int64_t V, float temperature, int64_t top_k, float top_p,
+                                     double slack) {
+  std::vector<int32_t> order(V);
+  for (int32_t i = 0; i < V; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  if (top_k > 0 && top_k < V) order.resize(top_k);
+  if (top_p < 1.f) {
+    double sum = 0, mass = 0;
+    for (int32_t i : order) sum += std::exp((l[i] - l[order[0]]) / temperature);
+    size_t keep = 0;
+    while (keep < order.size() && mass < (top_p + slack) * sum) mass += std::exp((l[order[keep++]] - l[order[0]]) / temperature);
+    order.resize(keep);
+  }
+  return order;
+}
+
 TEST_F(CudaModelRandom, TokensSampledOnTheGpuFollowTheHostRule) {
   // decode_sample against the logits of a twin state: the repetition penalty over prompt,
-  // extend and decode tokens (Sampler's rule), then greedy (the same token as the host's argmax)
-  // or a draw at a temperature, whose token must own the uniform's point of the distribution
-  // function laid out in the kernel's order (thread t of 1024 owns tokens t, t + 1024, ...),
-  // give or take fp32 rounding. Vocabularies a multiple of 32 and not.
+  // extend and decode tokens (Sampler's rule), then greedy (the same token as the host's
+  // argmax), or a draw at a temperature: plain, top-k, top-p, both. The token drawn must be one
+  // of the host rule's candidates and (no cut, or top-k alone, where the candidates are exact)
+  // own the uniform's point of the distribution function laid out in the kernel's order (thread
+  // t of 1024 owns tokens t, t + 1024, ...), give or take fp32 rounding. Vocabularies a multiple
+  // of 32 and not.
+  struct Mode {
+    const char* name;
+    bool greedy;
+    int64_t top_k;
+    float top_p;
+  };
+  const Mode modes[] = {{"greedy", true, 0, 1.f}, {"plain", false, 0, 1.f}, {"top-k 20", false, 20, 1.f},
+                        {"top-p 0.5", false, 0, 0.5f}, {"top-k 200, top-p 0.8", false, 200, 0.8f}};
   for (const int64_t V : {1024, 1003}) {
     const Config cfg = config_preset("tiny", V);
     TransNormerCuda gpu(cfg, 9);
     for (const int64_t B : {1, 3}) {
-      for (const bool greedy : {true, false}) {
-        SCOPED_TRACE("V " + std::to_string(V) + ", B " + std::to_string(B) + (greedy ? ", greedy" : ", sampled"));
+      for (const Mode& mode : modes) {
+        SCOPED_TRACE("V " + std::to_string(V) + ", B " + std::to_string(B) + ", " + mode.name);
         const float temperature = 0.7f, penalty = 1.4f;
+        SamplingOptions opt;
+        opt.greedy = mode.greedy;
+        opt.temperature = temperature;
+        opt.repetition_penalty = penalty;
+        opt.top_k = mode.top_k;
+        opt.top_p = mode.top_p;
         std::vector<std::vector<int32_t>> prompts;
         for (int64_t b = 0; b < B; ++b) prompts.push_back(random_ids(12 + 5 * b, V, 70 + b));
         CudaGenState on_gpu, twin;
@@ -463,28 +498,35 @@ TEST_F(CudaModelRandom, TokensSampledOnTheGpuFollowTheHostRule) {
             history[b].push_back(tok[b]);
           }
           gpu.decode(tok.data(), logits.data(), twin);
-          gpu.decode_sample(tok.data(), u.data(), temperature, penalty, greedy, got.data(), on_gpu);
+          gpu.decode_sample(tok.data(), u.data(), opt, got.data(), on_gpu);
           for (int64_t b = 0; b < B; ++b) {
+            SCOPED_TRACE("step " + std::to_string(step) + ", sequence " + std::to_string(b));
             float* l = logits.data() + b * V;
             apply_repetition_penalty(l, V, history[b], penalty);
-            if (greedy) {
-              ASSERT_EQ(got[b], (int32_t)(std::max_element(l, l + V) - l)) << "step " << step << ", sequence " << b;
+            if (mode.greedy) {
+              ASSERT_EQ(got[b], (int32_t)(std::max_element(l, l + V) - l));
               continue;
             }
+            ASSERT_GE(got[b], 0);
+            ASSERT_LT(got[b], V);
+            const std::vector<int32_t> cand = host_candidates(l, V, temperature, mode.top_k, mode.top_p, 1e-5);
+            ASSERT_NE(std::find(cand.begin(), cand.end(), got[b]), cand.end())
+                << "token " << got[b] << " is not among the " << cand.size() << " candidates";
+            if (mode.top_p < 1.f) continue;  // the top-p cut's edge is fp32-fuzzy: membership only
+            std::vector<char> in(V, 0);
+            for (int32_t i : cand) in[i] = 1;
             const float top = *std::max_element(l, l + V);
             double total = 0, lo = -1, hi = -1;
             for (int64_t t = 0; t < 1024; ++t)
               for (int64_t i = t; i < V; i += 1024) {
-                const double w = std::exp((l[i] - top) / temperature);
+                const double w = in[i] ? std::exp((l[i] - top) / temperature) : 0.0;
                 if (i == got[b]) lo = total, hi = total + w;
                 total += w;
               }
-            ASSERT_GE(got[b], 0);
-            ASSERT_LT(got[b], V);
             const double target = (double)u[b] * total, slack = 1e-4 * total;
             EXPECT_TRUE(lo - slack <= target && target <= hi + slack)
-                << "step " << step << ", sequence " << b << ": token " << got[b] << " owns [" << lo / total << ", "
-                << hi / total << ") of the distribution, the draw was " << u[b];
+                << "token " << got[b] << " owns [" << lo / total << ", " << hi / total
+                << ") of the distribution, the draw was " << u[b];
           }
           tok = got;
         }
@@ -497,9 +539,12 @@ TEST_F(CudaModelRandom, TokensSampledOnTheGpuFollowTheHostRule) {
     const int32_t ids[1] = {3};
     int32_t next[1];
     const float half[1] = {0.5f}, one[1] = {1.0f};
-    EXPECT_THROW(gpu.decode_sample(ids, half, 0.f, 1.f, false, next, filled), ArgumentError);
-    EXPECT_THROW(gpu.decode_sample(ids, half, 1.f, 0.5f, false, next, filled), ArgumentError);
-    EXPECT_THROW(gpu.decode_sample(ids, one, 1.f, 1.f, false, next, filled), ArgumentError);
+    SamplingOptions cold, weak, plain;
+    cold.temperature = 0.f;
+    weak.repetition_penalty = 0.5f;
+    EXPECT_THROW(gpu.decode_sample(ids, half, cold, next, filled), ArgumentError);
+    EXPECT_THROW(gpu.decode_sample(ids, half, weak, next, filled), ArgumentError);
+    EXPECT_THROW(gpu.decode_sample(ids, one, plain, next, filled), ArgumentError);
   }
 }
 

@@ -155,7 +155,7 @@ double time_decode(model::TransNormerCuda& net, model::CudaGenState& st, std::ve
       tok = next;
     } else if (mode == DecodeMode::gpu_sampled) {
       for (int64_t b = 0; b < B; ++b) uniform[b] = std::min((float)unit(rng), 0x1.fffffep-1f);
-      net.decode_sample(tok.data(), uniform.data(), 1.0f, 1.03f, false, next.data(), st);
+      net.decode_sample(tok.data(), uniform.data(), model::SamplingOptions{}, next.data(), st);
       tok = next;
     } else if (mode == DecodeMode::host_sampled) {
       net.decode(tok.data(), logits.data(), st);

@@ -123,11 +123,10 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
   std::vector<char> done(B, 0);
   model::DetokenizeStream stream(tok, prompts[0]);
   if (B == 1) std::fputs(texts[0].c_str(), stdout);
-  // On the GPU, without a top-k / top-p cut, the tokens after the first are chosen there
-  // (decode_sample: the same penalty, greedy or a draw from the softmax with this host's random
-  // numbers, one generator per sequence seeded like its Sampler); only the ids cross the bus.
-  bool on_gpu = false;
-  if constexpr (std::is_same_v<Net, model::TransNormerCuda>) on_gpu = so.top_k == 0 && so.top_p >= 1.0f;
+  // On the GPU the tokens after the first are chosen there (decode_sample: the Sampler's rules,
+  // with this host's random numbers, one generator per sequence seeded like its Sampler); only
+  // the ids cross the bus.
+  constexpr bool on_gpu = std::is_same_v<Net, model::TransNormerCuda>;
   std::vector<std::mt19937_64> rngs;
   for (int64_t b = 0; b < B; ++b) rngs.emplace_back(so.seed + (uint64_t)b);
   std::vector<float> uniforms(B);
@@ -153,16 +152,13 @@ int run_generate(Net& net, const model::Tokenizer& tok, const std::vector<std::s
     }
     if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; })) break;
     if (steps + 1 < max_tokens) {
-      if constexpr (std::is_same_v<Net, model::TransNormerCuda>) {
-        if (on_gpu) {
-          for (int64_t b = 0; b < B; ++b)  // in [0, 1): fp32 rounding must not reach 1
-            uniforms[b] = std::min((float)std::uniform_real_distribution<double>(0.0, 1.0)(rngs[b]), 0x1.fffffep-1f);
-          net.decode_sample(next.data(), uniforms.data(), so.temperature, so.repetition_penalty, so.greedy,
-                            picked.data(), st);
-          continue;
-        }
+      if constexpr (on_gpu) {
+        for (int64_t b = 0; b < B; ++b)  // in [0, 1): fp32 rounding must not reach 1
+          uniforms[b] = std::min((float)std::uniform_real_distribution<double>(0.0, 1.0)(rngs[b]), 0x1.fffffep-1f);
+        net.decode_sample(next.data(), uniforms.data(), so, picked.data(), st);
+      } else {
+        net.decode(next.data(), logits.data(), st);
       }
-      net.decode(next.data(), logits.data(), st);
     }
   }
   const double t_decode = seconds() - t1;

@@ -51,10 +51,12 @@ inline int64_t seen_words(int64_t V) { return (V + 31) / 32; }
 // Sets the bits of ids (T), row r belonging to sequence r / rows_per_seq.
 void mark_seen(const int32_t* ids, int64_t T, int64_t rows_per_seq, uint32_t* seen, int64_t V, cudaStream_t st);
 // next[b] = a token of row b after the repetition penalty over the seen tokens (seen may be null):
-// greedy, or drawn from the softmax at the temperature with params[b] in [0, 1) as the draw's
-// uniform number (the inverse of the distribution function, over the tokens in a fixed order).
-// params (B + 3) on the device: u (B), 1 / temperature, penalty (>= 1), greedy (0 or 1).
-// pos[b] advances by one.
+// greedy, or drawn from the softmax at the temperature, cut to the top-k tokens and then to the
+// top-p of their mass (ties at a cut all kept), with params[b] in [0, 1) as the draw's uniform
+// number (the inverse of the distribution function, over the tokens in a fixed order).
+// params (kSampleParams + B) on the device: u (B), 1 / temperature, penalty (>= 1), greedy (0 or
+// 1), top-k (0: none; exact below 2^24), top-p (1: none). pos[b] advances by one.
+constexpr int kSampleParams = 5;
 void sample_rows(const float* logits, int64_t B, int64_t V, const uint32_t* seen, const float* params,
                  int32_t* next, int64_t* pos, cudaStream_t st);
 // pos[b] += 1, b < B.

@@ -90,11 +90,62 @@ __device__ __forceinline__ float penalized(const float* row, const uint32_t* see
   return x > 0 ? x / penalty : x * penalty;
 }
 
+// A float's order as an unsigned key: x < y exactly when key(x) < key(y) (NaN aside).
+__device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t bits = __float_as_uint(x);
+  return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+}
+
+// A token's softmax weight exp((x - top) / T) in (0, 1] as a fixed-point integer (2^32 = 1),
+// so that sums over the block are exact and do not depend on the order of the additions.
+__device__ __forceinline__ unsigned long long fixed_weight(float x, float top, float inv_t) {
+  return (unsigned long long)(expf((x - top) * inv_t) * 4294967296.0f);
+}
+
+// The largest key c with F(c) >= target, where F(c) sums f(i) over this block's row's tokens i
+// with key >= max(c, floor): f = 1 (count) or the fixed-point weight (mass). A radix select,
+// 8 bits a pass from the top, over integer histograms in shared memory (deterministic).
+template <bool kMass>
+__device__ uint32_t select_cut(const float* row, int V, const uint32_t* seen, float penalty, float top, float inv_t,
+                               uint32_t floor, unsigned long long target) {
+  __shared__ unsigned long long hist[256];
+  __shared__ uint32_t s_prefix;
+  __shared__ unsigned long long s_above;
+  uint32_t prefix = 0;
+  unsigned long long above = 0;  // F of the tokens above the current prefix
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int d = threadIdx.x; d < 256; d += kPickThreads) hist[d] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < V; i += kPickThreads) {
+      const float x = penalized(row, seen, penalty, i);
+      const uint32_t key = order_key(x);
+      if (key < floor || (shift < 24 && (key >> (shift + 8)) != (prefix >> (shift + 8)))) continue;
+      const unsigned long long f = kMass ? fixed_weight(x, top, inv_t) : 1ull;
+      if (f) atomicAdd(&hist[(key >> shift) & 255u], f);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned long long acc = above;
+      int d = 255;
+      for (; d > 0 && acc + hist[d] < target; --d) acc += hist[d];
+      s_prefix = prefix | ((uint32_t)d << shift);
+      s_above = acc;
+    }
+    __syncthreads();
+    prefix = s_prefix;
+    above = s_above;
+    __syncthreads();  // s_prefix, s_above and hist reused by the next pass
+  }
+  return prefix;
+}
+
 // One token per row: the penalty, then greedy (first of equal maxima) or a draw from the softmax
-// at the temperature by the inverse of its distribution function at u[b]. Thread t owns the
-// tokens t, t + kPickThreads, ...: the tokens' intervals of [0, total) are laid out thread by
-// thread in that order (any fixed order draws from the same distribution; this one reads the
-// logits coalesced). params: u (B), then 1 / temperature, the penalty, greedy (0 or 1).
+// at the temperature, restricted to the top-k tokens and then to the top-p of their mass (ties
+// at either cut all kept), by the inverse of its distribution function at u[b]. Thread t owns
+// the tokens t, t + kPickThreads, ...: the tokens' intervals of [0, total) are laid out thread
+// by thread in that order (any fixed order draws from the same distribution; this one reads the
+// logits coalesced). params: u (B), then 1 / temperature, the penalty, greedy (0 or 1), top-k
+// (0: no cut), top-p (1: no cut).
 __global__ void __launch_bounds__(kPickThreads) sample_kernel(const float* logits, int V, const uint32_t* seen,
                                                              int words, const float* params, int32_t* next,
                                                              int64_t* pos) {
@@ -102,8 +153,9 @@ __global__ void __launch_bounds__(kPickThreads) sample_kernel(const float* logit
   pdl_wait();  // the logits are complete
   const int b = blockIdx.x, B = gridDim.x;
   const float* row = logits + (int64_t)b * V;  // (V)
-  const float inv_t = params[B], penalty = params[B + 1];
+  const float inv_t = params[B], penalty = params[B + 1], top_p = params[B + 4];
   const bool greedy = params[B + 2] != 0.f;
+  const int top_k = (int)params[B + 3];
   const uint32_t* seen_b = seen && penalty != 1.f ? seen + (int64_t)b * words : nullptr;
   float best = -INFINITY;
   int arg = 0;
@@ -117,8 +169,30 @@ __global__ void __launch_bounds__(kPickThreads) sample_kernel(const float* logit
     return;
   }
   const float top = best;
+  uint32_t cut = 0;  // the candidates: key >= cut
+  if (top_k > 0 && top_k < V)
+    cut = select_cut<false>(row, V, seen_b, penalty, top, inv_t, 0, (unsigned long long)top_k);
+  if (top_p < 1.f) {
+    __shared__ unsigned long long warp_mass[kPickWarps];
+    unsigned long long m = 0;
+    for (int i = threadIdx.x; i < V; i += kPickThreads) {
+      const float x = penalized(row, seen_b, penalty, i);
+      if (order_key(x) >= cut) m += fixed_weight(x, top, inv_t);
+    }
+    for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
+    if (threadIdx.x % 32 == 0) warp_mass[threadIdx.x / 32] = m;
+    __syncthreads();
+    unsigned long long mass = 0;
+    for (int w = 0; w < kPickWarps; ++w) mass += warp_mass[w];
+    const unsigned long long share = (unsigned long long)((double)top_p * (double)mass);
+    const unsigned long long want = share > 0 ? share : 1ull;
+    cut = max(cut, select_cut<true>(row, V, seen_b, penalty, top, inv_t, cut, want));
+  }
   float mine = 0.f;  // this thread's mass
-  for (int i = threadIdx.x; i < V; i += kPickThreads) mine += expf((penalized(row, seen_b, penalty, i) - top) * inv_t);
+  for (int i = threadIdx.x; i < V; i += kPickThreads) {
+    const float x = penalized(row, seen_b, penalty, i);
+    if (order_key(x) >= cut) mine += expf((x - top) * inv_t);
+  }
   // Exclusive prefix of the threads' masses, in thread order (fixed: deterministic).
   __shared__ float warp_sum[kPickWarps];
   __shared__ int owner;
@@ -151,7 +225,8 @@ __global__ void __launch_bounds__(kPickThreads) sample_kernel(const float* logit
   float c = lo;
   int pick = -1, last = -1;
   for (int i = threadIdx.x; i < V; i += kPickThreads) {
-    const float w = expf((penalized(row, seen_b, penalty, i) - top) * inv_t);
+    const float x = penalized(row, seen_b, penalty, i);
+    const float w = order_key(x) >= cut ? expf((x - top) * inv_t) : 0.f;
     if (w <= 0.f) continue;
     last = i;
     c += w;

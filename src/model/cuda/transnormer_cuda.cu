@@ -143,7 +143,7 @@ struct CudaGenState::Impl {
   HostMem host_ids, host_next;  // (B) int32, pinned
   DevMem hist;                  // chained greedy decode: (kChainSteps, B) int32, row = position % kChainSteps
   DevMem seen;                  // (B, seen_words(V)) uint32: the tokens each sequence has seen
-  DevMem sample_params;         // (B + 3) fp32: sample_rows' params
+  DevMem sample_params;         // (B + kSampleParams) fp32: sample_rows' params
   HostMem host_sample;          // the same, pinned
   cudaGraphExec_t graph[4] = {nullptr, nullptr, nullptr, nullptr};  // decode graphs, by StepOut
   int64_t graph_setting = -1;  // the settings the graphs were captured with (GEMV rows, split)
@@ -497,7 +497,7 @@ struct TransNormerCuda::Impl {
     mark("start");
     if (out != StepOut::chained) upload(s.ids, st.host_ids.as<int32_t>(), sizeof(int32_t) * B);
     if (out == StepOut::sampled)
-      upload(st.sample_params.as<void>(), st.host_sample.as<float>(), sizeof(float) * (B + 3));
+      upload(st.sample_params.as<void>(), st.host_sample.as<float>(), sizeof(float) * (B + cuda::kSampleParams));
     run(s, B, {B, 1, nullptr, 0}, &st.layers, true, st.seen.as<uint32_t>());
     head(s, nullptr, B, st.logits.as<float>(), true);
     if (out == StepOut::sampled) {
@@ -688,8 +688,8 @@ void TransNormerCuda::prefill(const std::vector<std::vector<int32_t>>& prompts, 
   st->next.ensure(sizeof(int32_t) * (size_t)B);
   st->host_ids.alloc(sizeof(int32_t) * (size_t)B);
   st->host_next.alloc(sizeof(int32_t) * (size_t)B);
-  st->sample_params.ensure(sizeof(float) * (size_t)(B + 3));
-  st->host_sample.alloc(sizeof(float) * (size_t)(B + 3));
+  st->sample_params.ensure(sizeof(float) * (size_t)(B + cuda::kSampleParams));
+  st->host_sample.alloc(sizeof(float) * (size_t)(B + cuda::kSampleParams));
   {  // the prompts' tokens, for the repetition penalty of decode_sample
     const int64_t words = cuda::seen_words(V);
     std::vector<uint32_t> seen(B * words, 0);
@@ -778,26 +778,28 @@ void TransNormerCuda::decode_greedy(const int32_t* ids, int32_t* next, CudaGenSt
   std::memcpy(next, state.impl_->host_next.as<int32_t>(), sizeof(int32_t) * state.impl_->batch);
 }
 
-void TransNormerCuda::decode_sample(const int32_t* ids, const float* uniforms, float temperature,
-                                    float repetition_penalty, bool greedy, int32_t* next, CudaGenState& state) {
+void TransNormerCuda::decode_sample(const int32_t* ids, const float* uniforms, const SamplingOptions& opt,
+                                    int32_t* next, CudaGenState& state) {
   Impl& m = *impl_;
   const char* fn = "tnl::model::TransNormerCuda::decode_sample";
   TNL_ARG_CHECK(state.impl_ && state.impl_->owner == &m, fn, "state", "expected the state of a prefill of this model");
-  TNL_ARG_CHECK(temperature > 0 && std::isfinite(temperature), fn, "temperature", "expected > 0, got ", temperature);
-  TNL_ARG_CHECK(repetition_penalty >= 1 && std::isfinite(repetition_penalty), fn, "repetition_penalty",
-                "expected >= 1, got ", repetition_penalty);
+  check_sampling_options(opt, fn);
   CudaGenState::Impl& st = *state.impl_;
-  const int64_t B = st.batch;
+  const int64_t B = st.batch, V = m.cfg.vocab_size;
   m.check_ids(ids, B, fn);
   float* params = st.host_sample.as<float>();
   for (int64_t b = 0; b < B; ++b) {
-    TNL_ARG_CHECK(greedy || (uniforms[b] >= 0 && uniforms[b] < 1), fn, "uniforms",
+    TNL_ARG_CHECK(opt.greedy || (uniforms[b] >= 0 && uniforms[b] < 1), fn, "uniforms",
                   "expected values in [0, 1), got ", uniforms[b], " for sequence ", b);
-    params[b] = greedy ? 0.f : uniforms[b];
+    params[b] = opt.greedy ? 0.f : uniforms[b];
   }
-  params[B] = 1.0f / temperature;
-  params[B + 1] = repetition_penalty;
-  params[B + 2] = greedy ? 1.f : 0.f;
+  TNL_ARG_CHECK(opt.top_k >= V || opt.top_k < (1 << 24), fn, "top_k",
+                "expected below 2^24 (or at least the vocabulary: no cut), got ", opt.top_k);
+  params[B] = 1.0f / opt.temperature;
+  params[B + 1] = opt.repetition_penalty;
+  params[B + 2] = opt.greedy ? 1.f : 0.f;
+  params[B + 3] = opt.top_k < V ? (float)opt.top_k : 0.f;
+  params[B + 4] = opt.top_p;
   std::memcpy(st.host_ids.as<int32_t>(), ids, sizeof(int32_t) * B);
   m.launch_step(st, Impl::StepOut::sampled);
   m.sync();

@@ -22,6 +22,7 @@
 
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/sampler.h"
 
 namespace tnl::model {
 
@@ -71,13 +72,14 @@ class TransNormerCuda {
   void decode(const int32_t* ids, float* logits, CudaGenState& state);
   // Greedy decode with the argmax on the GPU: ids (B) → next (B); only B ids cross the bus.
   void decode_greedy(const int32_t* ids, int32_t* next, CudaGenState& state);
-  // One token per sequence chosen on the GPU: ids (B) → next (B) host. The logits get the
-  // repetition penalty (Hugging Face's, over every token the state has seen: prompt, extend and
-  // decode inputs), then the greedy argmax, or a draw from the softmax at `temperature` with
-  // uniforms[b] in [0, 1) (the caller's random numbers) by the inverse of its distribution
-  // function. Only B ids cross the bus: what tnl generate uses when no top-k / top-p cut is asked.
-  void decode_sample(const int32_t* ids, const float* uniforms, float temperature, float repetition_penalty,
-                     bool greedy, int32_t* next, CudaGenState& state);
+  // One token per sequence chosen on the GPU: ids (B) → next (B) host, by `opt` (its seed
+  // unused) as model::Sampler chooses from the logits: the repetition penalty (over every token
+  // the state has seen: prompt, extend and decode inputs), then the greedy argmax, or a draw at
+  // the temperature from the top-k tokens and the top-p of their mass (ties at a cut are all
+  // kept) with uniforms[b] in [0, 1) (the caller's random numbers), by the inverse of the
+  // distribution function. Only B ids cross the bus (what tnl generate uses on the GPU).
+  void decode_sample(const int32_t* ids, const float* uniforms, const SamplingOptions& opt, int32_t* next,
+                     CudaGenState& state);
   // Greedy decode of `steps` tokens per sequence with each step's tokens kept on the GPU as the
   // next step's input: ids (B) host, the tokens fed first → out (steps, B) host, the tokens
   // chosen. The host waits once per 64 steps instead of once per token (the same tokens as

@@ -34,7 +34,7 @@ void TransNormerCuda::prefill(const std::vector<std::vector<int32_t>>&, CudaGenS
 void TransNormerCuda::extend(const int32_t*, int64_t, CudaGenState&, float*) { none(); }
 void TransNormerCuda::decode(const int32_t*, float*, CudaGenState&) { none(); }
 void TransNormerCuda::decode_greedy(const int32_t*, int32_t*, CudaGenState&) { none(); }
-void TransNormerCuda::decode_sample(const int32_t*, const float*, float, float, bool, int32_t*, CudaGenState&) {
+void TransNormerCuda::decode_sample(const int32_t*, const float*, const SamplingOptions&, int32_t*, CudaGenState&) {
   none();
 }
 void TransNormerCuda::decode_greedy_steps(const int32_t*, int64_t, int32_t*, CudaGenState&) { none(); }
