@@ -15,7 +15,7 @@ T=$BUILD/tests/model_test_transnormer_cuda
 TNL=$BUILD/tools/tnl
 TNL_TEST_PYTHON=$(command -v python3) timeout 180 "$T" 2>&1 | grep -E "^\[ +(PASSED|FAILED)|Failure|Expected|Which is" | head -20
 for tool in memcheck racecheck; do
-  timeout 200 compute-sanitizer --tool $tool "$T" --gtest_filter='*SampledOnTheGpu*:*GreedyStepsKept*' 2>&1 |
+  timeout 420 compute-sanitizer --tool $tool "$T" --gtest_filter='*SampledOnTheGpu*:*GreedyStepsKept*' 2>&1 |
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[ +(PASSED|FAILED)" | tr '\n' ' '
   echo " ($tool)"
 done
