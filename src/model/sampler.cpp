@@ -9,7 +9,9 @@
 
 namespace tnl::model {
 
-Sampler::Sampler(const SamplingOptions& o) : opt_(o), rng_(o.seed) { check_sampling_options(o, "tnl::model::Sampler"); }
+Sampler::Sampler(const SamplingOptions& o) : opt_(o), rng_(o.seed) {
+  check_sampling_options(o, "tnl::model::Sampler");
+}
 
 void check_sampling_options(const SamplingOptions& o, const char* fn) {
   TNL_ARG_CHECK(o.temperature > 0 && std::isfinite(o.temperature), fn, "temperature",

@@ -4,9 +4,9 @@
 // before this step's arithmetic, the first ones before waiting on the kernel before
 // (programmatic dependent launch). After that wait the critical path holds one round of input
 // loads (with the value an accumulating row adds to), the norm's block sum (one barrier), the
-// barrier before the dot products, the dot products and the store. Variants tried and measured slower on the H200 are listed
-// in bench/cuda/NOTES.md (lighter blocks, bulk copies to shared memory, L2 prefetch ahead,
-// one persistent kernel for the whole step).
+// barrier before the dot products, the dot products and the store. Variants tried and
+// measured slower on the H200 are listed in bench/cuda/NOTES.md (lighter blocks, bulk copies to
+// shared memory, L2 prefetch ahead, one persistent kernel for the whole step).
 #include <algorithm>
 
 #include "model/cuda/cuda_common.cuh"

@@ -787,6 +787,8 @@ void TransNormerCuda::decode_sample(const int32_t* ids, const float* uniforms, c
   CudaGenState::Impl& st = *state.impl_;
   const int64_t B = st.batch, V = m.cfg.vocab_size;
   m.check_ids(ids, B, fn);
+  TNL_ARG_CHECK(next != nullptr, fn, "next", "expected a buffer of batch tokens, got null");
+  TNL_ARG_CHECK(opt.greedy || uniforms != nullptr, fn, "uniforms", "expected batch numbers in [0, 1), got null");
   float* params = st.host_sample.as<float>();
   for (int64_t b = 0; b < B; ++b) {
     TNL_ARG_CHECK(opt.greedy || (uniforms[b] >= 0 && uniforms[b] < 1), fn, "uniforms",
