@@ -7,9 +7,15 @@ _ATTN = "tnl.lightning_attn"
 _DECODE = "tnl.decode_step"
 
 
+_ops = None
+
+
 def _torch_ops():
-    from . import _torch_ops
-    return _torch_ops
+    global _ops
+    if _ops is None:
+        from . import _torch_ops as ops
+        _ops = ops
+    return _ops
 
 
 def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=None,
@@ -41,7 +47,7 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
         return (o, sf) if output_final_state else o
     ops = _torch_ops()
     cu_seqlens = ops.int32_offsets(cu_seqlens)
-    sz = _core.check_inputs(_ATTN, q, k, v, layout, initial_state, cu_seqlens)
+    sz = _core.check_inputs_fast(_ATTN, q, k, v, layout, initial_state, cu_seqlens)
     slopes = ops.slopes_tensor(_ATTN, slope, sz.H)
     o, sf = ops.attn(q, k, v, slopes, float(scale), layout, initial_state,
                      bool(output_final_state), cu_seqlens, intermediates, sz)

@@ -42,16 +42,18 @@ def is_torch(x):
     return _torch is not None and isinstance(x, _torch.Tensor)
 
 
+# Each helper below asks is_torch first: an isinstance test, where is_numpy compares names (the
+# common case, PyTorch tensors, then costs the least host time per call).
 def dtype_of(x):
     """tnl dtype name of a tensor or array, or None when it has no tnl equivalent."""
-    if is_numpy(x):
-        return _NUMPY_DTYPES.get(str(x.dtype))
-    return _TORCH_DTYPES.get(x.dtype)
+    if is_torch(x):
+        return _TORCH_DTYPES.get(x.dtype)
+    return _NUMPY_DTYPES.get(str(x.dtype))
 
 
 def device_of(x):
     """'cpu' or 'cuda:<i>' (NumPy arrays live on the CPU), for messages."""
-    if is_numpy(x):
+    if not is_torch(x):
         return "cpu"
     d = x.device
     return "cpu" if d.type == "cpu" else f"{d.type}:{d.index if d.index is not None else 0}"
@@ -59,29 +61,29 @@ def device_of(x):
 
 def device_kind(x):
     """'cpu', 'cuda' (or another torch device type, which the C++ library rejects)."""
-    return "cpu" if is_numpy(x) else x.device.type
+    return x.device.type if is_torch(x) else "cpu"
 
 
 def same_device(x, ref):
-    if is_numpy(x) or is_numpy(ref):
-        return is_numpy(x) and is_numpy(ref)
-    return x.device == ref.device
+    if is_torch(x) and is_torch(ref):
+        return x.device == ref.device
+    return is_numpy(x) and is_numpy(ref)
 
 
 def strides_of(x):
-    if is_numpy(x):
-        return tuple(s // x.itemsize if s % x.itemsize == 0 else None for s in x.strides)
-    return tuple(x.stride())
+    if is_torch(x):
+        return x.stride()
+    return tuple(s // x.itemsize if s % x.itemsize == 0 else None for s in x.strides)
 
 
 def address(x):
     if x is None:
         return 0
-    return x.ctypes.data if is_numpy(x) else x.data_ptr()
+    return x.data_ptr() if is_torch(x) else x.ctypes.data
 
 
 def is_contiguous(x):
-    return bool(x.flags["C_CONTIGUOUS"]) if is_numpy(x) else x.is_contiguous()
+    return x.is_contiguous() if is_torch(x) else bool(x.flags["C_CONTIGUOUS"])
 
 
 def seq_dims(layout):
@@ -104,7 +106,8 @@ def head_view(x):
 
 def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
     """Rank, dtype, device (that of `ref`), innermost stride of one operand."""
-    if not (is_torch(x) or is_numpy(x)):
+    torch_x = is_torch(x)
+    if not (torch_x or is_numpy(x)):
         raise arg_error(fn, name, f"expected a torch.Tensor or numpy.ndarray, got "
                                   f"{type(x).__name__}")
     if x.ndim != ndim:
@@ -114,7 +117,7 @@ def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
         raise arg_error(fn, name, f"expected float32, float16 or bfloat16 (float64: CPU reference "
                                   f"only), got {x.dtype}")
     if ref is not None:
-        if is_numpy(x) != is_numpy(ref):
+        if torch_x != is_torch(ref):
             raise arg_error(fn, name, "expected the same kind of array as q (all torch.Tensor or "
                                       "all numpy.ndarray)")
         if dtype_of(x) != dtype_of(ref):
@@ -123,7 +126,7 @@ def _check_tensor(fn, name, x, ndim, dims_text, ref=None):
             raise arg_error(fn, name, f"expected the device of q ({device_of(ref)}), got "
                                       f"{device_of(x)}")
     st = strides_of(x)
-    if any(s is None for s in st):
+    if not torch_x and any(s is None for s in st):  # a tensor's strides count elements
         raise arg_error(fn, name, "expected strides that are whole multiples of the element size")
     if x.shape[-1] > 1 and st[-1] != 1:
         raise arg_error(fn, name, f"expected a contiguous innermost dim (stride 1), got stride "
@@ -195,6 +198,25 @@ def check_inputs(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
     return Sizes(B, N, H, D, E, S, dtype, device_kind(q))
 
 
+def check_inputs_fast(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
+    """check_inputs for the common call: plain PyTorch tensors of one dtype and device, the
+    shapes agreeing, a contiguous last dim, no initial state and no cu_seqlens. It accepts only
+    what check_inputs accepts; anything else goes to check_inputs (and its messages)."""
+    T = None if _torch is None else _torch.Tensor
+    if (T is not None and initial_state is None and cu_seqlens is None and type(q) is T and type(k) is T
+            and type(v) is T and layout in LAYOUTS):
+        dt, dev, qs, vs = q.dtype, q.device, q.shape, v.shape
+        if (len(qs) == 4 and len(vs) == 4 and dt in _TORCH_DTYPES and k.dtype is dt and v.dtype is dt
+                and k.device == dev and v.device == dev and k.shape == qs
+                and (qs[3] == 1 or (q.stride(3) == 1 and k.stride(3) == 1))
+                and (vs[3] == 1 or v.stride(3) == 1)):
+            b, n, h = (0, 1, 2) if layout == "bnhd" else (0, 2, 1)
+            B, N, H = qs[b], qs[n], qs[h]
+            if (vs[b], vs[n], vs[h]) == (B, N, H):
+                return Sizes(B, N, H, qs[3], vs[3], B, _TORCH_DTYPES[dt], dev.type)
+    return check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
+
+
 def check_decode(fn, q, k, v, state):
     """Checks the operands of a decode step: q, k (B, H, D), v (B, H, E), state (B, H, D, E)."""
     _check_tensor(fn, "q", q, 3, "B, H, D")
@@ -221,11 +243,10 @@ def slopes_array(fn, slope, heads):
     (any shape, e.g. the Triton package's (H, 1, 1)); a CUDA tensor is copied to the host.
     """
     if is_torch(slope):
-        import torch
         buf = slope.detach()
-        if not (buf.device.type == "cpu" and buf.dtype == torch.float32 and buf.ndim == 1
+        if not (buf.device.type == "cpu" and buf.dtype == _torch.float32 and buf.ndim == 1
                 and buf.is_contiguous()):
-            buf = buf.reshape(-1).to(device="cpu", dtype=torch.float32).contiguous()
+            buf = buf.reshape(-1).to(device="cpu", dtype=_torch.float32).contiguous()
         n = buf.numel()
     elif is_numpy(slope):
         import numpy as np
@@ -255,16 +276,16 @@ class _Call:
 
     def __enter__(self):
         x = self.x
-        if is_numpy(x):
+        if not is_torch(x):
             return 0, 0
-        import torch
-        if x.device.type == "cpu":
-            return torch.get_num_threads(), 0
-        if x.device.type != "cuda":
+        kind = x.device.type
+        if kind == "cpu":
+            return _torch.get_num_threads(), 0
+        if kind != "cuda":
             raise arg_error("tnl", "device", f"expected cpu or cuda, got {x.device}")
-        self.guard = torch.cuda.device(x.device)
+        self.guard = _torch.cuda.device(x.device)
         self.guard.__enter__()
-        return 0, torch.cuda.current_stream(x.device).cuda_stream
+        return 0, _torch.cuda.current_stream(x.device).cuda_stream
 
     def __exit__(self, *exc):
         if self.guard is not None:
@@ -279,11 +300,11 @@ def use_reference(sz):
 
 
 def _empty_like_kind(x, shape, dtype_name):
-    if is_numpy(x):
-        import numpy as np
-        dt = {"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name]
-        return np.empty(shape, dtype=dt)
-    return _torch.empty(shape, dtype=_TORCH_OF[dtype_name], device=x.device)
+    if is_torch(x):
+        return _torch.empty(shape, dtype=_TORCH_OF[dtype_name], device=x.device)
+    import numpy as np
+    dt = {"f32": np.float32, "f16": np.float16, "f64": np.float64}[dtype_name]
+    return np.empty(shape, dtype=dt)
 
 
 def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,

@@ -102,3 +102,31 @@ def test_numpy_errors():
 def test_slope_helpers_errors():
     with pytest.raises(tnl.ArgumentError, match=r"tnl::slopes_transnormer: argument 'layer'"):
         tnl.slopes_transnormer(8, 5, 4)
+
+
+def test_fast_input_check_agrees_with_the_full_one():
+    # _core.check_inputs_fast (the common call's shortcut) returns check_inputs' sizes where it
+    # accepts, and leaves every other call to check_inputs (and its messages).
+    from tnl import _core
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for layout in ("bhnd", "bnhd"):
+        for dtype in (torch.float32, torch.bfloat16, torch.float64):
+            shape = (2, 3, 5, 8) if layout == "bhnd" else (2, 5, 3, 8)
+            q, k = (torch.randn(shape, generator=g).to(dtype) for _ in range(2))
+            v = torch.randn(shape[:3] + (4,), generator=g).to(dtype)
+            cases.append((q, k, v, layout))
+            wide = torch.randn(shape[:3] + (16,), generator=g).to(dtype)[..., :8]  # strided rows
+            cases.append((wide, k, v, layout))
+    for q, k, v, layout in cases:
+        assert _core.check_inputs_fast("t", q, k, v, layout) == _core.check_inputs("t", q, k, v, layout)
+    q, k, v, _ = cases[0]
+    k_strided = k.transpose(2, 3).contiguous().transpose(2, 3)  # last dim not contiguous
+    bad = [(q, k.double(), v, "bhnd"), (q, k, v[:1], "bhnd"), (q, k_strided, v, "bhnd"),
+           (q, k, v, "nhbd"), (q, k[:, :, :, :4], v, "bhnd")]
+    for args in bad:
+        with pytest.raises(tnl.ArgumentError) as fast:
+            _core.check_inputs_fast("t", *args)
+        with pytest.raises(tnl.ArgumentError) as full:
+            _core.check_inputs("t", *args)
+        assert str(fast.value) == str(full.value)
