@@ -7,15 +7,9 @@ _ATTN = "tnl.lightning_attn"
 _DECODE = "tnl.decode_step"
 
 
-_ops = None
-
-
 def _torch_ops():
-    global _ops
-    if _ops is None:
-        from . import _torch_ops as ops
-        _ops = ops
-    return _ops
+    from . import _torch_ops
+    return _torch_ops
 
 
 def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=None,

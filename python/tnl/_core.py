@@ -198,13 +198,17 @@ def check_inputs(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
     return Sizes(B, N, H, D, E, S, dtype, device_kind(q))
 
 
+# Under torch.compile / export tracing the full checks run, as they always have there.
+_compiling = getattr(getattr(_torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def check_inputs_fast(fn, q, k, v, layout, initial_state=None, cu_seqlens=None):
-    """check_inputs for the common call: plain PyTorch tensors of one dtype and device, the
-    shapes agreeing, a contiguous last dim, no initial state and no cu_seqlens. It accepts only
-    what check_inputs accepts; anything else goes to check_inputs (and its messages)."""
+    """check_inputs for the common eager call: plain PyTorch tensors of one dtype and device,
+    the shapes agreeing, a contiguous last dim, no initial state and no cu_seqlens. It accepts
+    only what check_inputs accepts; anything else goes to check_inputs (and its messages)."""
     T = None if _torch is None else _torch.Tensor
-    if (T is not None and initial_state is None and cu_seqlens is None and type(q) is T and type(k) is T
-            and type(v) is T and layout in LAYOUTS):
+    if (T is not None and not _compiling() and initial_state is None and cu_seqlens is None
+            and type(q) is T and type(k) is T and type(v) is T and layout in LAYOUTS):
         dt, dev, qs, vs = q.dtype, q.device, q.shape, v.shape
         if (len(qs) == 4 and len(vs) == 4 and dt in _TORCH_DTYPES and k.dtype is dt and v.dtype is dt
                 and k.device == dev and v.device == dev and k.shape == qs
