@@ -165,11 +165,13 @@ TEST(ModelGrad, Fp32MatchesFp64) {
 
 class ModelGradFp32 : public ::testing::Test {
  protected:
-  std::mt19937_64 rng{testing::test_seed()};
+  const uint64_t seed = testing::test_seed();  // TNL_TEST_SEED=<seed> replays a failure
+  std::mt19937_64 rng{seed};
   model::Config cfg = make_config(32, 4, 3, 48, 41, {1, 0, 0}, false);
   ParamSet p{cfg};
   Batch b;
   void SetUp() override {
+    RecordProperty("seed", std::to_string(seed));
     p.init_random(rng());
     for (int64_t i = 0; i < p.size(); ++i)
       if (p.infos()[0].numel <= i) p.data()[i] *= 8.0f;  // larger layer weights: layers matter
@@ -228,11 +230,15 @@ TEST_F(ModelGradFp32, LossScaleScalesAndGradientsAccumulate) {
   o.loss_scale = 0.0;
   EXPECT_EQ(loss_and_grad(p, b.ids.data(), b.targets.data(), b.B, b.N, acc.data(), o), loss);
   for (int64_t i = 0; i < p.size(); ++i) ASSERT_EQ(acc[i], before[i]) << i;
+  // The second call adds its partial sums into a nonzero acc, so it rounds otherwise than
+  // scaling the finished gradient; where a tensor's terms cancel (LRPE theta) that reached
+  // 1.01e-6 of the tensor's largest gradient on one draw. Overwriting would be off by 0.25·g.
   for (const ParamInfo& t : p.infos()) {
     float max_g = 0;
     for (int64_t i = t.offset; i < t.offset + t.numel; ++i) max_g = std::max(max_g, std::fabs(g1[i]));
     for (int64_t i = t.offset; i < t.offset + t.numel; ++i)
-      ASSERT_NEAR(acc[i], 0.75f * g1[i], 1e-6f * max_g) << t.name << " element " << i - t.offset;
+      ASSERT_NEAR(acc[i], 0.75f * g1[i], 1e-5f * max_g)
+          << t.name << " element " << i - t.offset << " (TNL_TEST_SEED=" << seed << ")";
   }
 }
 
