@@ -28,7 +28,7 @@ void apply_repetition_penalty(float* logits, int64_t vocab, const std::vector<in
   for (int32_t t : history)
     if (t >= 0 && t < vocab) seen[t] = 1;
   for (int64_t v = 0; v < vocab; ++v)
-    if (seen[v]) logits[v] = logits[v] > 0 ? logits[v] / p : logits[v] * p;
+    if (seen[v]) logits[v] = penalized_logit(logits[v], p);
 }
 
 void Sampler::absorb(const std::vector<int32_t>& history, int64_t vocab) {
@@ -51,7 +51,7 @@ int32_t Sampler::next(float* logits, int64_t vocab, const std::vector<int32_t>& 
   const float p = opt_.repetition_penalty;
   if (p != 1.0f) {  // as apply_repetition_penalty, over the distinct tokens kept
     absorb(history, vocab);
-    for (int32_t t : distinct_) logits[t] = logits[t] > 0 ? logits[t] / p : logits[t] * p;
+    for (int32_t t : distinct_) logits[t] = penalized_logit(logits[t], p);
   }
   if (opt_.greedy) return (int32_t)(std::max_element(logits, logits + vocab) - logits);
   // The softmax at the temperature: weights w[i] = exp((l[i] - top) / T), top the largest

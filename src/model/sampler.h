@@ -42,6 +42,7 @@ class Sampler {
 };
 
 // The repetition penalty as in Hugging Face: a seen token's logit l becomes l/p if l > 0, else l·p.
+inline float penalized_logit(float l, float p) { return l > 0 ? l / p : l * p; }
 void apply_repetition_penalty(float* logits, int64_t vocab, const std::vector<int32_t>& history, float p);
 
 }  // namespace tnl::model
