@@ -8,6 +8,8 @@
 #   ARGS="..."   tnl bench attn arguments (default: bf16, B=4 H=32 D=E=128, N=1K and 32K, fwd and
 #                fwd+bwd, rounded intermediates); several configurations separated by ';', each
 #                run alternating the trees on every one
+#   TESTS=1      also build this tree's attention gpu tests and run them (rounded-mode tests too),
+#                then compute-sanitizer memcheck and racecheck on small cases, before the timings
 # Builds ab-old into build-ab-old and this tree into build-ab-new, then prints the rows of each run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +19,32 @@ ARGS=${ARGS:-"--dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 1024,32768 -
 source scripts/deps-env.sh
 G="-DTNL_CUDA_GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
 (cmake -S "$OLD" -B build-ab-old -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-old -j8 tnl_cli >/dev/null 2>&1) &
-(cmake -S . -B build-ab-new -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-new -j8 tnl_cli >/dev/null 2>&1) &
+NEW_TARGETS="tnl_cli"
+[ "${TESTS:-0}" = 1 ] && NEW_TARGETS="tnl_cli backends_cuda_test_attention_cuda backends_cuda_test_rounded_cuda"
+(cmake -S . -B build-ab-new -G Ninja -DTNL_CUDA=ON "$G" >/dev/null && ninja -C build-ab-new -j8 $NEW_TARGETS >build-ab-new.log 2>&1) &
 wait
-[ -x build-ab-old/tools/tnl ] && [ -x build-ab-new/tools/tnl ] || { echo "attn_ab: a build failed"; exit 1; }
+[ -x build-ab-old/tools/tnl ] && [ -x build-ab-new/tools/tnl ] || { echo "attn_ab: a build failed"; grep -m5 -A10 error build-ab-new.log; exit 1; }
+if [ "${TESTS:-0}" = 1 ]; then
+  T=build-ab-new/tests
+  for t in attention rounded; do
+    SECONDS=0
+    if "$T/backends_cuda_test_${t}_cuda" --gtest_filter='-*LongSequence1e6*' >"ab-$t.log" 2>&1; then
+      echo "attn_ab: $t tests passed (${SECONDS}s): $(grep -E '^\[  PASSED' "ab-$t.log")"
+    else
+      echo "attn_ab: $t tests FAILED"; grep -E "Failure|Expected|Which is|\[  FAILED" "ab-$t.log" | head -30
+    fi
+  done
+  for tool in memcheck racecheck; do
+    SECONDS=0
+    compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_attention_cuda \
+      --gtest_filter='*SmallForSanitizers*' >"ab-$tool.log" 2>&1
+    r1=$?
+    compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_rounded_cuda \
+      --gtest_filter="${SAN_ROUNDED:-*bf16_N65:*bf16_D128_E128:*f16_varlen}" >>"ab-$tool.log" 2>&1
+    echo "attn_ab: $tool rc=$r1,$? (${SECONDS}s): $(grep -cE 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "ab-$tool.log") of 2 runs clean"
+    grep -m5 -E "Hazard|Invalid|ERROR SUMMARY: [1-9]" "ab-$tool.log"
+  done
+fi
 IFS=';' read -r -a configs <<<"$ARGS"
 for c in "${!configs[@]}"; do echo "config $c: tnl bench attn --device cuda ${configs[$c]}"; done
 echo "| config | tree | run | mode | B | H | N | D | E | dtype | ms | tokens/s | GB/s | TFLOP/s | % of floor | bound | runs |"

@@ -54,17 +54,38 @@ struct Smem {  // offsets in 16-bit elements
   static constexpr int kAHi = kBuffers * kTile;                  // (C, C)
   static constexpr int kALo = kAHi + kC * kLdC;                  // (C, C), SPLIT only
   static constexpr int kA2 = kALo + (SPLIT ? kC * kLdC : 0);     // (C, C), FUSED only
-  static constexpr int kSHi = kA2 + (FUSED ? kC * kLdC : 0);     // (DK, WG·ET)
-  static constexpr int kSLo = kSHi + DK * kLdE;                  // (DK, WG·ET), SPLIT only
-  static constexpr int kEnd = kSLo + (SPLIT ? DK * kLdE : 0);
-  // + decay table λ^Δ (C + 2) and update weights β λ^{n-1-b+off} (C), fp32
-  static constexpr size_t kBytes = kEnd * 2 + sizeof(float) * (2 * kC + 2);
+  // State tiles from kSHi on, kSTile elements each: S hi (DK, WG·ET), then lo when SPLIT.
+  static constexpr int kSHi = kA2 + (FUSED ? kC * kLdC : 0);
+  static constexpr int kSTile = (SPLIT ? 2 : 1) * DK * kLdE;
+  // Bytes with sb state tiles: + decay table λ^Δ (C + 2) and sb sets of update weights
+  // β λ^{n-1-b+off} (C), fp32.
+  static constexpr size_t bytes_with(int sb) {
+    return (size_t)(kSHi + sb * kSTile) * 2 + sizeof(float) * (kC + 2 + sb * kC);
+  }
   // Blocks per multiprocessor the launch bounds ask for (so registers do not limit them): 2
   // when DK <= 128 and the 228 KB of shared memory of an H100 multiprocessor hold two (1 KB
   // reserved per block); else 1 (DK = 256 keeps its 64-register state plus headroom). A block
   // of two column tiles (512 threads) is one per multiprocessor.
-  static constexpr int kMinBlocks = WG == 1 && DK <= 128 && 2 * (kBytes + 1024) <= 228 * 1024 ? 2 : 1;
+  static constexpr int min_blocks_with(size_t bytes) {
+    return WG == 1 && DK <= 128 && 2 * (bytes + 1024) <= 228 * 1024 ? 2 : 1;
+  }
+  // State tiles (and update weights): two (chunk n's and chunk n + 1's, so a chunk needs no
+  // barrier at its end) with two input buffers when they fit without costing a block per
+  // multiprocessor; else one.
+  static constexpr int kSBufs =
+      NB == 2 && !FUSED && min_blocks_with(bytes_with(2)) == min_blocks_with(bytes_with(1)) &&
+              bytes_with(2) + 1024 <= 228 * 1024
+          ? 2
+          : 1;
+  static constexpr int kEnd = kSHi + kSBufs * kSTile;
+  static constexpr size_t kBytes = bytes_with(kSBufs);
+  static constexpr int kMinBlocks = min_blocks_with(kBytes);
 };
+
+// Barrier `id` (1..15; 0 is __syncthreads') over the first `threads` threads that reach it.
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 
 // Input buffers for a key dim: DK = 64 double-buffers (two blocks per SM either way), DK = 256
 // has room for one; DK = 128 takes 1 (two blocks per SM, each one's copies overlapping the
@@ -386,11 +407,12 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
   T* sm = reinterpret_cast<T*>(smem_raw);
   T* AHi = sm + L::kAHi;   // (C, C)
   T* ALo = sm + L::kALo;
-  T* SHi = sm + L::kSHi;   // (DK, WG·ET)
-  T* SLo = sm + L::kSLo;
   T* A2 = sm + L::kA2;     // (C, C), FUSED only
   float* dec = reinterpret_cast<float*>(sm + L::kEnd);  // (C + 2)
-  float* wt = dec + kC + 2;                              // (C) update weights of this chunk
+  // Two state tiles and update-weight sets (kTwoS): chunk n uses set n % 2 (= buf), so a warp
+  // may store chunk n + 1's state while another still reads chunk n's, and the one barrier of
+  // a chunk is the one before its scores; the next chunk's copies are issued after it.
+  constexpr bool kTwoS = L::kSBufs == 2;
 
   // warp: within its column tile; ec: the tile's first column within the block.
   const int warp = (threadIdx.x / 32) % 8, grp = threadIdx.x / 256, ec = kET * grp;
@@ -483,7 +505,13 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
     T* Ys = sm + buf * L::kTile + L::kYo;  // (C, DK)
     T* Zs = sm + buf * L::kTile + L::kZo;  // (C, WG·ET)
     T* X2s = sm + buf * L::kTile + L::kX2o;  // (C, WG·ET), FUSED only
-    if (vec && kPrefetch) {
+    const int sb = kTwoS ? buf : 0;
+    T* SHi = sm + L::kSHi + sb * L::kSTile;  // (DK, WG·ET)
+    T* SLo = SHi + DK * L::kLdE;             // (DK, WG·ET), SPLIT only
+    float* wt = dec + kC + 2 + sb * kC;      // (C) update weights of this chunk
+    if (vec && kPrefetch && kTwoS) {
+      cp_async_wait_all();  // this chunk's copies: the next chunk's are issued after the barrier
+    } else if (vec && kPrefetch) {
       if (tau0 + kC < seg_end) {  // prefetch the next chunk into the other buffer
         load_async(buf ^ 1);
         cp_async_wait_one();
@@ -516,6 +544,8 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
       wt[b] = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
     }
     __syncthreads();
+    // kTwoS: every warp is past the chunk that used the other buffer.
+    if (vec && kPrefetch && kTwoS && tau0 + kC < seg_end) load_async(buf ^ 1);
 
     if (!kLocal) {
       // Phase 1: A = c (X Yᵀ ⊙ M), rows 16 mt, columns 32 nh + 8 j for this warp's n-tiles
@@ -562,7 +592,9 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
           store_split2<T, SPLIT>(P1out + at(a_, b_, L::kLdC), ALo + at(a_, b_, L::kLdC), v0, v1);
         }
     }
-    if constexpr (!kLocal) __syncthreads();  // the scores are complete (the pre-pass has none)
+    // Rows 16 mt of the scores are complete: phase 2 reads only the rows that the warps of its
+    // own mt wrote (WG·2 warps; the pre-pass has no scores).
+    if constexpr (!kLocal) named_sync(1 + mt, 64 * WG);
 
     if (!kLocal) {
       // Phase 2: O = A Z + α λ^{a+off} X S, rows 16 mt, columns ec + 32 nh.
@@ -666,7 +698,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
         }
       }
     }
-    __syncthreads();
+    if constexpr (!kTwoS) __syncthreads();  // one state tile, weights, and input buffer reused
   }
 
   float* dst = nullptr;
