@@ -70,17 +70,28 @@ struct Smem {  // offsets in 16-bit elements
     return WG == 1 && DK <= 128 && 2 * (bytes + 1024) <= 228 * 1024 ? 2 : 1;
   }
   // State tiles (and update weights): two (chunk n's and chunk n + 1's, so a chunk needs no
-  // barrier at its end) with two input buffers when they fit without costing a block per
-  // multiprocessor; else one.
-  static constexpr int kSBufs =
-      NB == 2 && !FUSED && min_blocks_with(bytes_with(2)) == min_blocks_with(bytes_with(1)) &&
-              bytes_with(2) + 1024 <= 228 * 1024
-          ? 2
-          : 1;
+  // barrier at its end) in the blocks of two column tiles; else one. Measured on the H200
+  // (bench/logs/2026-11-30-h200-twostate-{forward,fused}-ab.txt): two were 6% faster in the
+  // forward's blocks, 2-7% slower at D = 64 and 4-6% slower in the fused dk/dv scan (223 KB).
+  static constexpr int kSBufs = WG == 2 && NB == 2 && !FUSED && bytes_with(2) <= 227 * 1024 ? 2 : 1;
   static constexpr int kEnd = kSHi + kSBufs * kSTile;
   static constexpr size_t kBytes = bytes_with(kSBufs);
   static constexpr int kMinBlocks = min_blocks_with(kBytes);
 };
+
+// The role of warp w (0..7) of a one-tile block in phases 1 and 2 (the scores and the
+// outputs): row block mt = r % 4 and column half nh = r / 4 of r = nibble w of the table. Warp
+// w runs on scheduler w % 4 of the multiprocessor, and the causal work of a role grows with mt
+// (the scores right of the diagonal are skipped, the outputs sum 16·(mt + 1) columns of the
+// scores), so the table evens the schedulers' shares (the MMAs that vary with the role, a chunk,
+// per scheduler at D = 128: 96, 88, 48, 40 with r = w, at most 84 with the table; exhaustive
+// search): 2-7% faster at D = 64 and compensated on the H200 (bench/logs/
+// 2026-11-30-h200-warp-roles-ab.txt, -twostate-fused-ab.txt). The blocks of two tiles keep r = w:
+// the table of the same search (80 MMAs each) was 3-6% slower there.
+__device__ __forceinline__ int one_tile_role(int w) {
+  constexpr unsigned long long kTable = 0x74625310ull;  // nibble w: the role of warp w
+  return (int)((kTable >> (4 * w)) & 15);
+}
 
 // Barrier `id` (1..15; 0 is __syncthreads') over the first `threads` threads that reach it.
 __device__ __forceinline__ void named_sync(int id, int threads) {
@@ -460,7 +471,13 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
         st[i][j][r] = carried_state(p, shd, seg, slope, d, e, acc);
       }
 
-  const int mt = warp % 4, nh = warp / 4;  // phases 1-2: rows 16·mt, columns 32·nh
+  // Phases 1-2: rows 16·mt, columns 32·nh (one column tile: one_tile_role's).
+  int mt = warp % 4, nh = warp / 4;
+  if constexpr (WG == 1 && !kLocal) {
+    const int role = one_tile_role(warp);
+    mt = role % 4;
+    nh = role / 4;
+  }
   // The mask and decay factors of this thread's score fragments, c·λ^{a-b} (zero above the
   // diagonal), the same for every chunk: row a - column b takes 10 values per thread,
   // d0 + 8(q - 3) - o for q = r/2 - j + 3 in 0..4 and o in {0, 1} (phase 1 below).
