@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # generate_check.sh: the GPU generation path in one device call: build, the GPU model's tests,
-# compute-sanitizer (memcheck, racecheck) on the decode tests that choose tokens on the GPU,
+# the GPU sampler's kernel tests under compute-sanitizer (memcheck, racecheck), memcheck on the
+# model's decode tests that choose tokens on the GPU,
 # `tnl generate --device cuda` end to end on a tiny random model (greedy equals a draw cut to
 # the top token by top-k or top-p, seeded draws repeat, batches run), then `tnl bench generate` (1b shape, 1K
 # prompts, batches 1, 16, 64), its table last.
@@ -14,11 +15,16 @@ source bench/build_model_gpu.sh "$BUILD"
 T=$BUILD/tests/model_test_transnormer_cuda
 TNL=$BUILD/tools/tnl
 TNL_TEST_PYTHON=$(command -v python3) timeout 180 "$T" 2>&1 | grep -E "^\[ +(PASSED|FAILED)|Failure|Expected|Which is" | head -20
+S=$BUILD/tests/model_test_sample_cuda  # the token choice's kernels alone: quick under racecheck
+timeout 120 "$S" 2>&1 | grep -E "^\[ +(PASSED|FAILED)|Failure|Expected|Which is" | head -20
 for tool in memcheck racecheck; do
-  timeout 420 compute-sanitizer --tool $tool "$T" --gtest_filter='*SampledOnTheGpu*:*GreedyStepsKept*' 2>&1 |
+  timeout 300 compute-sanitizer --tool $tool "$S" 2>&1 |
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[ +(PASSED|FAILED)" | tr '\n' ' '
-  echo " ($tool)"
+  echo " ($tool, the sampler's kernels)"
 done
+timeout 420 compute-sanitizer --tool memcheck "$T" --gtest_filter='*SampledOnTheGpu*:*GreedyStepsKept*' 2>&1 |
+  grep -E "ERROR SUMMARY|^\[ +(PASSED|FAILED)" | tr '\n' ' '
+echo " (memcheck, the model's decode with tokens chosen on the GPU)"
 
 work=$(mktemp -d)
 for i in $(seq 1 2000); do
