@@ -13,6 +13,19 @@
 
 namespace tnl::model::sampling_check {
 
+// A way to choose the token: greedy, or a draw cut to top_k (0: none) then to top_p (1: none).
+struct SamplingMode {
+  const char* name;
+  bool greedy;
+  int64_t top_k;
+  float top_p;
+};
+// The modes the tests run: greedy, a plain draw, top-k, top-p, both.
+inline std::vector<SamplingMode> sampling_modes() {
+  return {{"greedy", true, 0, 1.f}, {"plain", false, 0, 1.f}, {"top-k 20", false, 20, 1.f},
+          {"top-p 0.5", false, 0, 0.5f}, {"top-k 200, top-p 0.8", false, 200, 0.8f}};
+}
+
 // The candidates of a draw from one row of penalized logits l (V) at `temperature`, cut to
 // top_k (0: none) and then to the top_p of their mass, in descending order; `slack` widens the
 // top-p cut (the GPU sums fixed-point weights of fp32 exponentials).

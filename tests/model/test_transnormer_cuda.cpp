@@ -439,19 +439,12 @@ TEST_F(CudaModelRandom, TokensSampledOnTheGpuFollowTheHostRule) {
   // own the uniform's point of the distribution function laid out in the kernel's order (thread
   // t of 1024 owns tokens t, t + 1024, ...), give or take fp32 rounding. Vocabularies a multiple
   // of 32 and not.
-  struct Mode {
-    const char* name;
-    bool greedy;
-    int64_t top_k;
-    float top_p;
-  };
-  const Mode modes[] = {{"greedy", true, 0, 1.f}, {"plain", false, 0, 1.f}, {"top-k 20", false, 20, 1.f},
-                        {"top-p 0.5", false, 0, 0.5f}, {"top-k 200, top-p 0.8", false, 200, 0.8f}};
+  const std::vector<sampling_check::SamplingMode> modes = sampling_check::sampling_modes();
   for (const int64_t V : {1024, 1003}) {
     const Config cfg = config_preset("tiny", V);
     TransNormerCuda gpu(cfg, 9);
     for (const int64_t B : {1, 3}) {
-      for (const Mode& mode : modes) {
+      for (const sampling_check::SamplingMode& mode : modes) {
         SCOPED_TRACE("V " + std::to_string(V) + ", B " + std::to_string(B) + ", " + mode.name);
         const float temperature = 0.7f, penalty = 1.4f;
         SamplingOptions opt;
