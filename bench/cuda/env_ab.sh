@@ -10,6 +10,7 @@
 #               and 32K, B=1 H=16 D=128 at 128K, B=8 H=16 D=64 at 8K)
 #   MODES="rounded compensated"  intermediates modes timed
 #   TESTS=0     benchmarks only
+#   TEST_VALUES="1 2"  the values tested (default: all of VALUES; the baseline's tests may be skipped)
 #   SAN_ROUNDED=<gtest filter>  the rounded-mode cases run under memcheck and racecheck
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,7 +46,7 @@ if [ "${TESTS:-1}" = 1 ]; then
       grep -E "Failure|Expected|Which is|error|\[  FAILED|ERROR|Hazard|Invalid" "$OUT/$label.log" | head -30
     fi
   }
-  for v in $VALUES; do
+  for v in ${TEST_VALUES:-$VALUES}; do
     run_test "attention_$v" env "$VAR=$v" $T/backends_cuda_test_attention_cuda --gtest_filter='-*LongSequence1e6*'
     run_test "rounded_$v" env "$VAR=$v" $T/backends_cuda_test_rounded_cuda
     for tool in memcheck racecheck; do
