@@ -25,25 +25,8 @@ NEW_TARGETS="tnl_cli"
 wait
 [ -x build-ab-old/tools/tnl ] && [ -x build-ab-new/tools/tnl ] || { echo "attn_ab: a build failed"; grep -m5 -A10 error build-ab-new.log; exit 1; }
 if [ "${TESTS:-0}" = 1 ]; then
-  T=build-ab-new/tests
-  for t in attention rounded; do
-    SECONDS=0
-    if "$T/backends_cuda_test_${t}_cuda" --gtest_filter='-*LongSequence1e6*' >"ab-$t.log" 2>&1; then
-      echo "attn_ab: $t tests passed (${SECONDS}s): $(grep -E '^\[  PASSED' "ab-$t.log")"
-    else
-      echo "attn_ab: $t tests FAILED"; grep -E "Failure|Expected|Which is|\[  FAILED" "ab-$t.log" | head -30
-    fi
-  done
-  for tool in memcheck racecheck; do
-    SECONDS=0
-    compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_attention_cuda \
-      --gtest_filter='*SmallForSanitizers*' >"ab-$tool.log" 2>&1
-    r1=$?
-    compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_rounded_cuda \
-      --gtest_filter="${SAN_ROUNDED:-*bf16_N65:*bf16_D128_E128:*f16_varlen}" >>"ab-$tool.log" 2>&1
-    echo "attn_ab: $tool rc=$r1,$? (${SECONDS}s): $(grep -cE 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "ab-$tool.log") of 2 runs clean"
-    grep -m5 -E "Hazard|Invalid|ERROR SUMMARY: [1-9]" "ab-$tool.log"
-  done
+  source bench/cuda/attn_tests.sh
+  attn_gpu_tests build-ab-new/tests ab- attn_ab
 fi
 IFS=';' read -r -a configs <<<"$ARGS"
 for c in "${!configs[@]}"; do echo "config $c: tnl bench attn --device cuda ${configs[$c]}"; done

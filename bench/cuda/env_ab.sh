@@ -36,28 +36,9 @@ fi
 echo "env_ab: built in ${SECONDS}s"
 T=$BUILD/tests
 if [ "${TESTS:-1}" = 1 ]; then
-  run_test() {  # $1 = label, rest = command
-    local label=$1; shift
-    SECONDS=0
-    if "$@" >"$OUT/$label.log" 2>&1; then
-      echo "env_ab: $label passed (${SECONDS}s): $(grep -E '^\[  PASSED' "$OUT/$label.log")"
-    else
-      echo "env_ab: $label FAILED (${SECONDS}s)"
-      grep -E "Failure|Expected|Which is|error|\[  FAILED|ERROR|Hazard|Invalid" "$OUT/$label.log" | head -30
-    fi
-  }
+  source bench/cuda/attn_tests.sh
   for v in ${TEST_VALUES:-$VALUES}; do
-    run_test "attention_$v" env "$VAR=$v" $T/backends_cuda_test_attention_cuda --gtest_filter='-*LongSequence1e6*'
-    run_test "rounded_$v" env "$VAR=$v" $T/backends_cuda_test_rounded_cuda
-    for tool in memcheck racecheck; do
-      SECONDS=0
-      env "$VAR=$v" compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_attention_cuda \
-        --gtest_filter='*SmallForSanitizers*' >"$OUT/${tool}_$v.log" 2>&1
-      r1=$?
-      env "$VAR=$v" compute-sanitizer --tool $tool --error-exitcode 3 $T/backends_cuda_test_rounded_cuda \
-        --gtest_filter="${SAN_ROUNDED:-*bf16_N65:*bf16_D128_E128:*f16_varlen}" >>"$OUT/${tool}_$v.log" 2>&1
-      echo "env_ab: $VAR=$v $tool rc=$r1,$? (${SECONDS}s): $(grep -cE 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$OUT/${tool}_$v.log") of 2 runs clean"
-    done
+    attn_gpu_tests "$T" "$OUT/${v}_" "env_ab: $VAR=$v" "$VAR=$v"
   done
 fi
 rows=$OUT/rows.txt
