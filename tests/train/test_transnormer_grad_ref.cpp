@@ -7,6 +7,7 @@
 // The reference runs on the same fp32 weights in float64. Bounds: see each check below.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +44,12 @@ struct Worst {
   double max_rel = 0, norm_rel = 0;
   std::string max_name;
 };
+
+// How much larger than the fp64 instantiation's worst error on the same draw (the same code in
+// float64: a measure of how well conditioned the draw is) an fp32 error may be: 8 eps32 / eps64
+// = 8 · 2^29. Measured over 1,000 model draws (250 runs of this test): fp32 / fp64 worst-error
+// ratios 4e7..3.4e9.
+constexpr double kFp32OverFp64 = 8.0 * 536870912.0;
 
 template <class T>
 Worst compare(const ParamSet& p, const T* g, const std::string& ref_path, double max_bound, double norm_bound,
@@ -90,24 +97,28 @@ TEST_F(GradRef, LossAndEveryGradientMatchPyTorchAutograd) {
     ASSERT_EQ(p.config().vocab_size, V);
     // 1. The fp64 instantiation of the training code (the one checked by finite differences,
     //    LRPE angle in fp64) against autograd of the same float64 function: agreement to
-    //    float64 rounding (~5e-15 seen); bound 1e-12.
+    //    float64 rounding (~5e-15 typical, 2.6e-13 in the worst draw met); bound 1e-12.
+    Worst fp64;  // how well conditioned this draw is
     {
       const double want = read_raw<double>(dir + "/loss_f64angle.f64", 1)[0];
       const std::vector<double> w(p.data(), p.data() + p.size());
       std::vector<double> g(p.size(), 0.0);
       const double loss = loss_and_grad_f64(p, w.data(), ids.data(), targets.data(), B, N, g.data());
       EXPECT_NEAR(loss, want, 1e-12 * want) << "fp64";
-      const Worst r = compare(p, g.data(), dir + "/grads_f64angle.safetensors", 1e-12, 1e-12, "fp64");
+      fp64 = compare(p, g.data(), dir + "/grads_f64angle.safetensors", 1e-12, 1e-12, "fp64");
       std::printf("%s fp64: loss %.12f (ref %.12f), worst max|Δ|/max|g_ref| %.1e in %s, "
                   "worst ‖Δ‖/‖g_ref‖ %.1e (bounds 1e-12)\n",
-                  name, loss, want, r.max_rel, r.max_name.c_str(), r.norm_rel);
+                  name, loss, want, fp64.max_rel, fp64.max_name.c_str(), fp64.norm_rel);
     }
     // 2. Training (fp32, fast attention, fp32 LRPE angle as released) against the released model in
     //    float64. Bounds per tensor: ‖Δ‖/‖g_ref‖ ≤ 5e-5 and max|Δ| ≤ 1e-4·max|g_ref|. The gap is
     //    fp32 rounding (6e-8) amplified by the model (random weights 10× the init, products in the
     //    gate and the GLU, SRMS dividing small rows by their RMS, sums over tokens and the vocab):
     //    typically 1e-6..5e-6; the worst seen over 48 random model draws was 1.0e-5 (norm) and
-    //    1.9e-5 (max), in the embedding of the unscaled case.
+    //    1.9e-5 (max), in the embedding of the unscaled case. A rare draw is ill-conditioned
+    //    (under one in a thousand; seen once in CI: the fp64 error 2.6e-13, 50x its usual, and
+    //    fp32's 6.2e-5): the bounds are at least kFp32OverFp64 times the fp64 run's worst errors,
+    //    which leaves them as they are on a usual draw (fp64 5e-15..1e-14: 2e-5..4e-5).
     const double want = read_raw<double>(dir + "/loss.f64", 1)[0];
     for (bool recompute : {false, true}) {
       GradOptions opt;
@@ -115,7 +126,8 @@ TEST_F(GradRef, LossAndEveryGradientMatchPyTorchAutograd) {
       std::vector<float> g(p.size(), 0.0f);
       const double loss = loss_and_grad(p, ids.data(), targets.data(), B, N, g.data(), opt);
       EXPECT_NEAR(loss, want, 1e-5 * want) << "recompute " << recompute;
-      const Worst r = compare(p, g.data(), dir + "/grads.safetensors", 1e-4, 5e-5, "fp32");
+      const Worst r = compare(p, g.data(), dir + "/grads.safetensors", std::max(1e-4, kFp32OverFp64 * fp64.max_rel),
+                              std::max(5e-5, kFp32OverFp64 * fp64.norm_rel), "fp32");
       std::printf("%s fp32 recompute %d: loss %.6f (ref %.6f), worst max|Δ|/max|g_ref| %.1e in %s, "
                   "worst ‖Δ‖/‖g_ref‖ %.1e\n", name, (int)recompute, loss, want, r.max_rel, r.max_name.c_str(),
                   r.norm_rel);
