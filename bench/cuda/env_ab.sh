@@ -12,6 +12,7 @@
 #   TESTS=0     benchmarks only
 #   TEST_VALUES="1 2"  the values tested (default: all of VALUES; the baseline's tests may be skipped)
 #   SAN_ROUNDED=<gtest filter>  the rounded-mode cases run under memcheck and racecheck
+#   TEST_TIMEOUT / BENCH_TIMEOUT=<seconds>  limits of each test binary / benchmark run (300)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VAR=${VAR:?set VAR, the environment variable that selects the variant}
@@ -48,7 +49,7 @@ for i in $(seq "$RUNS"); do
   for shape in "${shapes[@]}"; do
     for m in $MODES; do
       for v in $VALUES; do
-        env "$VAR=$v" $BUILD/tools/tnl bench attn --device cuda --dtype bf16 $shape --no-decode \
+        timeout "${BENCH_TIMEOUT:-300}" env "$VAR=$v" $BUILD/tools/tnl bench attn --device cuda --dtype bf16 $shape --no-decode \
           --no-validate --intermediates $m 2>/dev/null | grep -E '^\| (fwd|bwd)' |
           sed "s/^/| $VAR=$v | $m /" >>"$rows"
       done

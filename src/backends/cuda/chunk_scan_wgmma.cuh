@@ -99,18 +99,18 @@ __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #define TNL_WG_L32                                                                        \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "               \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-// d (+)= A · B, m64n64k16, 32 fp32 accumulators a thread; acc = false overwrites d. TB_: the
-// shared-memory B operand is MN-major (A from shared memory is always K-major here).
+// d (+)= A · B, m64n64k16, 32 fp32 accumulators a thread; acc = false overwrites d. TB_ / TA_:
+// the shared-memory B / A operand is MN-major (else K-major).
 #define TNL_WG_DEFINE(T, TYPE)                                                                   \
   template <>                                                                                    \
   struct Mma<T> {                                                                                \
-    template <int TB_>                                                                           \
+    template <int TB_, int TA_ = 0>                                                              \
     static __device__ __forceinline__ void ss(float (&d)[32], uint64_t da, uint64_t db, bool acc) { \
       asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                  \
                    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " TNL_WG_L32      \
-                   ", %32, %33, p, 1, 1, 0, %35;\n}\n"                                             \
+                   ", %32, %33, p, 1, 1, %36, %35;\n}\n"                                           \
                    : TNL_WG_D32                                                                  \
-                   : "l"(da), "l"(db), "r"((int)acc), "n"(TB_));                                 \
+                   : "l"(da), "l"(db), "r"((int)acc), "n"(TB_), "n"(TA_));                       \
     }                                                                                            \
     template <int TB_>                                                                           \
     static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db) { \

@@ -1,0 +1,419 @@
+// chunk_scan_tma.cuh: the chunked scan (chunk_scan.h) as a warp-specialized sm_90a kernel: one
+// producer warp copies the X, Y, Z tiles of each chunk with TMA bulk tensor copies into
+// 128-byte-swizzled shared memory (NB stages, full/empty mbarriers), two consumer warpgroups run
+// every product on wgmma. For fp16/bf16 inputs with rounded intermediates, forward-time full
+// passes (the forward and the dq scan: not reversed, not the pre-pass, not the fused dk/dv
+// scan), dense batches (no cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128
+// value columns), 16-byte aligned rows. Chunk C = 64. Opt-in (TNL_CUDA_TMA=1) until measured.
+//
+// A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
+//   warpgroup 0: the producer (one thread issues the copies; 40 registers a thread);
+//   warpgroup 1 + w (w = 0, 1): value columns 64w..64w+63 of the block, its part of the state
+//   S (128, 64) fp32 in registers (64 a thread) and of the output.
+// Per chunk a consumer warpgroup (a = row of the chunk, b = column, d = key, e = value column):
+//   S rounded -> shared memory (B of X S), Zw = w_b Z(b, e) -> shared memory (B of the update),
+//   group 1: P  = X Yᵀ                   (C, C)    A = X, B = Y (swizzled, K-major)
+//   group 2: O  = X S                    (C, 64)   B = S (core-matrix layout, MN-major)
+//   group 3: S  = λ^n S + Yᵀ Zw           (128, 64) A = Yᵀ (swizzled, M-major), B = Zw
+//   group 4: O  = α λ^{a+off} O + (c λ^{a-b} M ⊙ P) Z    A = masked P (registers), B = Z
+//                                                  (swizzled, N-major)
+// then releases the stage to the producer and stores its outputs. The two consumer warpgroups
+// share the input tiles and nothing else: their only barriers are their own (128 threads).
+//
+// Tiles: X, Y, Z are each two 64-column halves (64 rows of 128 bytes, 8 KB), as TMA writes them
+// with CU_TENSOR_MAP_SWIZZLE_128B: 16-byte piece c of row r at r·128 + (c ^ r % 8)·16, every
+// half 1024-byte aligned. wgmma reads them through 128-byte-swizzle descriptors (SBO = 1024:
+// eight 128-byte rows; LBO unused, one 64-element atom across M/N).
+#pragma once
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "backends/cuda/chunk_scan_wgmma.cuh"
+
+namespace tnl::cuda {
+namespace tma {
+
+using tc::kC;
+using tc::Ops;
+using tc::SeqLoc;
+
+constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
+constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
+
+template <int NB>
+struct Layout {  // byte offsets from the 1024-aligned base
+  static constexpr int kX = 0, kY = 2 * kHalf, kZ = 4 * kHalf;  // within a stage
+  static constexpr int kStage = 6 * kHalf;
+  using S = wg::CoreTile<true, 64, 128>;  // (e, d) per consumer: B of X S
+  using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer: B of the update
+  static constexpr int kSo = NB * kStage;
+  static constexpr int kZwo = kSo + 2 * S::kBytes;
+  static constexpr int kDec = kZwo + 2 * Zw::kBytes;       // λ^Δ, Δ = 0..C+1, fp32
+  static constexpr int kBar = kDec + 4 * (kC + 2 + 2);     // full[NB], empty[NB]: 8 bytes each
+  static constexpr size_t kBytes = kBar + 16 * NB + 1024;  // + slack to align the base
+};
+
+// 128-byte-swizzle wgmma descriptor of a tile at shared address `addr`.
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
+  return (uint64_t)((addr >> 4) & 0x3FFF) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+         ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::smem_addr(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(tc::smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(tc::smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(tc::smem_addr(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// One (64, 64) box of a 4-d tensor map at element coordinates (c0, c1, c2, c3) into `dst`.
+__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                         int c3, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, "
+      "%3, %4, %5}], [%6];\n" ::"r"(tc::smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(tc::smem_addr(bar))
+      : "memory");
+}
+
+template <class T, int NB>
+__global__ void __launch_bounds__(kThreads, 1)
+    chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
+                          const __grid_constant__ CUtensorMap map_z, const ScanParams p, const Slopes sl,
+                          bool out_vec2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = Layout<NB>;
+  using O = Ops<T>;
+  using W = wg::Mma<T>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023));
+  float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
+  uint64_t* empty = full + NB;
+
+  const int64_t bid = blockIdx.x;
+  const int seg = (int)(bid % p.num_segs);
+  const int64_t shd = bid / p.num_segs;  // s·H + h
+  const int h = (int)(shd % p.heads);
+  const int64_t s = shd / p.heads;
+  const SeqLoc sq = tc::seq_loc(p, s);
+  const int64_t seg_begin = (int64_t)seg * p.seg_len;
+  const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
+  const float slope = sl.s[h];
+  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < NB; ++i) {
+      mbar_init(&full[i], 1);   // the producer's expect_tx; the copies complete it
+      mbar_init(&empty[i], 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int role = threadIdx.x / 128;
+  if (role == 0) {  // the producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (threadIdx.x == 0) {
+      const int e_col = blockIdx.y * 128;
+      int i = 0;
+      for (int64_t tau = seg_begin; tau < seg_end; tau += kC, ++i) {
+        const int stage = i % NB;
+        if (i >= NB) mbar_wait(&empty[stage], (uint32_t)((i / NB - 1) & 1));
+        unsigned char* base = sm + stage * L::kStage;
+        mbar_expect_tx(&full[stage], L::kStage);
+        const int row = (int)tau, hh = h, ss = (int)s;
+        tma_load(base + L::kX, &map_x, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kX + kHalf, &map_x, 64, row, hh, ss, &full[stage]);
+        tma_load(base + L::kY, &map_y, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, &full[stage]);
+        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, &full[stage]);
+        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, &full[stage]);
+      }
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+
+  const int wgi = role - 1, tid = threadIdx.x - 128 * role;
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  unsigned char* Ss = sm + L::kSo + wgi * L::S::kBytes;     // this warpgroup's rounded state
+  unsigned char* Zws = sm + L::kZwo + wgi * L::Zw::kBytes;  // this warpgroup's weighted Z
+  const int e0 = blockIdx.y * 128 + 64 * wgi;                // this warpgroup's first column
+
+  // The state S (128, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
+  float st[2][32];
+  const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      st[m][i] = 0.f;
+      const int j = i / 4, r = i % 4;
+      const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
+      const int e = e0 + 8 * j + 2 * t + (r % 2);
+      if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, slope, d, e);
+    }
+  const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
+                             p.alpha * dec[16 * warp + g + 8 + p.off_out]};
+  const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
+
+  float pr[32], o_acc[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) pr[i] = o_acc[i] = 0.f;
+  int i = 0;
+  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, ++i) {
+    const int n = (int)min((int64_t)kC, seg_end - tau0);
+    const int stage = i % NB;
+    unsigned char* base = sm + stage * L::kStage;
+    const uint32_t xa = tc::smem_addr(base + L::kX), ya = tc::smem_addr(base + L::kY);
+    const uint32_t za = tc::smem_addr(base + L::kZ + wgi * kHalf);
+
+    // S rounded, as the B operand of X S (MN-major: e contiguous); the last chunk's wgmmas are done.
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+          const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = 8 * j + 2 * t;
+          *reinterpret_cast<typename O::T2*>(Ss + L::S::offset(e, d)) =
+              O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+        }
+    const float dn = dec[n];  // S = λ^n S before the update (group 3) accumulates onto it
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+#pragma unroll
+      for (int q = 0; q < 32; ++q) st[m][q] *= dn;
+      wg::fence_regs(st[m]);
+    }
+
+    mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
+    // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n): 16-byte pieces (b, 8c..8c+7), 8
+    // lanes on 8 rows of one piece (conflict-free reads of the swizzled rows, 128 contiguous
+    // bytes of Zw written).
+    const unsigned char* zh = base + L::kZ + wgi * kHalf;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int q = tid + 128 * k;
+      const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
+      uint4 v = *reinterpret_cast<const uint4*>(zh + b * 128 + ((c ^ (b % 8)) << 4));
+      const float w = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
+      typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 f = O::to_f2(v2[u]);
+        v2[u] = O::from_f2(f.x * w, f.y * w);
+      }
+      *reinterpret_cast<uint4*>(Zws + L::Zw::offset(8 * c, b)) = v;
+    }
+    wg::fence_async_smem();  // this thread's state and Zw stores, for the async proxy
+    tc::named_sync(1 + wgi, 128);
+
+    // Groups 1-3: P = X Yᵀ, O = X S, S += Yᵀ Zw.
+    wg::fence_regs(pr);
+    wg::fence_regs(o_acc);
+    wg::wg_fence();
+#pragma unroll
+    for (int k0 = 0; k0 < 128; k0 += 16) {
+      const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
+      W::template ss<0>(pr, sw128_desc(xa + koff), sw128_desc(ya + koff), k0 > 0);
+    }
+    wg::wg_commit();
+#pragma unroll
+    for (int k0 = 0; k0 < 128; k0 += 16) {
+      const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
+      W::template ss<1>(o_acc, sw128_desc(xa + koff), L::S::desc(Ss, 0, k0), k0 > 0);
+    }
+    wg::wg_commit();
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16)
+        W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
+    wg::wg_commit();
+
+    // The masked scores as the A operand of group 4, while groups 2 and 3 run.
+    wg::wg_wait<2>();
+    wg::fence_regs(pr);
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
+        const int j = 2 * ks + q / 2, r = 2 * (q % 2);
+        const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
+        const float v0 = dd >= 0 ? p.scale * dec[dd] * pr[4 * j + r] : 0.f;
+        const float v1 = dd >= 1 ? p.scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
+        const typename O::T2 v = O::from_f2(v0, v1);
+        pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+      }
+    wg::wg_wait<1>();
+    wg::fence_regs(o_acc);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      o_acc[4 * j] *= out_coef[0];
+      o_acc[4 * j + 1] *= out_coef[0];
+      o_acc[4 * j + 2] *= out_coef[1];
+      o_acc[4 * j + 3] *= out_coef[1];
+    }
+    wg::fence_regs(o_acc);
+    wg::wg_fence();
+    // Group 4: O += (mask ⊙ P) Z, K slices of 16 rows b (2048 bytes of the N-major tile each).
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) W::template rs<1>(o_acc, pa[ks], sw128_desc(za + ks * 2048));
+    wg::wg_commit();
+    wg::wg_wait<0>();
+    wg::fence_regs(o_acc);
+#pragma unroll
+    for (int m = 0; m < 2; ++m) wg::fence_regs(st[m]);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
+
+    T* out = static_cast<T*>(p.out);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int a_ = 16 * warp + g + 8 * half;
+      if (a_ >= n) continue;
+      const int64_t tok = tau0 + a_;
+      T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int e = e0 + 8 * j + 2 * t;
+        const float v0 = o_acc[4 * j + 2 * half], v1 = o_acc[4 * j + 2 * half + 1];
+        if (out_vec2) {
+          if (e < p.dv) *reinterpret_cast<typename O::T2*>(row + e) = O::from_f2(v0, v1);
+        } else {
+          if (e < p.dv) row[e] = O::from_f(v0);
+          if (e + 1 < p.dv) row[e + 1] = O::from_f(v1);
+        }
+      }
+    }
+  }
+
+  if (p.final_state && seg == p.num_segs - 1) {
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int q = 0; q < 32; ++q) {
+        const int j = q / 4, r = q % 4;
+        const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
+        const int e = e0 + 8 * j + 2 * t + (r % 2);
+        if (d < p.dk && e < p.dv) p.final_state[state_off + (int64_t)d * p.dv + e] = st[m][q];
+      }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built without sm_90a: serves() keeps this kernel from being launched
+#endif
+}
+
+// The driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null
+// when the driver does not have it.
+inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// The 4-d tensor map (dim, N, H, S) of a (S, N, H, dim) 16-bit view with element strides
+// (sn, sh, sb), boxes of 64 x 64 (64 elements of 64 rows of one head), 128-byte swizzle, zeros
+// outside. A dimension of extent 1 gets a dense stride (its own is never used).
+inline CUtensorMap tile_map(const Rows& r, int64_t seqs, int64_t len, int heads, int dim,
+                            CUtensorMapDataType type) {
+  CUtensorMap map;
+  const cuuint64_t dims[4] = {(cuuint64_t)dim, (cuuint64_t)len, (cuuint64_t)heads, (cuuint64_t)seqs};
+  const int64_t el[3] = {r.sn, r.sh, r.sb};
+  cuuint64_t strides[3];
+  cuuint64_t dense = (cuuint64_t)dim * 2;
+  for (int k = 0; k < 3; ++k) {
+    strides[k] = dims[k + 1] > 1 ? (cuuint64_t)el[k] * 2 : (dense + 15) / 16 * 16;
+    dense = strides[k] * dims[k + 1];
+  }
+  const cuuint32_t box[4] = {64, 64, 1, 1}, elem_strides[4] = {1, 1, 1, 1};
+  const CUresult res = encode_fn()(&map, type, 4, const_cast<void*>(r.data), dims, strides, box,
+                                   elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (res != CUDA_SUCCESS)
+    throw std::runtime_error("chunk scan (TMA): cuTensorMapEncodeTiled failed with error " +
+                             std::to_string((int)res));
+  return map;
+}
+
+// Whether TNL_CUDA_TMA=1 asks for this kernel (opt-in until measured), this build carries sm_90a
+// code, the current device runs it (sm_90) and the driver encodes tensor maps. Asked once.
+inline bool device_ok() {
+#if defined(TNL_HAVE_SM90A)
+  static const bool ok = [] {
+    if (!env_is("TNL_CUDA_TMA", '1')) return false;
+    int dev = 0, major = 0, minor = 0;
+    TNL_CUDA_CHECK(cudaGetDevice(&dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    TNL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0 && encode_fn() != nullptr;
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+inline bool positive_strides(const Rows& r, const ScanParams& p) {
+  return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
+}
+
+// Whether this kernel serves the scan: a forward-time full pass with rounded intermediates over
+// dense batches, 64 < dk <= 128, dv > 64, 16-byte aligned rows with positive strides.
+inline bool serves(const ScanParams& p, bool local_pass) {
+  return !local_pass && !p.fused && !p.compensated && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
+         p.dk <= 128 && p.dv > 64 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) &&
+         positive_strides(p.x, p) && positive_strides(p.y, p) && positive_strides(p.z, p) &&
+         device_ok();
+}
+
+template <class T>
+void launch(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  constexpr int kNB = 2;
+  using L = Layout<kNB>;
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUtensorMap mx = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, p.dk, type);
+  const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, type);
+  const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, type);
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + 127) / 128));
+  const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
+  auto kern = chunk_scan_tma_kernel<T, kNB>;
+  TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
+  kern<<<grid, kThreads, L::kBytes, stream>>>(mx, my, mz, p, sl, out_vec2);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tma
+}  // namespace tnl::cuda
