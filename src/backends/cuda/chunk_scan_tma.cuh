@@ -4,7 +4,8 @@
 // every product on wgmma. For fp16/bf16 inputs with rounded intermediates, forward-time full
 // passes (the forward and the dq scan: not reversed, not the pre-pass, not the fused dk/dv
 // scan), dense batches (no cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128
-// value columns), 16-byte aligned rows. Chunk C = 64. Opt-in (TNL_CUDA_TMA=1) until measured.
+// value columns), 16-byte aligned rows. Chunk C = 64. The default there on sm_90 (H100/H200):
+// 1.4-1.8x the mma.sync kernel's speed (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off.
 //
 // A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
 //   warpgroup 0: the producer (one thread issues the copies; 40 registers a thread);
@@ -17,8 +18,9 @@
 //   group 3: S  = λ^n S + Yᵀ Zw           (128, 64) A = Yᵀ (swizzled, M-major), B = Zw
 //   group 4: O  = α λ^{a+off} O + (c λ^{a-b} M ⊙ P) Z    A = masked P (registers), B = Z
 //                                                  (swizzled, N-major)
-// then releases the stage to the producer and stores its outputs. The two consumer warpgroups
-// share the input tiles and nothing else: their only barriers are their own (128 threads).
+// then releases the stage to the producer and writes its outputs to a swizzled tile that one
+// TMA bulk tensor store copies out (after the next chunk's first barrier). The two consumer
+// warpgroups share the input tiles and nothing else: their only barriers are their own.
 //
 // Tiles: X, Y, Z are each two 64-column halves (64 rows of 128 bytes, 8 KB), as TMA writes them
 // with CU_TENSOR_MAP_SWIZZLE_128B: 16-byte piece c of row r at r·128 + (c ^ r % 8)·16, every
@@ -29,6 +31,7 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -52,7 +55,8 @@ struct Layout {  // byte offsets from the 1024-aligned base
   using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer: B of the update
   static constexpr int kSo = NB * kStage;
   static constexpr int kZwo = kSo + 2 * S::kBytes;
-  static constexpr int kDec = kZwo + 2 * Zw::kBytes;       // λ^Δ, Δ = 0..C+1, fp32
+  static constexpr int kOuto = kZwo + 2 * Zw::kBytes;      // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
+  static constexpr int kDec = kOuto + 4 * kHalf;           // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);     // full[NB], empty[NB]: 8 bytes each
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;  // + slack to align the base
 };
@@ -95,18 +99,22 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, int 
       : "memory");
 }
 
-template <class T, int NB>
+// TMA_OUT: each chunk's outputs go through a swizzled shared-memory tile (two per consumer, used
+// in turn) and one TMA bulk tensor store (map_o), issued after the next chunk's first barrier;
+// else st.global from registers (out_vec2: column pairs 4-byte aligned).
+template <class T, int NB, bool TMA_OUT>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
-                          const __grid_constant__ CUtensorMap map_z, const ScanParams p, const Slopes sl,
-                          bool out_vec2) {
+                          const __grid_constant__ CUtensorMap map_z, const __grid_constant__ CUtensorMap map_o,
+                          const ScanParams p, const Slopes sl, bool out_vec2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = Layout<NB>;
   using O = Ops<T>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023));
+  // The 1024-byte aligned base, as an offset from smem_raw (so that the compiler keeps the
+  // shared state space: LDS/STS, not generic loads and stores).
+  unsigned char* sm = smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
@@ -166,16 +174,56 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int m = 0; m < 2; ++m)
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      st[m][i] = 0.f;
-      const int j = i / 4, r = i % 4;
-      const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
-      const int e = e0 + 8 * j + 2 * t + (r % 2);
-      if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, slope, d, e);
-    }
+    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
+  if (p.init || seg > 0) {  // else the state starts at zero (code run once a block: kept off the path)
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int j = i / 4, r = i % 4;
+        const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
+        const int e = e0 + 8 * j + 2 * t + (r % 2);
+        if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, slope, d, e);
+      }
+  }
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
+
+  // Rounded outputs of a chunk: rows 16·warp + g + 8·half, columns e0 + 8j + 2t (+1) in ob[8·half + j].
+  uint32_t ob[16];
+  auto store_out = [&](int64_t t0, int rows) {
+    T* out = static_cast<T*>(p.out);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int a_ = 16 * warp + g + 8 * half;
+      if (a_ >= rows) continue;
+      T* row = out + sq.batch * p.out_sb + (sq.begin + t0 + a_) * p.out_sn + h * p.out_sh;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int e = e0 + 8 * j + 2 * t;
+        const typename O::T2 v = *reinterpret_cast<const typename O::T2*>(&ob[8 * half + j]);
+        if (out_vec2) {
+          if (e < p.dv) *reinterpret_cast<typename O::T2*>(row + e) = v;
+        } else {
+          if (e < p.dv) row[e] = v.x;
+          if (e + 1 < p.dv) row[e + 1] = v.y;
+        }
+      }
+    }
+  };
+  // TMA_OUT: this warpgroup's two output tiles (chunk i in tile i % 2), and the bulk store of the
+  // tile of chunk i0 (after the barrier that follows every thread's writes of it).
+  unsigned char* out_tiles = sm + L::kOuto + wgi * 2 * kHalf;
+  auto issue_store = [&](int i0, int64_t t0) {
+    if (tid == 0) {
+      asm volatile(
+          "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n"
+          "cp.async.bulk.commit_group;\n" ::"l"(reinterpret_cast<uint64_t>(&map_o)),
+          "r"(e0), "r"((int)t0), "r"(h), "r"((int)s), "r"(tc::smem_addr(out_tiles + (i0 % 2) * kHalf))
+          : "memory");
+    }
+  };
 
   float pr[32], o_acc[32];
 #pragma unroll
@@ -226,8 +274,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       *reinterpret_cast<uint4*>(Zws + L::Zw::offset(8 * c, b)) = v;
     }
-    wg::fence_async_smem();  // this thread's state and Zw stores, for the async proxy
+    if constexpr (TMA_OUT) {  // the store of chunk i - 2 is done reading tile i % 2 (issued a chunk ago)
+      if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    }
+    wg::fence_async_smem();  // this thread's state, Zw (and output tile) stores, for the async proxy
     tc::named_sync(1 + wgi, 128);
+    if constexpr (TMA_OUT) {
+      if (i > 0) issue_store(i - 1, tau0 - kC);
+    }
 
     // Groups 1-3: P = X Yᵀ, O = X S, S += Yᵀ Zw.
     wg::fence_regs(pr);
@@ -289,24 +343,31 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
 
-    T* out = static_cast<T*>(p.out);
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int a_ = 16 * warp + g + 8 * half;
-      if (a_ >= n) continue;
-      const int64_t tok = tau0 + a_;
-      T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
+    for (int half = 0; half < 2; ++half)
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const int e = e0 + 8 * j + 2 * t;
-        const float v0 = o_acc[4 * j + 2 * half], v1 = o_acc[4 * j + 2 * half + 1];
-        if (out_vec2) {
-          if (e < p.dv) *reinterpret_cast<typename O::T2*>(row + e) = O::from_f2(v0, v1);
-        } else {
-          if (e < p.dv) row[e] = O::from_f(v0);
-          if (e + 1 < p.dv) row[e + 1] = O::from_f(v1);
-        }
+        const typename O::T2 v = O::from_f2(o_acc[4 * j + 2 * half], o_acc[4 * j + 2 * half + 1]);
+        ob[8 * half + j] = *reinterpret_cast<const uint32_t*>(&v);
       }
+    if constexpr (TMA_OUT) {  // row a, 16-byte piece j at a·128 + (j ^ a % 8)·16 (a % 8 = g)
+      unsigned char* tile = out_tiles + (i % 2) * kHalf;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<uint32_t*>(tile + (16 * warp + g + 8 * half) * 128 + ((j ^ g) << 4) + 4 * t) =
+              ob[8 * half + j];
+    } else {
+      store_out(tau0, n);
+    }
+  }
+  if constexpr (TMA_OUT) {  // the last chunk's tile
+    if (i > 0) {
+      wg::fence_async_smem();
+      tc::named_sync(1 + wgi, 128);
+      issue_store(i - 1, seg_begin + (int64_t)(i - 1) * kC);
+      if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
     }
   }
 
@@ -345,34 +406,65 @@ inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 
 // The 4-d tensor map (dim, N, H, S) of a (S, N, H, dim) 16-bit view with element strides
 // (sn, sh, sb), boxes of 64 x 64 (64 elements of 64 rows of one head), 128-byte swizzle, zeros
-// outside. A dimension of extent 1 gets a dense stride (its own is never used).
+// outside. A dimension of extent 1 gets a dense stride (its own is never used). The last 8
+// encoded maps of the calling thread are kept (encoding is host work on every launch's path;
+// training steps and benchmarks call again with the same buffers).
 inline CUtensorMap tile_map(const Rows& r, int64_t seqs, int64_t len, int heads, int dim,
                             CUtensorMapDataType type) {
-  CUtensorMap map;
-  const cuuint64_t dims[4] = {(cuuint64_t)dim, (cuuint64_t)len, (cuuint64_t)heads, (cuuint64_t)seqs};
+  struct Key {
+    const void* data;
+    cuuint64_t dims[4], strides[3];
+    int type;
+    bool operator==(const Key& o) const {
+      return data == o.data && type == o.type && std::equal(dims, dims + 4, o.dims) &&
+             std::equal(strides, strides + 3, o.strides);
+    }
+  };
+  Key key{r.data, {(cuuint64_t)dim, (cuuint64_t)len, (cuuint64_t)heads, (cuuint64_t)seqs}, {}, (int)type};
   const int64_t el[3] = {r.sn, r.sh, r.sb};
-  cuuint64_t strides[3];
   cuuint64_t dense = (cuuint64_t)dim * 2;
   for (int k = 0; k < 3; ++k) {
-    strides[k] = dims[k + 1] > 1 ? (cuuint64_t)el[k] * 2 : (dense + 15) / 16 * 16;
-    dense = strides[k] * dims[k + 1];
+    key.strides[k] = key.dims[k + 1] > 1 ? (cuuint64_t)el[k] * 2 : (dense + 15) / 16 * 16;
+    dense = key.strides[k] * key.dims[k + 1];
   }
+  constexpr int kCached = 8;
+  thread_local Key keys[kCached] = {};
+  thread_local CUtensorMap maps[kCached];
+  thread_local int next = 0;
+  for (int i = 0; i < kCached; ++i)
+    if (keys[i].data && keys[i] == key) return maps[i];
+
+  CUtensorMap map;
   const cuuint32_t box[4] = {64, 64, 1, 1}, elem_strides[4] = {1, 1, 1, 1};
-  const CUresult res = encode_fn()(&map, type, 4, const_cast<void*>(r.data), dims, strides, box,
+  const CUresult res = encode_fn()(&map, type, 4, const_cast<void*>(r.data), key.dims, key.strides, box,
                                    elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (res != CUDA_SUCCESS)
     throw std::runtime_error("chunk scan (TMA): cuTensorMapEncodeTiled failed with error " +
                              std::to_string((int)res));
+  keys[next] = key;
+  maps[next] = map;
+  next = (next + 1) % kCached;
   return map;
 }
 
-// Whether TNL_CUDA_TMA=1 asks for this kernel (opt-in until measured), this build carries sm_90a
-// code, the current device runs it (sm_90) and the driver encodes tensor maps. Asked once.
+// TNL_CUDA_TMA: unset or 2 = this kernel, outputs stored by TMA where the output rows allow it
+// (16-byte aligned), else from registers; 1 = outputs always from registers (an A/B switch);
+// 0 = off (the mma.sync kernel). Read once.
+inline char variant() {
+  static const char v = [] {
+    const char* e = std::getenv("TNL_CUDA_TMA");
+    return e && (e[0] == '0' || e[0] == '1') ? e[0] : '2';
+  }();
+  return v;
+}
+
+// Whether TNL_CUDA_TMA leaves this kernel on, this build carries sm_90a code, the current device
+// runs it (sm_90) and the driver encodes tensor maps. Asked once.
 inline bool device_ok() {
 #if defined(TNL_HAVE_SM90A)
   static const bool ok = [] {
-    if (!env_is("TNL_CUDA_TMA", '1')) return false;
+    if (variant() == '0') return false;
     int dev = 0, major = 0, minor = 0;
     TNL_CUDA_CHECK(cudaGetDevice(&dev));
     TNL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
@@ -384,6 +476,8 @@ inline bool device_ok() {
   return false;
 #endif
 }
+
+inline Rows out_rows(const ScanParams& p) { return Rows{p.out, p.out_sb, p.out_sn, p.out_sh}; }
 
 inline bool positive_strides(const Rows& r, const ScanParams& p) {
   return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
@@ -398,21 +492,28 @@ inline bool serves(const ScanParams& p, bool local_pass) {
          device_ok();
 }
 
-template <class T>
-void launch(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  constexpr int kNB = 2;
-  using L = Layout<kNB>;
+template <class T, int NB, bool TMA_OUT>
+void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  using L = Layout<NB>;
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUtensorMap mx = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, p.dk, type);
   const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, type);
   const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, type);
+  const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, p.dv, type) : mz;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + 127) / 128));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
-  auto kern = chunk_scan_tma_kernel<T, kNB>;
+  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
-  kern<<<grid, kThreads, L::kBytes, stream>>>(mx, my, mz, p, sl, out_vec2);
+  kern<<<grid, kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void launch(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (variant() == '2' && tc::rows_aligned16(out_rows(p)) && positive_strides(out_rows(p), p))
+    return launch_config<T, 2, true>(p, sl, stream);
+  launch_config<T, 2, false>(p, sl, stream);
 }
 
 }  // namespace tma
