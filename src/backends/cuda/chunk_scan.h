@@ -118,17 +118,41 @@ __device__ inline float carried_state(const ScanParams& p, int64_t shd, int seg,
   return acc;
 }
 
-// Element (d, e) of the state segment `seg` starts from: λ^seg_begin times the initial state
-// (or its transpose; zero when none) plus what the segments before it carry in.
+// Element (d, e) of λ^seg_begin times the initial state (or its transpose; zero when none).
+__device__ inline float initial_state_term(const ScanParams& p, int64_t shd, int seg, float slope,
+                                           int d, int e) {
+  if (!p.init) return 0.f;
+  const int64_t off = shd * (int64_t)p.dk * p.dv, seg_begin = (int64_t)seg * p.seg_len;
+  const float x0 = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + (int64_t)d * p.dv + e];
+  return seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
+}
+
+// Element (d, e) of the state segment `seg` starts from: the initial state's term plus what the
+// segments before it carry in.
 __device__ inline float segment_start_state(const ScanParams& p, int64_t shd, int seg, float slope,
                                             int d, int e) {
-  float acc = 0.f;
-  if (p.init) {
-    const int64_t off = shd * (int64_t)p.dk * p.dv, seg_begin = (int64_t)seg * p.seg_len;
-    const float x0 = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + (int64_t)d * p.dv + e];
-    acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
+  return carried_state(p, shd, seg, slope, d, e, initial_state_term(p, shd, seg, slope, d, e));
+}
+
+// carried_state for N elements of a thread at once: acc[k] += Σ_j λ^(seg_begin - end_j) S_j at
+// offset(k) = d·dv + e (an int; negative: element out of range, left alone). The (sub-)segments are the
+// outer loop, so the N loads of one are in flight together (element by element, each
+// element's loads waited one after another: ~130 µs of the last segment's prologue at
+// 1x16x128K). Same terms in the same order as carried_state: the same sums.
+template <int N, class Offset>
+__device__ __forceinline__ void add_carried_states(const ScanParams& p, int64_t shd, int seg, float slope,
+                                                   float* acc, Offset offset) {
+  const int count = seg * p.pre_split;
+  const int64_t seg_begin = (int64_t)seg * p.seg_len, plane = (int64_t)p.dk * p.dv;
+  const float* states = p.seg_states + shd * p.num_segs * p.pre_split * plane;
+  for (int j = 0; j < count; ++j, states += plane) {
+    const float w = expf(-slope * (float)(seg_begin - (j + 1) * p.sub_len));
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      const int o = offset(k);
+      if (o >= 0) acc[k] += w * states[o];
+    }
   }
-  return carried_state(p, shd, seg, slope, d, e, acc);
 }
 #endif
 

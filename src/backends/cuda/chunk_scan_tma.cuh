@@ -175,16 +175,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int m = 0; m < 2; ++m)
 #pragma unroll
     for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
+  // State element k = 32m + i of this thread: its (d, e), and whether they are in range.
+  auto elem_de = [&](int k, int& d, int& e) {
+    const int m = k / 32, i = k % 32, j = i / 4, r = i % 4;
+    d = 64 * m + 16 * warp + g + 8 * (r / 2);
+    e = e0 + 8 * j + 2 * t + (r % 2);
+    return d < p.dk && e < p.dv;
+  };
+  auto state_elem = [&](int k) {  // its offset d·dv + e, or -1
+    int d, e;
+    return elem_de(k, d, e) ? d * p.dv + e : -1;
+  };
   if (p.init || seg > 0) {  // else the state starts at zero (code run once a block: kept off the path)
+    if (p.init) {
 #pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int i = 0; i < 32; ++i) {
-        const int j = i / 4, r = i % 4;
-        const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
-        const int e = e0 + 8 * j + 2 * t + (r % 2);
-        if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, slope, d, e);
+      for (int k = 0; k < 64; ++k) {
+        int d, e;
+        if (elem_de(k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
       }
+    }
+    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
   }
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
