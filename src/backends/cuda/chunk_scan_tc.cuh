@@ -458,7 +458,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         st[i][j][r] = 0.f;
-        if (kLocal || FUSED) continue;
+        if (kLocal) continue;
         const int d = 16 * (m_base + i) + g + 8 * (r / 2);
         const int e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
         if (d >= p.dk || e >= p.dv) continue;
@@ -470,31 +470,6 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
         }
         st[i][j][r] = carried_state(p, shd, seg, slope, d, e, acc);
       }
-  // The fused dk/dv scan sums the carried-in states with the (sub-)segments outer
-  // (add_carried_states: the loads of one in flight together). The other configurations keep
-  // the element-by-element sums above: in the new form ptxas spilled 4-32 bytes in three of them
-  // (kernels whose schedule moves with any edit: same-GPU A/B first).
-  if constexpr (FUSED && !kLocal) {
-    auto elem_de = [&](int k, int& d, int& e) {  // state element k = (i·kNT + j)·4 + r
-      const int i = k / (4 * kNT), j = (k / 4) % kNT, r = k % 4;
-      d = 16 * (m_base + i) + g + 8 * (r / 2);
-      e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
-      return d < p.dk && e < p.dv;
-    };
-    if (p.init) {
-#pragma unroll
-      for (int k = 0; k < kMT * kNT * 4; ++k) {
-        int d, e;
-        if (elem_de(k, d, e)) st[k / (4 * kNT)][(k / 4) % kNT][k % 4] = initial_state_term(p, shd, seg, slope, d, e);
-      }
-    }
-    if (seg > 0) {
-      add_carried_states<kMT * kNT * 4>(p, shd, seg, slope, &st[0][0][0], [&](int k) {
-        int d, e;
-        return elem_de(k, d, e) ? d * p.dv + e : -1;
-      });
-    }
-  }
 
   // Phases 1-2: rows 16·mt, columns 32·nh (one column tile: one_tile_role's).
   int mt = warp % 4, nh = warp / 4;

@@ -2,8 +2,9 @@
 // (wgmma.mma_async), for fp16/bf16 inputs with rounded intermediates, full passes (not the
 // segment pre-pass, not the fused dk/dv scan), key dim dk <= 128 (padded to DK = 64 or 128),
 // any dv (blocks of NWG · 64 columns), 16-byte aligned rows. Chunk C = 64. Opt-in
-// (TNL_CUDA_WGMMA=1): passes the rounded-mode GPU tests and the sanitizers on an H200 but is
-// 20-50% slower than the mma.sync kernel at D = 128 (bench/cuda/NOTES.md says why and what next).
+// (TNL_CUDA_WGMMA=1, for the scans the TMA scan does not take, or with TNL_CUDA_TMA=0): passes
+// the rounded-mode GPU tests and the sanitizers on an H200 but is 20-50% slower than the
+// mma.sync kernel at D = 128 (bench/cuda/NOTES.md says why; chunk_scan_tma.cuh is its successor).
 //
 // A block is NWG warpgroups (128 threads each) over one (sequence, head, segment) and NWG · 64
 // value columns: warpgroup w owns columns 64w..64w+63 of the block, its part of the state S
