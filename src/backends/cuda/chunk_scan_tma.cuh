@@ -398,14 +398,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // The driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null
-// when the driver does not have it.
+// when the driver does not have it. (The versioned query exists from CUDA 12.5 on; sm_90a, which
+// the default build targets, needs 12.0.)
 inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
   static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void* f = nullptr;
     cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-            cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
+#if CUDART_VERSION >= 12050
+    const cudaError_t err =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+#else
+    const cudaError_t err = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
+#endif
+    if (err != cudaSuccess || q != cudaDriverEntryPointSuccess) {
       (void)cudaGetLastError();
       return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
     }
