@@ -2,11 +2,13 @@
 // one dtype per file, so the instantiations compile in parallel.
 #include "backends/cuda/chunk_scan_tc.cuh"
 #include "backends/cuda/chunk_scan_tma.cuh"
+#include "backends/cuda/chunk_scan_tma_bwd.cuh"
 #include "backends/cuda/chunk_scan_wgmma.cuh"
 
 namespace tnl::cuda {
 void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pass,
                            cudaStream_t stream) {
+  if (tma::serves_fused(p, local_pass)) return tma::launch_fused<__half>(p, sl, stream);
   if (tma::serves(p, local_pass)) return tma::launch<__half>(p, sl, stream);
   if (wg::serves(p, local_pass)) return wg::launch<__half>(p, sl, stream);
   tc::launch<__half>(p, sl, local_pass, stream);

@@ -97,6 +97,12 @@ __device__ __forceinline__ void fence_regs(float (&r)[N]) {
       "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),            \
       "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),            \
       "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define TNL_WG_D32_OUT                                                                          \
+  "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]),          \
+      "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]),   \
+      "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]),            \
+      "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]),            \
+      "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
 #define TNL_WG_L32                                                                        \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "               \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
@@ -113,6 +119,15 @@ __device__ __forceinline__ void fence_regs(float (&r)[N]) {
                    : TNL_WG_D32                                                                  \
                    : "l"(da), "l"(db), "r"((int)acc), "n"(TB_), "n"(TA_));                       \
     }                                                                                            \
+    /* d = A · B: the first K step of a product, d write-only (its old values are dead). */     \
+    template <int TB_, int TA_ = 0>                                                              \
+    static __device__ __forceinline__ void ss_first(float (&d)[32], uint64_t da, uint64_t db) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                  \
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " TNL_WG_L32      \
+                   ", %32, %33, p, 1, 1, %36, %35;\n}\n"                                           \
+                   : TNL_WG_D32_OUT                                                              \
+                   : "l"(da), "l"(db), "r"(0), "n"(TB_), "n"(TA_));                              \
+    }                                                                                            \
     template <int TB_>                                                                           \
     static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db) { \
       asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                  \
@@ -128,6 +143,7 @@ TNL_WG_DEFINE(__nv_bfloat16, "bf16")
 TNL_WG_DEFINE(__half, "f16")
 #undef TNL_WG_DEFINE
 #undef TNL_WG_D32
+#undef TNL_WG_D32_OUT
 #undef TNL_WG_L32
 
 // The cp.async copies of one input's tiles into a core-matrix tile, chunk after chunk (zero

@@ -133,9 +133,11 @@ std::vector<NamedCase> rounded_cases() {
       cfg.initial_state = cfg.d_final_state = true;
       cases.push_back({detail::cat(d, "_N", n), cfg});
     }
-    // D <= 128 with E > 64 takes the blocks of two column tiles, {128, 64} the one-tile kernel.
+    // D <= 128 with E > 64 takes the blocks of two column tiles, {128, 64} the one-tile kernel;
+    // {96, 128} and {128, 128} the fused dk/dv backward scan (on sm_90 the TMA one, with zero
+    // filled and clipped columns at D = 96).
     const int64_t dims[][2] = {{16, 64}, {96, 192}, {128, 128}, {128, 64}, {192, 96}, {256, 128},
-                               {256, 256}};
+                               {256, 256}, {96, 128}};
     for (const auto& de : dims) {
       AttnCaseConfig cfg = make_config(1, 200, 2, de[0], de[1], dt, layouts[i++ % 4]);
       cfg.initial_state = cfg.d_final_state = true;

@@ -1,0 +1,416 @@
+// chunk_scan_tma_bwd.cuh: the backward's fused dk/dv scan (chunk_scan.h, ScanParams::fused) on
+// the warp-specialized sm_90a design of chunk_scan_tma.cuh: a producer warp copies the K, Q, dO
+// and V tiles of each chunk with TMA bulk tensor copies (reversed time: the box of a chunk
+// starts at token L - τ0 - 64; rows before token 0 read as zero) into two 64 KB stages, two
+// consumer warpgroups run every product on wgmma, and each writes one output through a swizzled
+// shared tile and TMA bulk tensor stores (rows before token 0 are not written). For fp16/bf16
+// with rounded intermediates, dense batches, 64 < D, E <= 128 (padded to 128), 16-byte aligned
+// rows. The default there on sm_90; TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync
+// fused scan (chunk_scan_tc.cuh) instead.
+//
+// The math (chunk_scan.h, dv scan with x = K, y = Q, z = dO, x2 = V): one state R (D, E) fp32
+//   dv = c (K Qᵀ ⊙ M) dO + λ^a K R,   dk = c (V dOᵀ ⊙ M) Q + λ^a V Rᵀ,
+//   R  = λ^n R + Qᵀ Zw,  Zw_b = β λ^{n-1-b+1} dO_b                       (scan rows a, b)
+// Tile row r of a chunk is scan row 63 - r (the copies keep token order), so in tile rows the
+// causal mask keeps r_b >= r_a with decay λ^{r_b - r_a}, the output rows take λ^{63 - r}, and
+// the update weight of tile row r is β λ^{n - 63 + r} for r >= 64 - n (zero before).
+//
+// A block is 3 warpgroups over one (sequence, head, segment), all 128 columns of D and E:
+//   warpgroup 0: the producer (one thread issues the copies);
+//   warpgroup 1: dv (C, E) = P dO + λ^a K R,   P  = masked K Qᵀ;
+//   warpgroup 2: dk (C, D) = P2 Q + λ^a V Rᵀ,  P2 = masked V dOᵀ;
+//   consumer w also holds R[:, 64w..64w+63] (64 registers a thread) and updates it.
+// Both consumers read all of R: each writes its half, rounded, to one shared (e, d) tile (the
+// MN-major B of K R, and through its own descriptor the K-major B of V Rᵀ); a barrier of the
+// two warpgroups follows, and a second one before the next chunk overwrites the tile. Shared
+// memory: 2 x 64 KB stages, R 32 KB, the weighted dO 16 KB, one (C, 128) output tile per
+// consumer 32 KB: 209 KB.
+#pragma once
+
+#include "backends/cuda/chunk_scan_tma.cuh"
+
+namespace tnl::cuda {
+namespace tma {
+
+template <int NB>
+struct BwdLayout {  // byte offsets from the 1024-aligned base
+  // Within a stage: K, Q, dO, V tiles, two 64-column swizzled halves each.
+  static constexpr int kK = 0, kQ = 2 * kHalf, kDO = 4 * kHalf, kV = 6 * kHalf;
+  static constexpr int kStage = 8 * kHalf;
+  using R = wg::CoreTile<true, 128, 128>;  // (e, d): R rounded
+  using Zw = wg::CoreTile<true, 64, kC>;   // (e, b) = w_b dO(b, 64w + e) per consumer
+  static constexpr int kRo = NB * kStage;
+  static constexpr int kZwo = kRo + R::kBytes;
+  static constexpr int kOuto = kZwo + 2 * Zw::kBytes;  // per consumer a (C, 128) tile: 2 halves
+  static constexpr int kDec = kOuto + 4 * kHalf;       // λ^Δ, Δ = 0..C+1, fp32
+  static constexpr int kBar = kDec + 4 * (kC + 2 + 2);
+  static constexpr size_t kBytes = kBar + 16 * NB + 1024;
+};
+
+// A no-swizzle wgmma descriptor with explicit strides: lbo = bytes from one 8-wide K block to the
+// next, sbo = from one 8-row M/N block to the next (as wg::CoreTile::desc).
+__device__ __forceinline__ uint64_t core_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr >> 4) & 0x3FFF) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
+         ((uint64_t)((sbo >> 4) & 0x3FFF) << 32);
+}
+
+// Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
+// x, opaque to the compiler: descriptors derived from it are computed where they are used
+// (hoisted out of the chunk loop, the 40 of a chunk would take 80 registers for the whole loop).
+__device__ __forceinline__ uint64_t opaque(uint64_t x) {
+  asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
+  return x;
+}
+// A descriptor `bytes` further on (the address field is bits 0-13, in 16-byte units; shared
+// addresses stay below 2^18, so no carry leaves the field).
+__device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+template <class T, int NB, int WGI>
+__device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
+                                               const Slopes& sl, int64_t shd, int h, int64_t s, int seg,
+                                               int64_t seg_begin, int64_t seg_end) {
+  using L = BwdLayout<NB>;
+  using O = Ops<T>;
+  using W = wg::Mma<T>;
+  float* dec = reinterpret_cast<float*>(sm + L::kDec);
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
+  uint64_t* empty = full + NB;
+  const int64_t len = p.seqlen;
+  const float slope = sl.s[h];
+
+  const int tid = threadIdx.x - 128 * (1 + WGI);
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  unsigned char* Rs = sm + L::kRo;
+  unsigned char* Zws = sm + L::kZwo + WGI * L::Zw::kBytes;
+  unsigned char* out_tile = sm + L::kOuto + WGI * 2 * kHalf;
+  const int e0 = 64 * WGI;  // this warpgroup's columns of R
+
+  // R[:, e0..e0+63] fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
+  float st[2][32];
+  const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
+  auto elem_de = [&](int k, int& d, int& e) {
+    const int m = k / 32, i = k % 32, j = i / 4, r = i % 4;
+    d = 64 * m + 16 * warp + g + 8 * (r / 2);
+    e = e0 + 8 * j + 2 * t + (r % 2);
+    return d < p.dk && e < p.dv;
+  };
+  auto state_elem = [&](int k) {
+    int d, e;
+    return elem_de(k, d, e) ? d * p.dv + e : -1;
+  };
+  if (p.init || seg > 0) {
+    if (p.init) {
+#pragma unroll
+      for (int k = 0; k < 64; ++k) {
+        int d, e;
+        if (elem_de(k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
+      }
+    }
+    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
+  }
+  // α λ^{a+off} of this thread's output rows r = 16·warp + g (+8): scan row a = 63 - r.
+  const float out_coef[2] = {p.alpha * dec[63 - (16 * warp + g) + p.off_out],
+                             p.alpha * dec[63 - (16 * warp + g + 8) + p.off_out]};
+  const int a_b0 = 16 * warp + g - 2 * t;  // r_a - r_b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
+
+  // The bulk stores of the output tile of the chunk at scan time t0 (tokens L - t0 - 64 ..).
+  auto issue_store = [&](int64_t t0) {
+    if (tid == 0) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        asm volatile(
+            "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n" ::"l"(
+                reinterpret_cast<uint64_t>(map_out)),
+            "r"(64 * half), "r"((int)(len - t0 - kC)), "r"(h), "r"((int)s),
+            "r"(tc::smem_addr(out_tile + half * kHalf))
+            : "memory");
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  };
+
+  float pr[32], oc[2][32];  // scores; the output, 64-column halves (each written by its first wgmma)
+  int i = 0;
+  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, ++i) {
+    const int n = (int)min((int64_t)kC, seg_end - tau0);
+    const int stage = i % NB;
+    unsigned char* base = sm + stage * L::kStage;
+    const uint32_t ka = tc::smem_addr(base + L::kK), qa = tc::smem_addr(base + L::kQ);
+    const uint32_t da = tc::smem_addr(base + L::kDO), va = tc::smem_addr(base + L::kV);
+    // dv: P = K Qᵀ, K R, P dO.  dk: P2 = V dOᵀ, V Rᵀ, P2 Q.
+    const uint32_t xa = WGI == 0 ? ka : va, ya = WGI == 0 ? qa : da, ba = WGI == 0 ? da : qa;
+
+    // This warpgroup's half of R rounded (the other half comes from the other consumer); both
+    // consumers are past the last chunk's reads of the tile (the barrier at the loop's end).
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+          const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = e0 + 8 * j + 2 * t;
+          *reinterpret_cast<typename O::T2*>(Rs + L::R::offset(e, d)) =
+              O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+        }
+    const float dn = dec[n];
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+#pragma unroll
+      for (int q = 0; q < 32; ++q) st[m][q] *= dn;
+      wg::fence_regs(st[m]);
+    }
+
+    mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
+    // Zw = w_b dO(b, e0 + e): tile row b is scan row 63 - b, w_b = β λ^{n-1-(63-b)+off_upd} for
+    // b >= 64 - n, else 0 (the forward's pieces and lanes).
+    const unsigned char* dh = base + L::kDO + WGI * kHalf;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int q = tid + 128 * k;
+      const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
+      uint4 v = *reinterpret_cast<const uint4*>(dh + b * 128 + ((c ^ (b % 8)) << 4));
+      const float w = b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f;
+      typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 f = O::to_f2(v2[u]);
+        v2[u] = O::from_f2(f.x * w, f.y * w);
+      }
+      *reinterpret_cast<uint4*>(Zws + L::Zw::offset(8 * c, b)) = v;
+    }
+    wg::fence_async_smem();  // R, Zw and the last chunk's output tile, for the async proxy
+    tc::named_sync(1, 256);  // both consumers: R complete
+    if (i > 0) issue_store(tau0 - kC);
+
+    // Group 1: the scores P.  Group 2: the update of this warpgroup's half of R.  (The
+    // inter-chunk term follows the masking of P, so that P and the output are never live
+    // together: 64 registers fewer at the peak.)
+    wg::wg_fence();
+    const uint64_t xd = opaque(sw128_desc(xa)), yd = opaque(sw128_desc(ya)), qd = opaque(sw128_desc(qa));
+    const uint64_t zwd = opaque(L::Zw::desc(Zws, 0, 0));
+    W::template ss_first<0>(pr, xd, yd);
+#pragma unroll
+    for (int k0 = 16; k0 < 128; k0 += 16) {
+      const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
+      W::template ss<0>(pr, desc_at(xd, koff), desc_at(yd, koff), true);
+    }
+    wg::wg_commit();
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16)
+        W::template ss<1, 1>(st[m], desc_at(qd, m * kHalf + k0 * 128), desc_at(zwd, (k0 / 8) * L::Zw::kKBlock),
+                             true);
+    wg::wg_commit();
+
+    // The masked scores (r_b >= r_a, c λ^{r_b - r_a}) as the A operand of group 4.
+    wg::wg_wait<1>();
+    wg::fence_regs(pr);
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int j = 2 * ks + q / 2, r = 2 * (q % 2);
+        const int dd = 8 * j - 8 * (r / 2) - a_b0;  // r_b - r_a of pr[4j + r]; of pr[4j + r + 1]: + 1
+        const float v0 = dd >= 0 ? p.scale * dec[dd] * pr[4 * j + r] : 0.f;
+        const float v1 = dd >= -1 ? p.scale * dec[dd + 1] * pr[4 * j + r + 1] : 0.f;
+        const typename O::T2 v = O::from_f2(v0, v1);
+        pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+      }
+
+    // Group 3: the inter-chunk term, dv: K R (B = R: k = d, n = e, MN-major); dk: V Rᵀ (B = Rᵀ:
+    // k = e, n = d, K-major: 8-wide e blocks 2048 bytes apart, d blocks 128).
+    wg::wg_fence();
+    const uint64_t rd = opaque(WGI == 0 ? L::R::desc(Rs, 0, 0)
+                                        : core_desc(tc::smem_addr(Rs), L::R::kMnBlock, L::R::kKBlock));
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+      for (int k0 = 0; k0 < 128; k0 += 16) {
+        const uint64_t da_ = desc_at(xd, (k0 / 64) * kHalf + (k0 % 64) * 2);
+        if constexpr (WGI == 0) {  // R (e, d): n = e blocks kMnBlock apart, k = d blocks kKBlock
+          const uint64_t db_ = desc_at(rd, (64 * hn / 8) * L::R::kMnBlock + (k0 / 8) * L::R::kKBlock);
+          if (k0 == 0) W::template ss_first<1>(oc[hn], da_, db_);
+          else W::template ss<1>(oc[hn], da_, db_, true);
+        } else {  // Rᵀ: k = e blocks kMnBlock apart, n = d blocks kKBlock
+          const uint64_t db_ = desc_at(rd, (k0 / 8) * L::R::kMnBlock + (64 * hn / 8) * L::R::kKBlock);
+          if (k0 == 0) W::template ss_first<0>(oc[hn], da_, db_);
+          else W::template ss<0>(oc[hn], da_, db_, true);
+        }
+      }
+    wg::wg_commit();
+    wg::wg_wait<0>();
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn) {
+      wg::fence_regs(oc[hn]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        oc[hn][4 * j] *= out_coef[0];
+        oc[hn][4 * j + 1] *= out_coef[0];
+        oc[hn][4 * j + 2] *= out_coef[1];
+        oc[hn][4 * j + 3] *= out_coef[1];
+      }
+      wg::fence_regs(oc[hn]);
+    }
+    wg::wg_fence();
+    // Group 4: out += P B, B = dO (dv) or Q (dk) N-major, K slices of 16 rows.
+    const uint64_t bd = opaque(sw128_desc(ba));
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) W::template rs<1>(oc[hn], pa[ks], desc_at(bd, hn * kHalf + ks * 2048));
+    wg::wg_commit();
+    wg::wg_wait<0>();
+    wg::fence_regs(oc[0]);
+    wg::fence_regs(oc[1]);
+#pragma unroll
+    for (int m = 0; m < 2; ++m) wg::fence_regs(st[m]);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[stage]);
+
+    // The last store has read the output tile; both consumers are done reading R.
+    if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    tc::named_sync(1, 256);
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const typename O::T2 v = O::from_f2(oc[hn][4 * j + 2 * half], oc[hn][4 * j + 2 * half + 1]);
+          *reinterpret_cast<typename O::T2*>(out_tile + hn * kHalf + (16 * warp + g + 8 * half) * 128 +
+                                             ((j ^ g) << 4) + 4 * t) = v;
+        }
+  }
+  if (i > 0) {  // the last chunk's tile
+    wg::fence_async_smem();
+    tc::named_sync(2 + WGI, 128);
+    issue_store(seg_begin + (int64_t)(i - 1) * kC);
+    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  }
+
+  if (p.final_state && seg == p.num_segs - 1) {
+#pragma unroll
+    for (int k = 0; k < 64; ++k) {
+      int d, e;
+      if (elem_de(k, d, e)) p.final_state[state_off + (int64_t)d * p.dv + e] = st[k / 32][k % 32];
+    }
+  }
+}
+
+template <class T, int NB>
+__global__ void __launch_bounds__(kThreads, 1)
+    chunk_scan_tma_fused_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_q,
+                                const __grid_constant__ CUtensorMap map_do, const __grid_constant__ CUtensorMap map_v,
+                                const __grid_constant__ CUtensorMap map_dv, const __grid_constant__ CUtensorMap map_dk,
+                                const ScanParams p, const Slopes sl) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = BwdLayout<NB>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
+  float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
+  uint64_t* empty = full + NB;
+
+  const int64_t bid = blockIdx.x;
+  const int seg = (int)(bid % p.num_segs);
+  const int64_t shd = bid / p.num_segs;  // s·H + h
+  const int h = (int)(shd % p.heads);
+  const int64_t s = shd / p.heads;
+  const int64_t len = p.seqlen;  // dense batches
+  const int64_t seg_begin = (int64_t)seg * p.seg_len;
+  const int64_t seg_end = p.num_segs == 1 ? len : min(len, seg_begin + p.seg_len);
+  const float slope = sl.s[h];
+  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < NB; ++i) {
+      mbar_init(&full[i], 1);
+      mbar_init(&empty[i], 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int role = threadIdx.x / 128;
+  if (role == 0) {  // the producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (threadIdx.x == 0) {
+      int i = 0;
+      for (int64_t tau = seg_begin; tau < seg_end; tau += kC, ++i) {
+        const int stage = i % NB;
+        if (i >= NB) mbar_wait(&empty[stage], (uint32_t)((i / NB - 1) & 1));
+        unsigned char* base = sm + stage * L::kStage;
+        mbar_expect_tx(&full[stage], L::kStage);
+        const int row = (int)(len - tau - kC), hh = h, ss = (int)s;  // tokens row..row+63
+        tma_load(base + L::kK, &map_k, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kK + kHalf, &map_k, 64, row, hh, ss, &full[stage]);
+        tma_load(base + L::kQ, &map_q, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kQ + kHalf, &map_q, 64, row, hh, ss, &full[stage]);
+        tma_load(base + L::kDO, &map_do, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kDO + kHalf, &map_do, 64, row, hh, ss, &full[stage]);
+        tma_load(base + L::kV, &map_v, 0, row, hh, ss, &full[stage]);
+        tma_load(base + L::kV + kHalf, &map_v, 64, row, hh, ss, &full[stage]);
+      }
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  // One body per consumer role (the wgmma operand majors differ), entered past an early return so
+  // that ptxas sees no divergent path around the wgmmas.
+  if (role == 1) {
+    fused_consumer<T, NB, 0>(sm, &map_dv, p, sl, shd, h, s, seg, seg_begin, seg_end);
+    return;
+  }
+  fused_consumer<T, NB, 1>(sm, &map_dk, p, sl, shd, h, s, seg, seg_begin, seg_end);
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
+#endif
+}
+
+// TNL_CUDA_TMA_BWD=0: the mma.sync fused scan instead of this kernel (an A/B switch). Read once.
+inline bool fused_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_BWD", '0');
+  return on;
+}
+
+inline Rows out2_rows(const ScanParams& p) { return Rows{p.out2, p.out2_sb, p.out2_sn, p.out2_sh}; }
+
+// Whether this kernel serves the scan: the backward's fused dk/dv scan (reversed, rounded) over
+// dense batches, 64 < D, E <= 128, every row of K, Q, dO, V, dv and dk 16-byte aligned with
+// positive strides.
+inline bool serves_fused(const ScanParams& p, bool local_pass) {
+  if (local_pass || !p.fused || p.compensated || !p.reverse || p.cu_seqlens || p.dk <= 64 || p.dk > 128 ||
+      p.dv <= 64 || p.dv > 128 || p.seqlen >= (int64_t{1} << 31) || !fused_enabled())
+    return false;
+  const Rows all[6] = {p.x, p.y, p.z, p.x2, out_rows(p), out2_rows(p)};
+  for (const Rows& r : all)
+    if (!tc::rows_aligned16(r) || !positive_strides(r, p)) return false;
+  return p.dk % 8 == 0 && p.dv % 8 == 0 && device_ok();
+}
+
+template <class T>
+void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  constexpr int NB = 2;
+  using L = BwdLayout<NB>;
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const int D = p.dk, E = p.dv;
+  const CUtensorMap mk = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, D, type);
+  const CUtensorMap mq = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, D, type);
+  const CUtensorMap mdo = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, E, type);
+  const CUtensorMap mv = tile_map(p.x2, p.num_seqs, p.seqlen, p.heads, E, type);
+  const CUtensorMap mdv = tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, E, type);
+  const CUtensorMap mdk = tile_map(out2_rows(p), p.num_seqs, p.seqlen, p.heads, D, type);
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
+  auto kern = chunk_scan_tma_fused_kernel<T, NB>;
+  TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
+  kern<<<grid, kThreads, L::kBytes, stream>>>(mk, mq, mdo, mv, mdv, mdk, p, sl);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tma
+}  // namespace tnl::cuda
