@@ -3,7 +3,8 @@
 // and V tiles of each chunk with TMA bulk tensor copies (reversed time: the box of a chunk
 // starts at token L - τ0 - 64; rows before token 0 read as zero) into two 64 KB stages, two
 // consumer warpgroups run every product on wgmma, and each writes one output through a swizzled
-// shared tile and TMA bulk tensor stores (rows before token 0 are not written). For fp16/bf16
+// shared tile and TMA bulk tensor stores (a store box may not start before token 0: the partial
+// last chunk, when 64 does not divide L, is stored from registers). For fp16/bf16
 // with rounded intermediates, dense batches, 64 < D, E <= 128 (padded to 128), 16-byte aligned
 // rows. The default there on sm_90; TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync
 // fused scan (chunk_scan_tc.cuh) instead.
@@ -59,6 +60,10 @@ __device__ __forceinline__ uint64_t core_desc(uint32_t addr, uint32_t lbo, uint3
 // (hoisted out of the chunk loop, the 40 of a chunk would take 80 registers for the whole loop).
 __device__ __forceinline__ uint64_t opaque(uint64_t x) {
   asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
+  return x;
+}
+__device__ __forceinline__ int opaque32(int x) {
+  asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
   return x;
 }
 // A descriptor `bytes` further on (the address field is bits 0-13, in 16-byte units; shared
@@ -133,11 +138,38 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   };
 
   float pr[32], oc[2][32];  // scores; the output, 64-column halves (each written by its first wgmma)
+  // The output rows of tokens >= 0 straight from registers, tile row 0 at token row0 < 0 (a
+  // partial last chunk; the stores of 16-byte aligned rows, so column pairs are 4-byte aligned).
+  int64_t tail_row0 = 0;  // the token of tile row 0 of a partial last chunk (< 0), else 0
+  auto store_rows = [&](int64_t row0) {
+    T* out = static_cast<T*>(WGI == 0 ? p.out : p.out2);
+    const int64_t sb = WGI == 0 ? p.out_sb : p.out2_sb, sn = WGI == 0 ? p.out_sn : p.out2_sn;
+    const int64_t sh = WGI == 0 ? p.out_sh : p.out2_sh;
+    const int dim = WGI == 0 ? p.dv : p.dk;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t tok = row0 + 16 * warp + g + 8 * half;
+      if (tok < 0) continue;
+      T* row = out + s * sb + tok * sn + h * sh;
+#pragma unroll
+      for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int col = 64 * hn + 8 * j + 2 * t;  // dim % 8 == 0: col + 1 < dim too
+          if (col < dim)
+            *reinterpret_cast<typename O::T2*>(row + col) =
+                O::from_f2(oc[hn][4 * j + 2 * half], oc[hn][4 * j + 2 * half + 1]);
+        }
+    }
+  };
   int i = 0;
   for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, ++i) {
     const int n = (int)min((int64_t)kC, seg_end - tau0);
     const int stage = i % NB;
-    unsigned char* base = sm + stage * L::kStage;
+    // Shared addresses from a base the compiler cannot see through: computed where used (hoisted
+    // out of the loop, the ~40 addresses of a chunk's stores spilled).
+    unsigned char* const sm_l = sm + opaque32(0);
+    unsigned char* base = sm_l + stage * L::kStage;
     const uint32_t ka = tc::smem_addr(base + L::kK), qa = tc::smem_addr(base + L::kQ);
     const uint32_t da = tc::smem_addr(base + L::kDO), va = tc::smem_addr(base + L::kV);
     // dv: P = K Qᵀ, K R, P dO.  dk: P2 = V dOᵀ, V Rᵀ, P2 Q.
@@ -152,7 +184,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
           const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = e0 + 8 * j + 2 * t;
-          *reinterpret_cast<typename O::T2*>(Rs + L::R::offset(e, d)) =
+          *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::offset(e, d)) =
               O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
         }
     const float dn = dec[n];
@@ -179,7 +211,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
         const float2 f = O::to_f2(v2[u]);
         v2[u] = O::from_f2(f.x * w, f.y * w);
       }
-      *reinterpret_cast<uint4*>(Zws + L::Zw::offset(8 * c, b)) = v;
+      *reinterpret_cast<uint4*>(sm_l + L::kZwo + WGI * L::Zw::kBytes + L::Zw::offset(8 * c, b)) = v;
     }
     wg::fence_async_smem();  // R, Zw and the last chunk's output tile, for the async proxy
     tc::named_sync(1, 256);  // both consumers: R complete
@@ -275,6 +307,10 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     // The last store has read the output tile; both consumers are done reading R.
     if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     tc::named_sync(1, 256);
+    if (len - tau0 - kC < 0) {  // a partial last chunk: a bulk store may not start before token 0
+      tail_row0 = len - tau0 - kC;
+      continue;
+    }
 #pragma unroll
     for (int hn = 0; hn < 2; ++hn)
 #pragma unroll
@@ -282,11 +318,14 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const typename O::T2 v = O::from_f2(oc[hn][4 * j + 2 * half], oc[hn][4 * j + 2 * half + 1]);
-          *reinterpret_cast<typename O::T2*>(out_tile + hn * kHalf + (16 * warp + g + 8 * half) * 128 +
+          *reinterpret_cast<typename O::T2*>(sm_l + L::kOuto + WGI * 2 * kHalf + hn * kHalf +
+                                             (16 * warp + g + 8 * half) * 128 +
                                              ((j ^ g) << 4) + 4 * t) = v;
         }
   }
-  if (i > 0) {  // the last chunk's tile
+  if (tail_row0 < 0) {
+    store_rows(tail_row0);
+  } else if (i > 0) {  // the last chunk's tile
     wg::fence_async_smem();
     tc::named_sync(2 + WGI, 128);
     issue_store(seg_begin + (int64_t)(i - 1) * kC);
