@@ -11,7 +11,7 @@
 //
 // The math (chunk_scan.h, dv scan with x = K, y = Q, z = dO, x2 = V): one state R (D, E) fp32
 //   dv = c (K Qᵀ ⊙ M) dO + λ^a K R,   dk = c (V dOᵀ ⊙ M) Q + λ^a V Rᵀ,
-//   R  = λ^n R + Qᵀ Zw,  Zw_b = β λ^{n-1-b+1} dO_b                       (scan rows a, b)
+//   R  = λ^n R + Qᵀ Zw,  Zw_b = β λ^{n-1-b+1} dO_b   (scan rows a, b; β = c, off_upd = 1)
 // Tile row r of a chunk is scan row 63 - r (the copies keep token order), so in tile rows the
 // causal mask keeps r_b >= r_a with decay λ^{r_b - r_a}, the output rows take λ^{63 - r}, and
 // the update weight of tile row r is β λ^{n - 63 + r} for r >= 64 - n (zero before).
@@ -55,14 +55,13 @@ __device__ __forceinline__ uint64_t core_desc(uint32_t addr, uint32_t lbo, uint3
          ((uint64_t)((sbo >> 4) & 0x3FFF) << 32);
 }
 
-// Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
 // x, opaque to the compiler: descriptors derived from it are computed where they are used
 // (hoisted out of the chunk loop, the 40 of a chunk would take 80 registers for the whole loop).
 __device__ __forceinline__ uint64_t opaque(uint64_t x) {
   asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
   return x;
 }
-__device__ __forceinline__ int opaque32(int x) {
+__device__ __forceinline__ int opaque32(int x) {  // the same for an int
   asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
   return x;
 }
@@ -70,6 +69,7 @@ __device__ __forceinline__ int opaque32(int x) {
 // addresses stay below 2^18, so no carry leaves the field).
 __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
+// Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
 template <class T, int NB, int WGI>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
                                                const Slopes& sl, int64_t shd, int h, int64_t s, int seg,
