@@ -10,14 +10,16 @@
 //
 // No hidden synchronization: nothing here waits on the device. The one workspace (segment
 // states, (S·H, segments, D, E) fp32, only when segments are used) comes from the stream-ordered
-// allocator (cudaMallocAsync / cudaFreeAsync on p.stream): pooled, no device-wide sync, and
-// capturable in a CUDA graph.
+// allocator (cudaMallocFromPoolAsync / cudaFreeAsync on the scan's stream) out of a memory pool
+// of our own that keeps what is freed (workspace_pool): no device-wide sync, no allocation from
+// the driver after the first calls, and capturable in a CUDA graph.
 //
 // cu_seqlens lives on the device, so its contents are not validated on the host (that would
 // need a sync). The kernels read each pair (cu[s], cu[s+1]); a pair with cu[s+1] <= cu[s] is
 // an empty sequence (its state passes through: S_final = S0). Out-of-range offsets are the
 // caller's responsibility.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -60,6 +62,37 @@ void launch_scan(DType dt, const ScanParams& p, const Slopes& sl, bool local, cu
   }
 }
 
+// The current device's workspace pool: a memory pool of its own whose release threshold keeps
+// freed memory (the default pool's threshold, 0, hands it back to the driver at every
+// synchronization, so that each call after one mapped its workspace again: ~0.05-0.1 ms of host
+// time before the first kernel of a 1x16x128K forward). It holds at most the largest workspace
+// in use at once (segment states: tens of MB at N = 1M). Null while `st` is being captured and
+// the pool does not exist yet (created outside a capture; the caller then uses the default pool),
+// or when TNL_CUDA_WS_POOL=0 asks for the default pool (an A/B switch).
+cudaMemPool_t workspace_pool(cudaStream_t st) {
+  static const bool on = !env_is("TNL_CUDA_WS_POOL", '0');
+  if (!on) return nullptr;
+  static std::mutex lock;
+  static std::map<int, cudaMemPool_t> pools;
+  int dev = 0;
+  TNL_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> guard(lock);
+  const auto it = pools.find(dev);
+  if (it != pools.end()) return it->second;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  TNL_CUDA_CHECK(cudaStreamIsCapturing(st, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone) return nullptr;
+  cudaMemPoolProps props{};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = dev;
+  cudaMemPool_t pool = nullptr;
+  TNL_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+  uint64_t keep = UINT64_MAX;
+  TNL_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  return pools.emplace(dev, pool).first->second;
+}
+
 // Segment lengths are multiples of 64, a multiple of every kernel's chunk (32 or 64).
 constexpr int kSegQuantum = 64;
 
@@ -95,7 +128,11 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const size_t bytes =
       sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.pre_split * p.dk * p.dv;
   void* ws = nullptr;
-  TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
+  if (cudaMemPool_t pool = workspace_pool(st)) {
+    TNL_CUDA_CHECK(cudaMallocFromPoolAsync(&ws, bytes, pool, st));
+  } else {
+    TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
+  }
   p.seg_states = static_cast<float*>(ws);
   launch_scan(dt, p, sl, true, st);
   launch_scan(dt, p, sl, false, st);
