@@ -40,7 +40,8 @@ constexpr int kPad = 8;        // 16-bit elements of row padding (bank-conflict-
 // Element (row, col) of a shared-memory tile whose rows are ld elements apart.
 __device__ __forceinline__ int at(int row, int col, int ld) { return row * ld + col; }
 
-// FUSED (the backward's dk and dv scans in one, fused_backward in attention_cuda.cu): a fourth input
+// FUSED (the backward's dk and dv scans in one, fused_backward in attention_cuda.cu; on sm_90 the
+// TMA + wgmma version in chunk_scan_tma_bwd.cuh takes it unless TNL_CUDA_TMA_BWD=0): a fourth input
 // tile X2 = V (C, WG·ET) per buffer and a second score tile A2 = c (V dOᵀ ⊙ M) (C, C).
 template <int DK, int NB, int WG, bool SPLIT, bool FUSED = false>
 struct Smem {  // offsets in 16-bit elements

@@ -5,7 +5,8 @@
 // passes (the forward and the dq scan: not reversed, not the pre-pass, not the fused dk/dv
 // scan), dense batches (no cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128
 // value columns), 16-byte aligned rows. Chunk C = 64. The default there on sm_90 (H100/H200):
-// 1.4-1.8x the mma.sync kernel's speed (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off.
+// 1.4-1.8x the mma.sync kernel's speed (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off. The
+// fused dk/dv scan on the same design: chunk_scan_tma_bwd.cuh.
 //
 // A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
 //   warpgroup 0: the producer (one thread issues the copies; 40 registers a thread);
