@@ -100,6 +100,162 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, int 
       : "memory");
 }
 
+// The block's 1024-byte aligned shared base, as an offset from smem_raw (so that the compiler
+// keeps the shared state space: LDS/STS, not generic loads and stores).
+__device__ __forceinline__ unsigned char* aligned_base(unsigned char* smem_raw) {
+  return smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
+}
+
+// The block's sequence s, head h and segment seg (blockIdx.x = shd·segments + seg, shd = s·H + h).
+struct BlockIndex {
+  int seg, h;
+  int64_t shd, s;
+  __device__ __forceinline__ explicit BlockIndex(const ScanParams& p) {
+    const int64_t bid = blockIdx.x;
+    seg = (int)(bid % p.num_segs);
+    shd = bid / p.num_segs;
+    h = (int)(shd % p.heads);
+    s = shd / p.heads;
+  }
+};
+
+// What every block of a TMA scan does first: the decay table λ^Δ (Δ = 0..C+1) and the mbarriers
+// of NB stages (full: the producer's expect_tx, completed by the copies; empty: one arrival per
+// consumer warp), then a block barrier.
+template <int NB>
+__device__ __forceinline__ void block_setup(float* dec, uint64_t* full, uint64_t* empty, float slope) {
+  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < NB; ++i) {
+      mbar_init(&full[i], 1);   // the producer's expect_tx; the copies complete it
+      mbar_init(&empty[i], 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
+
+// The producer thread: chunk i (scan time tau) waits for its stage (i % NB) to be released,
+// expects stage_bytes on the stage's full barrier and issues its copies, load(stage base, tau,
+// full barrier).
+template <int NB, class Load>
+__device__ __forceinline__ void produce(unsigned char* sm, int stage_bytes, uint64_t* full, uint64_t* empty,
+                                        int64_t seg_begin, int64_t seg_end, Load load) {
+  int i = 0;
+  for (int64_t tau = seg_begin; tau < seg_end; tau += kC, ++i) {
+    const int stage = i % NB;
+    if (i >= NB) mbar_wait(&empty[stage], (uint32_t)((i / NB - 1) & 1));
+    unsigned char* base = sm + stage * stage_bytes;
+    mbar_expect_tx(&full[stage], stage_bytes);
+    load(base, tau, &full[stage]);
+  }
+}
+
+// A consumer thread's part of the state: columns e0..e0+63 (its warpgroup's), fp32, st[m][i] =
+// element (d, e) = (64m + 16·warp + g + 8(i%4 / 2), e0 + 8(i/4) + 2t + i%2), the layout of an
+// m64n64 wgmma accumulator per 64-row half m.
+struct StatePart {
+  int warp, g, t, e0;
+  // Element k = 32m + i: its (d, e), and whether they are in range.
+  __device__ __forceinline__ bool elem(const ScanParams& p, int k, int& d, int& e) const {
+    const int m = k / 32, i = k % 32, j = i / 4, r = i % 4;
+    d = 64 * m + 16 * warp + g + 8 * (r / 2);
+    e = e0 + 8 * j + 2 * t + (r % 2);
+    return d < p.dk && e < p.dv;
+  }
+};
+
+// st = the state this part starts segment `seg` from: zero, plus λ^seg_begin times the initial
+// state, plus what the earlier segments carry in (code run once a block: off the path when the
+// state starts at zero).
+__device__ __forceinline__ void start_state(float (&st)[2][32], const ScanParams& p, const StatePart& o,
+                                            int64_t shd, int seg, float slope) {
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
+  auto state_elem = [&](int k) {  // its offset d·dv + e, or -1
+    int d, e;
+    return o.elem(p, k, d, e) ? d * p.dv + e : -1;
+  };
+  if (p.init || seg > 0) {
+    if (p.init) {
+#pragma unroll
+      for (int k = 0; k < 64; ++k) {
+        int d, e;
+        if (o.elem(p, k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
+      }
+    }
+    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
+  }
+}
+
+// The final state (the last segment's blocks), this part of it.
+__device__ __forceinline__ void store_final_state(const float (&st)[2][32], const ScanParams& p,
+                                                  const StatePart& o, int64_t shd, int seg) {
+  if (p.final_state && seg == p.num_segs - 1) {
+    const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int q = 0; q < 32; ++q) {
+        const int j = q / 4, r = q % 4;
+        const int d = 64 * m + 16 * o.warp + o.g + 8 * (r / 2);
+        const int e = o.e0 + 8 * j + 2 * o.t + (r % 2);
+        if (d < p.dk && e < p.dv) p.final_state[state_off + (int64_t)d * p.dv + e] = st[m][q];
+      }
+  }
+}
+
+// The update's weighted rows, Zw(e, b) = w(b) Z(b, e), from one swizzled (64, 64) half `src` to
+// the core-matrix tile `dst` by the 128 threads of a warpgroup (thread tid): 16-byte pieces
+// (b, 8c..8c+7), 8 lanes on 8 rows of one piece (conflict-free reads of the swizzled rows, 128
+// contiguous bytes of Zw written).
+template <class T, class Zw, class Weight>
+__device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned char* src, int tid, Weight w_of) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int q = tid + 128 * k;
+    const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
+    uint4 v = *reinterpret_cast<const uint4*>(src + b * 128 + ((c ^ (b % 8)) << 4));
+    const float w = w_of(b);
+    typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float2 f = O::to_f2(v2[u]);
+      v2[u] = O::from_f2(f.x * w, f.y * w);
+    }
+    *reinterpret_cast<uint4*>(dst + Zw::offset(8 * c, b)) = v;
+  }
+}
+
+// The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
+// kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
+// a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
+template <class T, bool REVERSE>
+__device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
+                                            float scale, int a_b0) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
+      const int j = 2 * ks + q / 2, r = 2 * (q % 2);
+      const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
+      float v0, v1;
+      if constexpr (REVERSE) {
+        v0 = -dd >= 0 ? scale * dec[-dd] * pr[4 * j + r] : 0.f;
+        v1 = -dd >= -1 ? scale * dec[1 - dd] * pr[4 * j + r + 1] : 0.f;
+      } else {
+        v0 = dd >= 0 ? scale * dec[dd] * pr[4 * j + r] : 0.f;
+        v1 = dd >= 1 ? scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
+      }
+      const typename O::T2 v = O::from_f2(v0, v1);
+      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+}
+
 // TMA_OUT: each chunk's outputs go through a swizzled shared-memory tile (two per consumer, used
 // in turn) and one TMA bulk tensor store (map_o), issued after the next chunk's first barrier;
 // else st.global from registers (out_vec2: column pairs 4-byte aligned).
@@ -113,51 +269,34 @@ __global__ void __launch_bounds__(kThreads, 1)
   using O = Ops<T>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
-  // The 1024-byte aligned base, as an offset from smem_raw (so that the compiler keeps the
-  // shared state space: LDS/STS, not generic loads and stores).
-  unsigned char* sm = smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
+  unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
 
-  const int64_t bid = blockIdx.x;
-  const int seg = (int)(bid % p.num_segs);
-  const int64_t shd = bid / p.num_segs;  // s·H + h
-  const int h = (int)(shd % p.heads);
-  const int64_t s = shd / p.heads;
+  const BlockIndex blk(p);
+  const int seg = blk.seg, h = blk.h;
+  const int64_t shd = blk.shd, s = blk.s;
   const SeqLoc sq = tc::seq_loc(p, s);
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
-  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < NB; ++i) {
-      mbar_init(&full[i], 1);   // the producer's expect_tx; the copies complete it
-      mbar_init(&empty[i], 8);  // one arrival per consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  block_setup<NB>(dec, full, empty, slope);
 
   const int role = threadIdx.x / 128;
   if (role == 0) {  // the producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (threadIdx.x == 0) {
       const int e_col = blockIdx.y * 128;
-      int i = 0;
-      for (int64_t tau = seg_begin; tau < seg_end; tau += kC, ++i) {
-        const int stage = i % NB;
-        if (i >= NB) mbar_wait(&empty[stage], (uint32_t)((i / NB - 1) & 1));
-        unsigned char* base = sm + stage * L::kStage;
-        mbar_expect_tx(&full[stage], L::kStage);
+      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)tau, hh = h, ss = (int)s;
-        tma_load(base + L::kX, &map_x, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kX + kHalf, &map_x, 64, row, hh, ss, &full[stage]);
-        tma_load(base + L::kY, &map_y, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, &full[stage]);
-        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, &full[stage]);
-        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, &full[stage]);
-      }
+        tma_load(base + L::kX, &map_x, 0, row, hh, ss, bar);
+        tma_load(base + L::kX + kHalf, &map_x, 64, row, hh, ss, bar);
+        tma_load(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, bar);
+        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
+        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, bar);
+      });
     }
     return;
   }
@@ -170,33 +309,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int e0 = blockIdx.y * 128 + 64 * wgi;                // this warpgroup's first column
 
   // The state S (128, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
+  const StatePart part{warp, g, t, e0};
   float st[2][32];
-  const int64_t state_off = shd * (int64_t)p.dk * p.dv;
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
-  // State element k = 32m + i of this thread: its (d, e), and whether they are in range.
-  auto elem_de = [&](int k, int& d, int& e) {
-    const int m = k / 32, i = k % 32, j = i / 4, r = i % 4;
-    d = 64 * m + 16 * warp + g + 8 * (r / 2);
-    e = e0 + 8 * j + 2 * t + (r % 2);
-    return d < p.dk && e < p.dv;
-  };
-  auto state_elem = [&](int k) {  // its offset d·dv + e, or -1
-    int d, e;
-    return elem_de(k, d, e) ? d * p.dv + e : -1;
-  };
-  if (p.init || seg > 0) {  // else the state starts at zero (code run once a block: kept off the path)
-    if (p.init) {
-#pragma unroll
-      for (int k = 0; k < 64; ++k) {
-        int d, e;
-        if (elem_de(k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
-      }
-    }
-    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
-  }
+  start_state(st, p, part, shd, seg, slope);
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
@@ -267,24 +382,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
-    // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n): 16-byte pieces (b, 8c..8c+7), 8
-    // lanes on 8 rows of one piece (conflict-free reads of the swizzled rows, 128 contiguous
-    // bytes of Zw written).
-    const unsigned char* zh = base + L::kZ + wgi * kHalf;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int q = tid + 128 * k;
-      const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
-      uint4 v = *reinterpret_cast<const uint4*>(zh + b * 128 + ((c ^ (b % 8)) << 4));
-      const float w = b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
-      typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const float2 f = O::to_f2(v2[u]);
-        v2[u] = O::from_f2(f.x * w, f.y * w);
-      }
-      *reinterpret_cast<uint4*>(Zws + L::Zw::offset(8 * c, b)) = v;
-    }
+    // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n).
+    weight_rows<T, typename L::Zw>(Zws, base + L::kZ + wgi * kHalf, tid,
+                                   [&](int b) { return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f; });
     if constexpr (TMA_OUT) {  // the store of chunk i - 2 is done reading tile i % 2 (issued a chunk ago)
       if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     }
@@ -321,17 +421,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     wg::wg_wait<2>();
     wg::fence_regs(pr);
     uint32_t pa[4][4];
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
-        const int j = 2 * ks + q / 2, r = 2 * (q % 2);
-        const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
-        const float v0 = dd >= 0 ? p.scale * dec[dd] * pr[4 * j + r] : 0.f;
-        const float v1 = dd >= 1 ? p.scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
-        const typename O::T2 v = O::from_f2(v0, v1);
-        pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      }
+    mask_scores<T, false>(pa, pr, dec, p.scale, a_b0);
     wg::wg_wait<1>();
     wg::fence_regs(o_acc);
 #pragma unroll
@@ -382,17 +472,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
 
-  if (p.final_state && seg == p.num_segs - 1) {
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int q = 0; q < 32; ++q) {
-        const int j = q / 4, r = q % 4;
-        const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
-        const int e = e0 + 8 * j + 2 * t + (r % 2);
-        if (d < p.dk && e < p.dv) p.final_state[state_off + (int64_t)d * p.dv + e] = st[m][q];
-      }
-  }
+  store_final_state(st, p, part, shd, seg);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves() keeps this kernel from being launched
 #endif

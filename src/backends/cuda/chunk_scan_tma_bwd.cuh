@@ -91,32 +91,9 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   const int e0 = 64 * WGI;  // this warpgroup's columns of R
 
   // R[:, e0..e0+63] fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
+  const StatePart part{warp, g, t, e0};
   float st[2][32];
-  const int64_t state_off = shd * (int64_t)p.dk * p.dv;
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
-  auto elem_de = [&](int k, int& d, int& e) {
-    const int m = k / 32, i = k % 32, j = i / 4, r = i % 4;
-    d = 64 * m + 16 * warp + g + 8 * (r / 2);
-    e = e0 + 8 * j + 2 * t + (r % 2);
-    return d < p.dk && e < p.dv;
-  };
-  auto state_elem = [&](int k) {
-    int d, e;
-    return elem_de(k, d, e) ? d * p.dv + e : -1;
-  };
-  if (p.init || seg > 0) {
-    if (p.init) {
-#pragma unroll
-      for (int k = 0; k < 64; ++k) {
-        int d, e;
-        if (elem_de(k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
-      }
-    }
-    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
-  }
+  start_state(st, p, part, shd, seg, slope);
   // α λ^{a+off} of this thread's output rows r = 16·warp + g (+8): scan row a = 63 - r.
   const float out_coef[2] = {p.alpha * dec[63 - (16 * warp + g) + p.off_out],
                              p.alpha * dec[63 - (16 * warp + g + 8) + p.off_out]};
@@ -198,21 +175,8 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
     // Zw = w_b dO(b, e0 + e): tile row b is scan row 63 - b, w_b = β λ^{n-1-(63-b)+off_upd} for
     // b >= 64 - n, else 0 (the forward's pieces and lanes).
-    const unsigned char* dh = base + L::kDO + WGI * kHalf;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int q = tid + 128 * k;
-      const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
-      uint4 v = *reinterpret_cast<const uint4*>(dh + b * 128 + ((c ^ (b % 8)) << 4));
-      const float w = b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f;
-      typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const float2 f = O::to_f2(v2[u]);
-        v2[u] = O::from_f2(f.x * w, f.y * w);
-      }
-      *reinterpret_cast<uint4*>(sm_l + L::kZwo + WGI * L::Zw::kBytes + L::Zw::offset(8 * c, b)) = v;
-    }
+    weight_rows<T, typename L::Zw>(sm_l + L::kZwo + WGI * L::Zw::kBytes, base + L::kDO + WGI * kHalf, tid,
+                                   [&](int b) { return b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f; });
     wg::fence_async_smem();  // R, Zw and the last chunk's output tile, for the async proxy
     tc::named_sync(1, 256);  // both consumers: R complete
     if (i > 0) issue_store(tau0 - kC);
@@ -242,17 +206,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     wg::wg_wait<1>();
     wg::fence_regs(pr);
     uint32_t pa[4][4];
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int j = 2 * ks + q / 2, r = 2 * (q % 2);
-        const int dd = 8 * j - 8 * (r / 2) - a_b0;  // r_b - r_a of pr[4j + r]; of pr[4j + r + 1]: + 1
-        const float v0 = dd >= 0 ? p.scale * dec[dd] * pr[4 * j + r] : 0.f;
-        const float v1 = dd >= -1 ? p.scale * dec[dd + 1] * pr[4 * j + r + 1] : 0.f;
-        const typename O::T2 v = O::from_f2(v0, v1);
-        pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      }
+    mask_scores<T, true>(pa, pr, dec, p.scale, a_b0);
 
     // Group 3: the inter-chunk term, dv: K R (B = R: k = d, n = e, MN-major); dk: V Rᵀ (B = Rᵀ:
     // k = e, n = d, K-major: 8-wide e blocks 2048 bytes apart, d blocks 128).
@@ -332,13 +286,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
   }
 
-  if (p.final_state && seg == p.num_segs - 1) {
-#pragma unroll
-    for (int k = 0; k < 64; ++k) {
-      int d, e;
-      if (elem_de(k, d, e)) p.final_state[state_off + (int64_t)d * p.dv + e] = st[k / 32][k % 32];
-    }
-  }
+  store_final_state(st, p, part, shd, seg);
 }
 
 template <class T, int NB>
@@ -350,50 +298,35 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = BwdLayout<NB>;
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
+  unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
 
-  const int64_t bid = blockIdx.x;
-  const int seg = (int)(bid % p.num_segs);
-  const int64_t shd = bid / p.num_segs;  // s·H + h
-  const int h = (int)(shd % p.heads);
-  const int64_t s = shd / p.heads;
+  const BlockIndex blk(p);
+  const int seg = blk.seg, h = blk.h;
+  const int64_t shd = blk.shd, s = blk.s;
   const int64_t len = p.seqlen;  // dense batches
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? len : min(len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
-  for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < NB; ++i) {
-      mbar_init(&full[i], 1);
-      mbar_init(&empty[i], 8);  // one arrival per consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  block_setup<NB>(dec, full, empty, slope);
 
   const int role = threadIdx.x / 128;
   if (role == 0) {  // the producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (threadIdx.x == 0) {
-      int i = 0;
-      for (int64_t tau = seg_begin; tau < seg_end; tau += kC, ++i) {
-        const int stage = i % NB;
-        if (i >= NB) mbar_wait(&empty[stage], (uint32_t)((i / NB - 1) & 1));
-        unsigned char* base = sm + stage * L::kStage;
-        mbar_expect_tx(&full[stage], L::kStage);
+      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)(len - tau - kC), hh = h, ss = (int)s;  // tokens row..row+63
-        tma_load(base + L::kK, &map_k, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kK + kHalf, &map_k, 64, row, hh, ss, &full[stage]);
-        tma_load(base + L::kQ, &map_q, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kQ + kHalf, &map_q, 64, row, hh, ss, &full[stage]);
-        tma_load(base + L::kDO, &map_do, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kDO + kHalf, &map_do, 64, row, hh, ss, &full[stage]);
-        tma_load(base + L::kV, &map_v, 0, row, hh, ss, &full[stage]);
-        tma_load(base + L::kV + kHalf, &map_v, 64, row, hh, ss, &full[stage]);
-      }
+        tma_load(base + L::kK, &map_k, 0, row, hh, ss, bar);
+        tma_load(base + L::kK + kHalf, &map_k, 64, row, hh, ss, bar);
+        tma_load(base + L::kQ, &map_q, 0, row, hh, ss, bar);
+        tma_load(base + L::kQ + kHalf, &map_q, 64, row, hh, ss, bar);
+        tma_load(base + L::kDO, &map_do, 0, row, hh, ss, bar);
+        tma_load(base + L::kDO + kHalf, &map_do, 64, row, hh, ss, bar);
+        tma_load(base + L::kV, &map_v, 0, row, hh, ss, bar);
+        tma_load(base + L::kV + kHalf, &map_v, 64, row, hh, ss, bar);
+      });
     }
     return;
   }
