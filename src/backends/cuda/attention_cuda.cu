@@ -187,8 +187,9 @@ bool fused_backward(const AttnBackwardParams& p) {
       (p.dtype != DType::bf16 && p.dtype != DType::f16) || D <= 64 || D > 128 || E <= 64 || E > 128)
     return false;
   // ~193 KB of shared memory per block (two buffers of K, Q, dO, V tiles, two score tiles, R;
-  // the TMA version on sm_90, chunk_scan_tma_bwd.cuh, 209 KB): more than an A100 offers. Asked of the current device on every call (a host-side lookup),
-  // so that a process driving GPUs of different kinds picks right on each.
+  // the TMA version on sm_90, chunk_scan_tma_bwd.cuh, 209 KB): more than an A100 offers. Asked
+  // of the current device on every call (a host-side lookup), so that a process driving GPUs of
+  // different kinds picks right on each.
   int dev = 0, optin = 0;
   TNL_CUDA_CHECK(cudaGetDevice(&dev));
   TNL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));

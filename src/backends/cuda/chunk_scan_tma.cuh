@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (threadIdx.x == 0) {
       const int e_col = blockIdx.y * 128;
-      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, [&](unsigned char* base, int64_t tau, uint64_t* bar) {
+      auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)tau, hh = h, ss = (int)s;
         tma_load(base + L::kX, &map_x, 0, row, hh, ss, bar);
         tma_load(base + L::kX + kHalf, &map_x, 64, row, hh, ss, bar);
@@ -296,7 +296,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, bar);
         tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
         tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, bar);
-      });
+      };
+      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }
     return;
   }

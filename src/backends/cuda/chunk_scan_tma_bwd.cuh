@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (role == 0) {  // the producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (threadIdx.x == 0) {
-      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, [&](unsigned char* base, int64_t tau, uint64_t* bar) {
+      auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)(len - tau - kC), hh = h, ss = (int)s;  // tokens row..row+63
         tma_load(base + L::kK, &map_k, 0, row, hh, ss, bar);
         tma_load(base + L::kK + kHalf, &map_k, 64, row, hh, ss, bar);
@@ -326,7 +326,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         tma_load(base + L::kDO + kHalf, &map_do, 64, row, hh, ss, bar);
         tma_load(base + L::kV, &map_v, 0, row, hh, ss, bar);
         tma_load(base + L::kV + kHalf, &map_v, 64, row, hh, ss, bar);
-      });
+      };
+      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }
     return;
   }
