@@ -9,10 +9,11 @@
 // CUDA graph.
 //
 // No hidden synchronization: nothing here waits on the device. The one workspace (segment
-// states, (S·H, segments, D, E) fp32, only when segments are used) comes from the stream-ordered
-// allocator (cudaMallocFromPoolAsync / cudaFreeAsync on the scan's stream) out of a memory pool
-// of our own that keeps what is freed (workspace_pool): no device-wide sync, no allocation from
-// the driver after the first calls, and capturable in a CUDA graph.
+// states, fp32, only when segments are used: each (sub-)segment's local end state and each
+// segment's start state) comes from the stream-ordered allocator (cudaMallocFromPoolAsync /
+// cudaFreeAsync on the scan's stream) out of a memory pool of our own that keeps what is freed
+// (workspace_pool): no device-wide sync, no allocation from the driver after the first calls,
+// and capturable in a CUDA graph.
 //
 // cu_seqlens lives on the device, so its contents are not validated on the host (that would
 // need a sync). The kernels read each pair (cu[s], cu[s+1]); a pair with cu[s+1] <= cu[s] is
@@ -97,7 +98,8 @@ cudaMemPool_t workspace_pool(cudaStream_t st) {
 constexpr int kSegQuantum = 64;
 
 // Runs one scan, splitting fixed-length sequences into segments when the (sequence, head,
-// column tile) blocks alone would leave multiprocessors idle.
+// column tile) blocks alone would leave multiprocessors idle: a pre-pass of local end states,
+// the short scan of those into each segment's start state, then the main pass.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int C = kSegQuantum;
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
@@ -125,8 +127,10 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   }
   p.pre_split = chunk_scan_prepass_split(dt, p, multiprocessors());
   p.sub_len = p.seg_len / p.pre_split;
-  const size_t bytes =
-      sizeof(float) * (size_t)(p.num_seqs * p.heads) * p.num_segs * p.pre_split * p.dk * p.dv;
+  // seg_states (S·H, num_segs, pre_split, dk, dv), then seg_start (S·H, num_segs - 1, dk, dv)
+  const size_t plane = (size_t)p.dk * p.dv, planes = (size_t)(p.num_seqs * p.heads);
+  const size_t local_floats = planes * p.num_segs * p.pre_split * plane;
+  const size_t bytes = sizeof(float) * (local_floats + planes * (p.num_segs - 1) * plane);
   void* ws = nullptr;
   if (cudaMemPool_t pool = workspace_pool(st)) {
     TNL_CUDA_CHECK(cudaMallocFromPoolAsync(&ws, bytes, pool, st));
@@ -134,8 +138,10 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
     TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
   }
   p.seg_states = static_cast<float*>(ws);
-  launch_scan(dt, p, sl, true, st);
-  launch_scan(dt, p, sl, false, st);
+  p.seg_start = p.seg_states + local_floats;
+  launch_scan(dt, p, sl, true, st);     // local end states of the (sub-)segments
+  launch_segment_prefix(p, sl, st);     // the state each segment starts from
+  launch_scan(dt, p, sl, false, st);    // every segment from its true start
   TNL_CUDA_CHECK(cudaFreeAsync(ws, st));
 }
 

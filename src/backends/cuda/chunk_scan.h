@@ -67,6 +67,9 @@ struct ScanParams {
   float* seg_states = nullptr;
   int pre_split = 1;
   int64_t sub_len = INT64_MAX;  // seg_len / pre_split (no 64-bit division in the kernels)
+  // (S·H, num_segs - 1, dk, dv) fp32 workspace: the state segment g >= 1 starts from, the short
+  // scan of seg_states and the initial state (launch_segment_prefix) between the two passes.
+  float* seg_start = nullptr;
 
   // fp16/bf16 (tensor cores): the scores, state and weighted values enter the MMAs as hi + lo
   // pairs (true) or rounded once to the input dtype (false); see chunk_scan_tc.cuh.
@@ -105,57 +108,19 @@ int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);  // the rule: prepass_split.h
 
 #ifdef __CUDACC__
-// A segment's state carried in from the segments before it, element (d, e):
-// acc + Σ_j λ^(seg_begin - end_j) S_j over the local end states S_j in seg_states of every
-// (sub-)segment j that ends at or before seg_begin.
-__device__ inline float carried_state(const ScanParams& p, int64_t shd, int seg, float slope,
-                                      int d, int e, float acc) {
-  const int subs = p.pre_split;
-  const int64_t seg_begin = (int64_t)seg * p.seg_len, plane = (int64_t)p.dk * p.dv;
-  for (int j = 0; j < seg * subs; ++j)
-    acc += expf(-slope * (float)(seg_begin - (j + 1) * p.sub_len)) *
-           p.seg_states[(shd * p.num_segs * subs + j) * plane + (int64_t)d * p.dv + e];
-  return acc;
-}
-
-// Element (d, e) of λ^seg_begin times the initial state (or its transpose; zero when none).
-__device__ inline float initial_state_term(const ScanParams& p, int64_t shd, int seg, float slope,
-                                           int d, int e) {
+// Element (d, e) of the state segment `seg` starts from: the initial state (or its transpose;
+// zero when none) for segment 0, else the state the segment-prefix kernel left in seg_start.
+__device__ __forceinline__ float segment_start_state(const ScanParams& p, int64_t shd, int seg, int d, int e) {
+  const int64_t plane = (int64_t)p.dk * p.dv;
+  if (seg > 0) return p.seg_start[(shd * (p.num_segs - 1) + seg - 1) * plane + (int64_t)d * p.dv + e];
   if (!p.init) return 0.f;
-  const int64_t off = shd * (int64_t)p.dk * p.dv, seg_begin = (int64_t)seg * p.seg_len;
-  const float x0 = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + (int64_t)d * p.dv + e];
-  return seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
-}
-
-// Element (d, e) of the state segment `seg` starts from: the initial state's term plus what the
-// segments before it carry in.
-__device__ inline float segment_start_state(const ScanParams& p, int64_t shd, int seg, float slope,
-                                            int d, int e) {
-  return carried_state(p, shd, seg, slope, d, e, initial_state_term(p, shd, seg, slope, d, e));
-}
-
-// carried_state for N elements of a thread at once: acc[k] += Σ_j λ^(seg_begin - end_j) S_j at
-// offset(k) = d·dv + e (an int; negative: element out of range, left alone). The (sub-)segments are the
-// outer loop, so the N loads of one are in flight together, and the decay factor is computed
-// once per (sub-)segment. Same terms in the same order as carried_state: the same sums. (Used
-// by the TMA scan; in the fused dk/dv scan it measured no faster at 1x16x128K, so that kernel
-// keeps carried_state.)
-template <int N, class Offset>
-__device__ __forceinline__ void add_carried_states(const ScanParams& p, int64_t shd, int seg, float slope,
-                                                   float* acc, Offset offset) {
-  const int count = seg * p.pre_split;
-  const int64_t seg_begin = (int64_t)seg * p.seg_len, plane = (int64_t)p.dk * p.dv;
-  const float* states = p.seg_states + shd * p.num_segs * p.pre_split * plane;
-  for (int j = 0; j < count; ++j, states += plane) {
-    const float w = expf(-slope * (float)(seg_begin - (j + 1) * p.sub_len));
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const int o = offset(k);
-      if (o >= 0) acc[k] += w * states[o];
-    }
-  }
+  return p.init_transposed ? p.init[shd * plane + (int64_t)e * p.dk + d] : p.init[shd * plane + (int64_t)d * p.dv + e];
 }
 #endif
+
+// The short scan between the pre-pass and the main pass: seg_start from seg_states and init
+// (segment_prefix.cu).
+void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t stream);
 
 // Decode step (decode.cu).
 struct DecodeParams {

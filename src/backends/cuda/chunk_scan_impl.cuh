@@ -122,22 +122,14 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
   for (int i = 0; i < kSR; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) st[i][j] = 0.f;
-  if (!kLocal) {
-    // X at the segment start: λ^{p} X_0 + Σ_{j<g} λ^{p - end_j} (local state of segment j).
+  if (!kLocal) {  // X at the segment start: the initial state's, or the segment prefix's
 #pragma unroll
     for (int i = 0; i < kSR; ++i) {
       const int d = ty + 16 * i;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int e = e0 + tx + 16 * j;
-        if (d >= p.dk || e >= p.dv) continue;
-        float acc = 0.f;
-        if (p.init) {
-          const float x0 = p.init_transposed ? p.init[state_off + (int64_t)e * p.dk + d]
-                                             : p.init[state_off + (int64_t)d * p.dv + e];
-          acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
-        }
-        st[i][j] = carried_state(p, sh, g, slope, d, e, acc);
+        if (d < p.dk && e < p.dv) st[i][j] = segment_start_state(p, sh, g, d, e);
       }
     }
   }

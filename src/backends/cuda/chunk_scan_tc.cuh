@@ -462,14 +462,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
         if (kLocal) continue;
         const int d = 16 * (m_base + i) + g + 8 * (r / 2);
         const int e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
-        if (d >= p.dk || e >= p.dv) continue;
-        float acc = 0.f;
-        if (p.init) {
-          const float x0 = p.init_transposed ? p.init[state_off + (int64_t)e * p.dk + d]
-                                             : p.init[state_off + (int64_t)d * p.dv + e];
-          acc = seg_begin == 0 ? x0 : expf(-slope * (float)seg_begin) * x0;
-        }
-        st[i][j][r] = carried_state(p, shd, seg, slope, d, e, acc);
+        if (d < p.dk && e < p.dv) st[i][j][r] = segment_start_state(p, shd, seg, d, e);
       }
 
   // Phases 1-2: rows 16·mt, columns 32·nh (one column tile: one_tile_role's).

@@ -165,28 +165,20 @@ struct StatePart {
   }
 };
 
-// st = the state this part starts segment `seg` from: zero, plus λ^seg_begin times the initial
-// state, plus what the earlier segments carry in (code run once a block: off the path when the
-// state starts at zero).
+// st = the state this part starts segment `seg` from: the initial state's (zero when none) or
+// the segment prefix's (code run once a block: off the path when the state starts at zero).
 __device__ __forceinline__ void start_state(float (&st)[2][32], const ScanParams& p, const StatePart& o,
-                                            int64_t shd, int seg, float slope) {
+                                            int64_t shd, int seg) {
 #pragma unroll
   for (int m = 0; m < 2; ++m)
 #pragma unroll
     for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
-  auto state_elem = [&](int k) {  // its offset d·dv + e, or -1
-    int d, e;
-    return o.elem(p, k, d, e) ? d * p.dv + e : -1;
-  };
   if (p.init || seg > 0) {
-    if (p.init) {
 #pragma unroll
-      for (int k = 0; k < 64; ++k) {
-        int d, e;
-        if (o.elem(p, k, d, e)) st[k / 32][k % 32] = initial_state_term(p, shd, seg, slope, d, e);
-      }
+    for (int k = 0; k < 64; ++k) {
+      int d, e;
+      if (o.elem(p, k, d, e)) st[k / 32][k % 32] = segment_start_state(p, shd, seg, d, e);
     }
-    if (seg > 0) add_carried_states<64>(p, shd, seg, slope, &st[0][0], state_elem);
   }
 }
 
@@ -312,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The state S (128, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
   const StatePart part{warp, g, t, e0};
   float st[2][32];
-  start_state(st, p, part, shd, seg, slope);
+  start_state(st, p, part, shd, seg);
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2

@@ -72,7 +72,7 @@ __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { ret
 // Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
 template <class T, int NB, int WGI>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
-                                               const Slopes& sl, int64_t shd, int h, int64_t s, int seg,
+                                               int64_t shd, int h, int64_t s, int seg,
                                                int64_t seg_begin, int64_t seg_end) {
   using L = BwdLayout<NB>;
   using O = Ops<T>;
@@ -81,7 +81,6 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
   const int64_t len = p.seqlen;
-  const float slope = sl.s[h];
 
   const int tid = threadIdx.x - 128 * (1 + WGI);
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -93,7 +92,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   // R[:, e0..e0+63] fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
   const StatePart part{warp, g, t, e0};
   float st[2][32];
-  start_state(st, p, part, shd, seg, slope);
+  start_state(st, p, part, shd, seg);
   // α λ^{a+off} of this thread's output rows r = 16·warp + g (+8): scan row a = 63 - r.
   const float out_coef[2] = {p.alpha * dec[63 - (16 * warp + g) + p.off_out],
                              p.alpha * dec[63 - (16 * warp + g + 8) + p.off_out]};
@@ -335,10 +334,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // One body per consumer role (the wgmma operand majors differ), entered past an early return so
   // that ptxas sees no divergent path around the wgmmas.
   if (role == 1) {
-    fused_consumer<T, NB, 0>(sm, &map_dv, p, sl, shd, h, s, seg, seg_begin, seg_end);
+    fused_consumer<T, NB, 0>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
     return;
   }
-  fused_consumer<T, NB, 1>(sm, &map_dk, p, sl, shd, h, s, seg, seg_begin, seg_end);
+  fused_consumer<T, NB, 1>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
 #endif

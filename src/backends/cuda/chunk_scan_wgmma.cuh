@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
       const int j = i / 4, r = i % 4;
       const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
       const int e = e0 + 8 * j + 2 * t + (r % 2);
-      if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, slope, d, e);
+      if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, d, e);
     }
 
   // This thread's two output rows' α λ^{a+off}; the mask factors c·λ^{a-b} (zero for b > a) are

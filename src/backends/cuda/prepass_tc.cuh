@@ -13,7 +13,7 @@
 // chain).
 //
 // Segments may be split into p.pre_split sub-segments, each its own GEMM with its own local end
-// state (the main pass's prologue, carried_state, sums them), so that (sequence, head)
+// state (the segment prefix, segment_prefix.cu, chains them), so that (sequence, head)
 // pairs x segments too few to fill the GPU still do.
 //
 // One block = one (sequence, head, sub-segment, 128 x 128 tile of the (dk, dv) state); 8 warps,

@@ -1,0 +1,66 @@
+// segment_prefix.cu: the short scan between a segmented scan's pre-pass and its main pass.
+//
+// The pre-pass leaves, per (sequence, head), the local end state A_j of every sub-segment j
+// (segments 0..num_segs-2, pre_split sub-segments each, sub_len scan rows each, from a zero
+// state). This kernel runs the recurrence over them once,
+//     X(0) = the initial state (or its transpose; zero when none)
+//     X(j + 1) = λ^sub_len X(j) + A_j
+// and writes the state each segment g >= 1 starts from, X(g · pre_split), to seg_start, so that
+// a main-pass block reads one state instead of summing the g · pre_split states before it (at
+// 1x16x128K the last segment's blocks read 14 of them before their first chunk, and the
+// kernel's time is that of its slowest block).
+//
+// One thread per state element (d, e); a block covers 256 consecutive elements of one
+// (sequence, head) plane. fp32 throughout: λ^sub_len underflows to zero for long sub-segments
+// and fast decays, which is the true value to fp32 precision.
+#include "backends/cuda/chunk_scan.h"
+#include "backends/cuda/cuda_check.h"
+
+namespace tnl::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads) segment_prefix_kernel(const ScanParams p, const Slopes sl) {
+  const int64_t shd = blockIdx.y;  // s·H + h
+  const int plane = p.dk * p.dv;
+  const int el = blockIdx.x * kThreads + threadIdx.x;  // d·dv + e
+  if (el >= plane) return;
+  const int d = el / p.dv, e = el % p.dv;
+  const float decay = expf(-sl.s[shd % p.heads] * (float)p.sub_len);  // λ^sub_len
+
+  float x = 0.f;  // (d, e) of X(j)
+  if (p.init) {
+    const int64_t off = shd * (int64_t)plane;
+    x = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + el];
+  }
+  // The A_j are read 8 at a time (all in flight, then the 8 steps): the recurrence is a chain,
+  // its loads are not.
+  constexpr int kBatch = 8;
+  const int subs = p.pre_split, count = (p.num_segs - 1) * subs;
+  const float* __restrict__ local = p.seg_states + shd * (int64_t)p.num_segs * subs * plane + el;  // A_0
+  float* __restrict__ start = p.seg_start + shd * (int64_t)(p.num_segs - 1) * plane + el;  // X(subs)
+  for (int j0 = 0; j0 < count; j0 += kBatch) {
+    float a[kBatch];
+#pragma unroll
+    for (int k = 0; k < kBatch; ++k) a[k] = j0 + k < count ? __ldg(local + (int64_t)(j0 + k) * plane) : 0.f;
+#pragma unroll
+    for (int k = 0; k < kBatch; ++k) {
+      const int j = j0 + k;
+      if (j >= count) break;
+      x = fmaf(decay, x, a[k]);
+      if ((j + 1) % subs == 0) start[(int64_t)((j + 1) / subs - 1) * plane] = x;
+    }
+  }
+}
+
+}  // namespace
+
+void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  const int plane = p.dk * p.dv;
+  const dim3 grid((unsigned)((plane + kThreads - 1) / kThreads), (unsigned)(p.num_seqs * p.heads));
+  segment_prefix_kernel<<<grid, kThreads, 0, stream>>>(p, sl);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tnl::cuda
