@@ -4,10 +4,12 @@
 #include "backends/cuda/chunk_scan_tma.cuh"
 #include "backends/cuda/chunk_scan_tma_bwd.cuh"
 #include "backends/cuda/chunk_scan_wgmma.cuh"
+#include "backends/cuda/prepass_tma.cuh"
 
 namespace tnl::cuda {
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                            cudaStream_t stream) {
+  if (tma::serves_prepass(p, local_pass)) return tma::launch_prepass<__nv_bfloat16>(p, sl, stream);
   if (tma::serves_fused(p, local_pass)) return tma::launch_fused<__nv_bfloat16>(p, sl, stream);
   if (tma::serves(p, local_pass)) return tma::launch<__nv_bfloat16>(p, sl, stream);
   if (wg::serves(p, local_pass)) return wg::launch<__nv_bfloat16>(p, sl, stream);

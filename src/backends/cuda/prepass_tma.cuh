@@ -1,0 +1,162 @@
+// prepass_tma.cuh: the segment pre-pass (local end states, chunk_scan.h) on the TMA + wgmma design
+// of chunk_scan_tma.cuh, for the rounded bf16 scans with 64 < dk, dv <= 128 on sm_90; the GEMM
+// pre-pass (prepass_tc.cuh) serves everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
+//
+// The same sum as the GEMM pre-pass: for every (sequence, head) and sub-segment j of segments
+// 0..num_segs-2 (scan rows [j·sub_len, (j+1)·sub_len), all inside the sequence)
+//     A_j = Σ_τ w_τ y_τᵀ z_τ,   w_τ = β λ^(end_j - 1 - τ + off),
+// one weight per row relative to the sub-segment's end, so that the chunks' products accumulate
+// with no decay in between (no chain from one chunk's MMA to the next). The sum does not depend on
+// the order of its rows: a reversed scan reads each chunk as the TMA box at token row
+// L - τ0 - 64 (tile row r is scan row τ0 + 63 - r) and weights its rows accordingly.
+//
+// A block is two consumer warpgroups and one producer warp over one (sequence, head,
+// sub-segment): the producer copies the chunk's Y (64 x 128) and Z (64 x 128) tiles into one of NB
+// 32 KB stages; consumer w owns state columns 64w..64w+63 (A_j (128, 64), 64 fp32 registers a
+// thread, the layout of the scan's state) and per chunk writes Zw(e, b) = w_b Z(b, 64w + e)
+// rounded to shared memory, then runs A += Yᵀ Zw on wgmma (A operand Yᵀ read M-major from the
+// swizzled Y tile, as the scan's state update does). Two blocks fit on a multiprocessor (the GEMM
+// pre-pass's occupancy, which the sub-segment count rule assumes).
+#pragma once
+
+#include "backends/cuda/chunk_scan_tma.cuh"
+
+namespace tnl::cuda {
+namespace tma {
+
+constexpr int kPreConsumers = 256;                  // two consumer warpgroups: threads 0..255
+constexpr int kPreThreads = kPreConsumers + 32;     // and the producer warp
+
+template <int NB>
+struct PreLayout {  // byte offsets from the 1024-aligned base
+  static constexpr int kY = 0, kZ = 2 * kHalf;  // within a stage
+  static constexpr int kStage = 4 * kHalf;
+  using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer
+  static constexpr int kZwo = NB * kStage;
+  static constexpr int kDec = kZwo + 2 * Zw::kBytes;      // λ^Δ table of block_setup (unused here)
+  static constexpr int kBar = kDec + 4 * (kC + 2 + 2);    // full[NB], empty[NB]
+  static constexpr size_t kBytes = kBar + 16 * NB + 1024;
+};
+
+template <class T, int NB>
+__global__ void __launch_bounds__(kPreThreads, 2)
+    prepass_tma_kernel(const __grid_constant__ CUtensorMap map_y, const __grid_constant__ CUtensorMap map_z,
+                       const ScanParams p, const Slopes sl) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = PreLayout<NB>;
+  using W = wg::Mma<T>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = aligned_base(smem_raw);
+  float* dec = reinterpret_cast<float*>(sm + L::kDec);
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
+  uint64_t* empty = full + NB;
+
+  const int subs = (p.num_segs - 1) * p.pre_split;  // the last segment's state is never needed
+  const int sub = (int)(blockIdx.x % subs);
+  const int64_t shd = blockIdx.x / subs;  // s·H + h
+  const int h = (int)(shd % p.heads);
+  const int64_t s = shd / p.heads;
+  const int64_t seg_begin = (int64_t)sub * p.sub_len, seg_end = seg_begin + p.sub_len;  // scan rows
+  const float slope = sl.s[h];
+  block_setup<NB>(dec, full, empty, slope);
+
+  if (threadIdx.x >= kPreConsumers) {  // the producer warp
+    if (threadIdx.x == kPreConsumers) {
+      const int e_col = blockIdx.y * 128, hh = h, ss = (int)s;
+      auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
+        const int row = (int)(p.reverse ? p.seqlen - tau - kC : tau);  // the chunk's first token
+        tma_load(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, bar);
+        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
+        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, bar);
+      };
+      produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
+    }
+    return;
+  }
+
+  const int wgi = threadIdx.x / 128, tid = threadIdx.x % 128;
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  unsigned char* Zws = sm + L::kZwo + wgi * L::Zw::kBytes;
+  const StatePart part{warp, g, t, (int)blockIdx.y * 128 + 64 * wgi};
+  float st[2][32];  // A_j (128, 64): half m, rows 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1)
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
+
+  int i = 0;
+  for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, ++i) {
+    const int stage = i % NB;
+    unsigned char* base = sm + stage * L::kStage;
+    const uint32_t ya = tc::smem_addr(base + L::kY);
+    mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
+    // Zw = w_b Z(b, e): tile row b is scan row τ0 + b (τ0 + 63 - b reversed); the last chunk's
+    // wgmmas, which read Zw, are done.
+    const int64_t last = seg_end - 1 + p.off_upd - tau0;  // the exponent of tile row 0, forward
+    weight_rows<T, typename L::Zw>(Zws, base + L::kZ + wgi * kHalf, tid, [&](int b) {
+      const int64_t delta = p.reverse ? last - (kC - 1 - b) : last - b;
+      return p.beta * expf(-slope * (float)delta);
+    });
+    wg::fence_async_smem();
+    tc::named_sync(1 + wgi, 128);
+    wg::fence_regs(st[0]);
+    wg::fence_regs(st[1]);
+    wg::wg_fence();
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16)
+        W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
+    wg::wg_commit();
+    wg::wg_wait<0>();
+    wg::fence_regs(st[0]);
+    wg::fence_regs(st[1]);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
+  }
+
+  float* dst = p.seg_states + (shd * p.num_segs * p.pre_split + sub) * (int64_t)p.dk * p.dv;
+#pragma unroll
+  for (int k = 0; k < 64; ++k) {
+    int d, e;
+    if (part.elem(p, k, d, e)) dst[(int64_t)d * p.dv + e] = st[k / 32][k % 32];
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built without sm_90a: serves_prepass() keeps this kernel from being launched
+#endif
+}
+
+// TNL_CUDA_TMA_PREPASS=0: the GEMM pre-pass instead of this kernel (an A/B switch). Read once.
+inline bool prepass_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_PREPASS", '0');
+  return on;
+}
+
+// Whether this kernel serves the pre-pass of p: rounded bf16 (the caller's dtype; fp16 keeps the
+// chain, see prepass_tc.cuh), dense batches, 64 < dk, dv <= 128, 16-byte aligned rows of Y and Z
+// with positive strides.
+inline bool serves_prepass(const ScanParams& p, bool local_pass) {
+  return local_pass && p.num_segs > 1 && !p.compensated && !p.cu_seqlens && p.dk > 64 && p.dk <= 128 &&
+         p.dv > 64 && p.dv <= 128 && p.seg_len % kC == 0 && p.sub_len % kC == 0 &&
+         p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) && positive_strides(p.y, p) &&
+         positive_strides(p.z, p) && prepass_enabled() && device_ok();
+}
+
+template <class T>
+void launch_prepass(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 only: fp16 weights would underflow");
+  constexpr int NB = 2;
+  using L = PreLayout<NB>;
+  static_assert(2 * (L::kBytes + 1024) <= 228 * 1024, "two blocks a multiprocessor");
+  const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
+  const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split), 1);
+  auto kern = prepass_tma_kernel<T, NB>;
+  TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
+  kern<<<grid, kPreThreads, L::kBytes, stream>>>(my, mz, p, sl);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tma
+}  // namespace tnl::cuda
