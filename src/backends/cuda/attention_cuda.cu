@@ -105,7 +105,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
   int nseg = 1;
   if (!p.cu_seqlens && p.seqlen >= 8 * C) {
-    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p.dk, p.dv, p.compensated);
+    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     const int64_t want = slots / base;  // segments per sequence that fill one wave
     const int64_t most = p.seqlen / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
@@ -218,12 +218,12 @@ int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
   return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
 }
 
-int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated) {
-  if (dt == DType::f16) return chunk_scan_tiles_per_sm_f16(dk, dv, compensated);
-  if (dt == DType::bf16) return chunk_scan_tiles_per_sm_bf16(dk, dv, compensated);
+int chunk_scan_tiles_per_sm(DType dt, const ScanParams& p) {
+  if (dt == DType::f16) return chunk_scan_tiles_per_sm_f16(p);
+  if (dt == DType::bf16) return chunk_scan_tiles_per_sm_bf16(p);
   // fp32: shared memory per block over the 227 KB an H100/A100 multiprocessor offers (1 KB
   // reserved per block); at most 8 blocks of 256 threads.
-  const size_t per_block = chunk_scan_smem_bytes_simt(dk) + 1024;
+  const size_t per_block = chunk_scan_smem_bytes_simt(p.dk) + 1024;
   return (int)std::max<size_t>(1, std::min<size_t>(8, (227 * 1024) / per_block));
 }
 

@@ -93,14 +93,15 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
 void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pass,
                             cudaStream_t stream);
 
-// 64-column tiles of the scan kernel resident on one multiprocessor (blocks per SM times the
-// tiles a block holds), for a key dim dk, value dim dv and dtype: from the shared memory per
-// block of the fp32 kernel (chunk_scan_f32.cu), from the occupancy calculator for the
-// tensor-core kernels (chunk_scan_f16.cu, chunk_scan_bf16.cu).
-int chunk_scan_tiles_per_sm(DType dt, int dk, int dv, bool compensated);
+// 64-column tiles of the kernel that runs the (full-pass) scan p resident on one multiprocessor
+// (blocks per SM times the tiles a block holds): from the shared memory per block of the fp32
+// kernel (chunk_scan_f32.cu); for fp16/bf16, two for the TMA kernels (one block of 128 columns),
+// else from the occupancy calculator for the mma.sync kernels (chunk_scan_f16.cu,
+// chunk_scan_bf16.cu).
+int chunk_scan_tiles_per_sm(DType dt, const ScanParams& p);
 size_t chunk_scan_smem_bytes_simt(int dk);
-int chunk_scan_tiles_per_sm_f16(int dk, int dv, bool compensated);
-int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated);
+int chunk_scan_tiles_per_sm_f16(const ScanParams& p);
+int chunk_scan_tiles_per_sm_bf16(const ScanParams& p);
 
 // Sub-segments per segment the pre-pass of `p` (num_segs > 1) writes to seg_states: 1, or more
 // when the GEMM pre-pass (bf16) would leave multiprocessors idle (`sms` of them).

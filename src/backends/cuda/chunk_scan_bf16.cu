@@ -15,8 +15,9 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
   if (wg::serves(p, local_pass)) return wg::launch<__nv_bfloat16>(p, sl, stream);
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
-int chunk_scan_tiles_per_sm_bf16(int dk, int dv, bool compensated) {
-  return tc::tiles_per_sm<__nv_bfloat16>(dk, dv, compensated);
+int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
+  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // a block of 128 columns an SM
+  return tc::tiles_per_sm<__nv_bfloat16>(p.dk, p.dv, p.compensated);
 }
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms) {
   return tc::prepass_split<__nv_bfloat16>(p, sms);

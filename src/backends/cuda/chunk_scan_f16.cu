@@ -13,7 +13,8 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
   if (wg::serves(p, local_pass)) return wg::launch<__half>(p, sl, stream);
   tc::launch<__half>(p, sl, local_pass, stream);
 }
-int chunk_scan_tiles_per_sm_f16(int dk, int dv, bool compensated) {
-  return tc::tiles_per_sm<__half>(dk, dv, compensated);
+int chunk_scan_tiles_per_sm_f16(const ScanParams& p) {
+  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // a block of 128 columns an SM
+  return tc::tiles_per_sm<__half>(p.dk, p.dv, p.compensated);
 }
 }  // namespace tnl::cuda

@@ -1,12 +1,14 @@
 // chunk_scan_tma.cuh: the chunked scan (chunk_scan.h) as a warp-specialized sm_90a kernel: one
 // producer warp copies the X, Y, Z tiles of each chunk with TMA bulk tensor copies into
 // 128-byte-swizzled shared memory (NB stages, full/empty mbarriers), two consumer warpgroups run
-// every product on wgmma. For fp16/bf16 inputs with rounded intermediates, forward-time full
-// passes (the forward and the dq scan: not reversed, not the pre-pass, not the fused dk/dv
-// scan), dense batches (no cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128
-// value columns), 16-byte aligned rows. Chunk C = 64. The default there on sm_90 (H100/H200):
-// 1.4-1.8x the mma.sync kernel's speed (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off. The
-// fused dk/dv scan on the same design: chunk_scan_tma_bwd.cuh.
+// every product on wgmma. For fp16/bf16 inputs with rounded or compensated (SPLIT: hi + lo
+// parts of the derived operands) intermediates, forward-time full passes (the forward and the dq
+// scan: not reversed, not the pre-pass, not the fused dk/dv scan), dense batches (no
+// cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128 value columns), 16-byte
+// aligned rows. Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
+// kernel's speed when rounded (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off,
+// TNL_CUDA_TMA_SPLIT=0 for the compensated mode only. The fused dk/dv scan on the same design:
+// chunk_scan_tma_bwd.cuh.
 //
 // A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
 //   warpgroup 0: the producer (one thread issues the copies; 40 registers a thread);
@@ -37,6 +39,7 @@
 #include <string>
 
 #include "backends/cuda/chunk_scan_wgmma.cuh"
+#include "backends/cuda/env_switch.h"
 
 namespace tnl::cuda {
 namespace tma {
@@ -48,15 +51,18 @@ using tc::SeqLoc;
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
 
-template <int NB>
+// SPLIT (compensated): the state and the weighted rows as hi + lo tiles (the lo tile right after
+// the hi one); 224 KB of tiles then.
+template <int NB, bool SPLIT = false>
 struct Layout {  // byte offsets from the 1024-aligned base
   static constexpr int kX = 0, kY = 2 * kHalf, kZ = 4 * kHalf;  // within a stage
   static constexpr int kStage = 6 * kHalf;
+  static constexpr int kParts = SPLIT ? 2 : 1;
   using S = wg::CoreTile<true, 64, 128>;  // (e, d) per consumer: B of X S
   using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer: B of the update
-  static constexpr int kSo = NB * kStage;
-  static constexpr int kZwo = kSo + 2 * S::kBytes;
-  static constexpr int kOuto = kZwo + 2 * Zw::kBytes;      // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
+  static constexpr int kSo = NB * kStage;                  // consumer w's hi at kSo + w·kParts·S::kBytes
+  static constexpr int kZwo = kSo + 2 * kParts * S::kBytes;
+  static constexpr int kOuto = kZwo + 2 * kParts * Zw::kBytes;  // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
   static constexpr int kDec = kOuto + 4 * kHalf;           // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);     // full[NB], empty[NB]: 8 bytes each
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;  // + slack to align the base
@@ -203,8 +209,10 @@ __device__ __forceinline__ void store_final_state(const float (&st)[2][32], cons
 // the core-matrix tile `dst` by the 128 threads of a warpgroup (thread tid): 16-byte pieces
 // (b, 8c..8c+7), 8 lanes on 8 rows of one piece (conflict-free reads of the swizzled rows, 128
 // contiguous bytes of Zw written).
-template <class T, class Zw, class Weight>
-__device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned char* src, int tid, Weight w_of) {
+// SPLIT: the rounded products to dst and their remainders, rounded, to dst_lo (compensated).
+template <class T, class Zw, class Weight, bool SPLIT = false>
+__device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned char* src, int tid, Weight w_of,
+                                            unsigned char* dst_lo = nullptr) {
   using O = Ops<T>;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
@@ -212,22 +220,31 @@ __device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned c
     const int b = 8 * (q / 64) + q % 8, c = (q / 8) % 8;
     uint4 v = *reinterpret_cast<const uint4*>(src + b * 128 + ((c ^ (b % 8)) << 4));
     const float w = w_of(b);
+    uint4 lo;
     typename O::T2* v2 = reinterpret_cast<typename O::T2*>(&v);
+    typename O::T2* lo2 = reinterpret_cast<typename O::T2*>(&lo);
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const float2 f = O::to_f2(v2[u]);
-      v2[u] = O::from_f2(f.x * w, f.y * w);
+      const float x0 = f.x * w, x1 = f.y * w;
+      v2[u] = O::from_f2(x0, x1);
+      if constexpr (SPLIT) {
+        const float2 h = O::to_f2(v2[u]);
+        lo2[u] = O::from_f2(x0 - h.x, x1 - h.y);
+      }
     }
     *reinterpret_cast<uint4*>(dst + Zw::offset(8 * c, b)) = v;
+    if constexpr (SPLIT) *reinterpret_cast<uint4*>(dst_lo + Zw::offset(8 * c, b)) = lo;
   }
 }
 
 // The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
 // kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
 // a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
-template <class T, bool REVERSE>
+// SPLIT: the remainders, rounded, in pl (compensated).
+template <class T, bool REVERSE, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
-                                            float scale, int a_b0) {
+                                            float scale, int a_b0, uint32_t (*pl)[4] = nullptr) {
   using O = Ops<T>;
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks)
@@ -245,19 +262,26 @@ __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&
       }
       const typename O::T2 v = O::from_f2(v0, v1);
       pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+      if constexpr (SPLIT) {
+        const float2 h = O::to_f2(v);
+        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
+        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
+      }
     }
 }
 
 // TMA_OUT: each chunk's outputs go through a swizzled shared-memory tile (two per consumer, used
 // in turn) and one TMA bulk tensor store (map_o), issued after the next chunk's first barrier;
-// else st.global from registers (out_vec2: column pairs 4-byte aligned).
-template <class T, int NB, bool TMA_OUT>
+// else st.global from registers (out_vec2: column pairs 4-byte aligned). SPLIT (compensated):
+// the state, the weighted rows and the masked scores enter their wgmmas as hi + lo parts, one
+// wgmma each (the inputs X, Y, Z enter exactly), as in chunk_scan_tc.cuh.
+template <class T, int NB, bool TMA_OUT, bool SPLIT = false>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
                           const __grid_constant__ CUtensorMap map_z, const __grid_constant__ CUtensorMap map_o,
                           const ScanParams p, const Slopes sl, bool out_vec2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = Layout<NB>;
+  using L = Layout<NB, SPLIT>;
   using O = Ops<T>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
@@ -297,8 +321,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int wgi = role - 1, tid = threadIdx.x - 128 * role;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  unsigned char* Ss = sm + L::kSo + wgi * L::S::kBytes;     // this warpgroup's rounded state
-  unsigned char* Zws = sm + L::kZwo + wgi * L::Zw::kBytes;  // this warpgroup's weighted Z
+  unsigned char* Ss = sm + L::kSo + wgi * L::kParts * L::S::kBytes;     // this warpgroup's rounded state
+  unsigned char* Zws = sm + L::kZwo + wgi * L::kParts * L::Zw::kBytes;  // this warpgroup's weighted Z
+  unsigned char* Ss_lo = Ss + L::S::kBytes;                             // SPLIT: the remainders
+  unsigned char* Zws_lo = Zws + L::Zw::kBytes;
   const int e0 = blockIdx.y * 128 + 64 * wgi;                // this warpgroup's first column
 
   // The state S (128, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
@@ -363,8 +389,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
           const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = 8 * j + 2 * t;
-          *reinterpret_cast<typename O::T2*>(Ss + L::S::offset(e, d)) =
-              O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+          const typename O::T2 hi = O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+          *reinterpret_cast<typename O::T2*>(Ss + L::S::offset(e, d)) = hi;
+          if constexpr (SPLIT) {
+            const float2 hf = O::to_f2(hi);
+            *reinterpret_cast<typename O::T2*>(Ss_lo + L::S::offset(e, d)) =
+                O::from_f2(st[m][4 * j + r] - hf.x, st[m][4 * j + r + 1] - hf.y);
+          }
         }
     const float dn = dec[n];  // S = λ^n S before the update (group 3) accumulates onto it
 #pragma unroll
@@ -376,8 +407,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
     // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n).
-    weight_rows<T, typename L::Zw>(Zws, base + L::kZ + wgi * kHalf, tid,
-                                   [&](int b) { return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f; });
+    auto w_of = [&](int b) { return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f; };
+    weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, base + L::kZ + wgi * kHalf, tid, w_of, Zws_lo);
     if constexpr (TMA_OUT) {  // the store of chunk i - 2 is done reading tile i % 2 (issued a chunk ago)
       if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     }
@@ -402,19 +433,33 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
       W::template ss<1>(o_acc, sw128_desc(xa + koff), L::S::desc(Ss, 0, k0), k0 > 0);
     }
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int k0 = 0; k0 < 128; k0 += 16) {
+        const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
+        W::template ss<1>(o_acc, sw128_desc(xa + koff), L::S::desc(Ss_lo, 0, k0), true);
+      }
+    }
     wg::wg_commit();
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int k0 = 0; k0 < kC; k0 += 16)
         W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int k0 = 0; k0 < kC; k0 += 16)
+          W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws_lo, 0, k0), true);
+    }
     wg::wg_commit();
 
     // The masked scores as the A operand of group 4, while groups 2 and 3 run.
     wg::wg_wait<2>();
     wg::fence_regs(pr);
-    uint32_t pa[4][4];
-    mask_scores<T, false>(pa, pr, dec, p.scale, a_b0);
+    uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
+    mask_scores<T, false, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
     wg::wg_wait<1>();
     wg::fence_regs(o_acc);
 #pragma unroll
@@ -429,6 +474,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Group 4: O += (mask ⊙ P) Z, K slices of 16 rows b (2048 bytes of the N-major tile each).
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) W::template rs<1>(o_acc, pa[ks], sw128_desc(za + ks * 2048));
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) W::template rs<1>(o_acc, pl[ks], sw128_desc(za + ks * 2048));
+    }
     wg::wg_commit();
     wg::wg_wait<0>();
     wg::fence_regs(o_acc);
@@ -572,18 +621,21 @@ inline bool positive_strides(const Rows& r, const ScanParams& p) {
   return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
 }
 
-// Whether this kernel serves the scan: a forward-time full pass with rounded intermediates over
-// dense batches, 64 < dk <= 128, dv > 64, 16-byte aligned rows with positive strides.
+// Whether this kernel serves the scan: a forward-time full pass (either intermediates mode; the
+// compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < dk <= 128, dv > 64,
+// 16-byte aligned rows with positive strides.
 inline bool serves(const ScanParams& p, bool local_pass) {
-  return !local_pass && !p.fused && !p.compensated && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
+  static const bool split_on = !env_is("TNL_CUDA_TMA_SPLIT", '0');
+  return !local_pass && !p.fused && (!p.compensated || split_on) && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
          p.dk <= 128 && p.dv > 64 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) &&
          positive_strides(p.x, p) && positive_strides(p.y, p) && positive_strides(p.z, p) &&
          device_ok();
 }
 
-template <class T, int NB, bool TMA_OUT>
+template <class T, int NB, bool TMA_OUT, bool SPLIT>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  using L = Layout<NB>;
+  using L = Layout<NB, SPLIT>;
+  static_assert(L::kBytes <= 227 * 1024, "the opt-in shared memory of a block on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUtensorMap mx = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, p.dk, type);
@@ -592,17 +644,23 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, p.dv, type) : mz;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + 127) / 128));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
-  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT>;
+  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
+template <class T, bool SPLIT>
+void launch_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (variant() == '2' && tc::rows_aligned16(out_rows(p)) && positive_strides(out_rows(p), p))
+    return launch_config<T, 2, true, SPLIT>(p, sl, stream);
+  launch_config<T, 2, false, SPLIT>(p, sl, stream);
+}
+
 template <class T>
 void launch(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (variant() == '2' && tc::rows_aligned16(out_rows(p)) && positive_strides(out_rows(p), p))
-    return launch_config<T, 2, true>(p, sl, stream);
-  launch_config<T, 2, false>(p, sl, stream);
+  if (p.compensated) return launch_split<T, true>(p, sl, stream);
+  launch_split<T, false>(p, sl, stream);
 }
 
 }  // namespace tma
