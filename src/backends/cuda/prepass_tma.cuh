@@ -1,6 +1,7 @@
 // prepass_tma.cuh: the segment pre-pass (local end states, chunk_scan.h) on the TMA + wgmma design
-// of chunk_scan_tma.cuh, for the rounded bf16 scans with 64 < dk, dv <= 128 on sm_90; the GEMM
-// pre-pass (prepass_tc.cuh) serves everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
+// of chunk_scan_tma.cuh, for bf16 scans with 64 < dk, dv <= 128 on sm_90 (rounded, or compensated:
+// SPLIT, the weighted rows as hi + lo parts, two wgmmas); the GEMM pre-pass (prepass_tc.cuh)
+// serves everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
 //
 // The same sum as the GEMM pre-pass: for every (sequence, head) and sub-segment j of segments
 // 0..num_segs-2 (scan rows [j·sub_len, (j+1)·sub_len), all inside the sequence)
@@ -27,23 +28,24 @@ namespace tma {
 constexpr int kPreConsumers = 256;                  // two consumer warpgroups: threads 0..255
 constexpr int kPreThreads = kPreConsumers + 32;     // and the producer warp
 
-template <int NB>
+template <int NB, bool SPLIT>
 struct PreLayout {  // byte offsets from the 1024-aligned base
   static constexpr int kY = 0, kZ = 2 * kHalf;  // within a stage
   static constexpr int kStage = 4 * kHalf;
-  using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer
+  static constexpr int kParts = SPLIT ? 2 : 1;
+  using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer (hi, then lo when SPLIT)
   static constexpr int kZwo = NB * kStage;
-  static constexpr int kDec = kZwo + 2 * Zw::kBytes;      // λ^Δ table of block_setup (unused here)
+  static constexpr int kDec = kZwo + 2 * kParts * Zw::kBytes;  // λ^Δ table of block_setup (unused here)
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);    // full[NB], empty[NB]
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;
 };
 
-template <class T, int NB>
+template <class T, int NB, bool SPLIT>
 __global__ void __launch_bounds__(kPreThreads, 2)
     prepass_tma_kernel(const __grid_constant__ CUtensorMap map_y, const __grid_constant__ CUtensorMap map_z,
                        const ScanParams p, const Slopes sl) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = PreLayout<NB>;
+  using L = PreLayout<NB, SPLIT>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sm = aligned_base(smem_raw);
@@ -77,7 +79,8 @@ __global__ void __launch_bounds__(kPreThreads, 2)
 
   const int wgi = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  unsigned char* Zws = sm + L::kZwo + wgi * L::Zw::kBytes;
+  unsigned char* Zws = sm + L::kZwo + wgi * L::kParts * L::Zw::kBytes;
+  unsigned char* Zws_lo = Zws + L::Zw::kBytes;  // SPLIT
   const StatePart part{warp, g, t, (int)blockIdx.y * 128 + 64 * wgi};
   float st[2][32];  // A_j (128, 64): half m, rows 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1)
 #pragma unroll
@@ -94,10 +97,11 @@ __global__ void __launch_bounds__(kPreThreads, 2)
     // Zw = w_b Z(b, e): tile row b is scan row τ0 + b (τ0 + 63 - b reversed); the last chunk's
     // wgmmas, which read Zw, are done.
     const int64_t last = seg_end - 1 + p.off_upd - tau0;  // the exponent of tile row 0, forward
-    weight_rows<T, typename L::Zw>(Zws, base + L::kZ + wgi * kHalf, tid, [&](int b) {
+    auto w_of = [&](int b) {
       const int64_t delta = p.reverse ? last - (kC - 1 - b) : last - b;
       return p.beta * expf(-slope * (float)delta);
-    });
+    };
+    weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, base + L::kZ + wgi * kHalf, tid, w_of, Zws_lo);
     wg::fence_async_smem();
     tc::named_sync(1 + wgi, 128);
     wg::fence_regs(st[0]);
@@ -108,6 +112,13 @@ __global__ void __launch_bounds__(kPreThreads, 2)
 #pragma unroll
       for (int k0 = 0; k0 < kC; k0 += 16)
         W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int k0 = 0; k0 < kC; k0 += 16)
+          W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws_lo, 0, k0), true);
+    }
     wg::wg_commit();
     wg::wg_wait<0>();
     wg::fence_regs(st[0]);
@@ -133,29 +144,35 @@ inline bool prepass_enabled() {
   return on;
 }
 
-// Whether this kernel serves the pre-pass of p: rounded bf16 (the caller's dtype; fp16 keeps the
-// chain, see prepass_tc.cuh), dense batches, 64 < dk, dv <= 128, 16-byte aligned rows of Y and Z
-// with positive strides.
+// Whether this kernel serves the pre-pass of p: bf16 (the caller's dtype; fp16 keeps the chain,
+// see prepass_tc.cuh), dense batches, 64 < dk, dv <= 128, 16-byte aligned rows of Y and Z with
+// positive strides.
 inline bool serves_prepass(const ScanParams& p, bool local_pass) {
-  return local_pass && p.num_segs > 1 && !p.compensated && !p.cu_seqlens && p.dk > 64 && p.dk <= 128 &&
+  return local_pass && p.num_segs > 1 && !p.cu_seqlens && p.dk > 64 && p.dk <= 128 &&
          p.dv > 64 && p.dv <= 128 && p.seg_len % kC == 0 && p.sub_len % kC == 0 &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) && positive_strides(p.y, p) &&
          positive_strides(p.z, p) && prepass_enabled() && device_ok();
 }
 
-template <class T>
-void launch_prepass(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+template <class T, bool SPLIT>
+void launch_prepass_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 only: fp16 weights would underflow");
   constexpr int NB = 2;
-  using L = PreLayout<NB>;
+  using L = PreLayout<NB, SPLIT>;
   static_assert(2 * (L::kBytes + 1024) <= 228 * 1024, "two blocks a multiprocessor");
   const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split), 1);
-  auto kern = prepass_tma_kernel<T, NB>;
+  auto kern = prepass_tma_kernel<T, NB, SPLIT>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kPreThreads, L::kBytes, stream>>>(my, mz, p, sl);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void launch_prepass(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (p.compensated) return launch_prepass_split<T, true>(p, sl, stream);
+  launch_prepass_split<T, false>(p, sl, stream);
 }
 
 }  // namespace tma

@@ -34,9 +34,9 @@ __global__ void __launch_bounds__(kThreads) segment_prefix_kernel(const ScanPara
     const int64_t off = shd * (int64_t)plane;
     x = p.init_transposed ? p.init[off + (int64_t)e * p.dk + d] : p.init[off + el];
   }
-  // The A_j are read 8 at a time (all in flight, then the 8 steps): the recurrence is a chain,
+  // The A_j are read 16 at a time (all in flight, then the 16 steps): the recurrence is a chain,
   // its loads are not.
-  constexpr int kBatch = 8;
+  constexpr int kBatch = 16;
   const int subs = p.pre_split, count = (p.num_segs - 1) * subs;
   const float* __restrict__ local = p.seg_states + shd * (int64_t)p.num_segs * subs * plane + el;  // A_0
   float* __restrict__ start = p.seg_start + shd * (int64_t)(p.num_segs - 1) * plane + el;  // X(subs)
