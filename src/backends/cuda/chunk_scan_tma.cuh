@@ -241,6 +241,27 @@ __device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned c
 // The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
 // kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
 // a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
+// The state update's wgmmas, st += Yᵀ Zw (+ Yᵀ Zw_lo when SPLIT), one commit group's worth: A = Yᵀ
+// read M-major from the swizzled Y tile at shared address ya (its two 64-column halves give the
+// two 64-row halves of st), B = the weighted rows zw (and zw_lo) in the core-matrix layout Zw.
+template <class T, class Zw, bool SPLIT>
+__device__ __forceinline__ void update_state(float (&st)[2][32], uint32_t ya, const unsigned char* zw,
+                                             const unsigned char* zw_lo) {
+  using W = wg::Mma<T>;
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int k0 = 0; k0 < kC; k0 += 16)
+      W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), Zw::desc(zw, 0, k0), true);
+  if constexpr (SPLIT) {
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int k0 = 0; k0 < kC; k0 += 16)
+        W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), Zw::desc(zw_lo, 0, k0), true);
+  }
+}
+
 // SPLIT: the remainders, rounded, in pl (compensated).
 template <class T, bool REVERSE, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
@@ -441,18 +462,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     wg::wg_commit();
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int k0 = 0; k0 < kC; k0 += 16)
-        W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
-    if constexpr (SPLIT) {
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int k0 = 0; k0 < kC; k0 += 16)
-          W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws_lo, 0, k0), true);
-    }
+    update_state<T, typename L::Zw, SPLIT>(st, ya, Zws, Zws_lo);
     wg::wg_commit();
 
     // The masked scores as the A operand of group 4, while groups 2 and 3 run.

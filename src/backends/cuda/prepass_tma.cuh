@@ -46,7 +46,6 @@ __global__ void __launch_bounds__(kPreThreads, 2)
                        const ScanParams p, const Slopes sl) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = PreLayout<NB, SPLIT>;
-  using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);
@@ -107,18 +106,7 @@ __global__ void __launch_bounds__(kPreThreads, 2)
     wg::fence_regs(st[0]);
     wg::fence_regs(st[1]);
     wg::wg_fence();
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int k0 = 0; k0 < kC; k0 += 16)
-        W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws, 0, k0), true);
-    if constexpr (SPLIT) {
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int k0 = 0; k0 < kC; k0 += 16)
-          W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), L::Zw::desc(Zws_lo, 0, k0), true);
-    }
+    update_state<T, typename L::Zw, SPLIT>(st, ya, Zws, Zws_lo);
     wg::wg_commit();
     wg::wg_wait<0>();
     wg::fence_regs(st[0]);
