@@ -181,17 +181,20 @@ bool backward_streams_enabled() {
   return on;
 }
 
-// Whether the backward's dk scan runs fused into its dv scan (chunk_scan_tc.cuh, FUSED): one
-// pass over K, Q, dO, V with one state for both. The default for rounded fp16/bf16 with
-// 64 < D, E <= 128 (one block then holds the whole 128 x 128 state) on GPUs with the shared
-// memory for it; TNL_CUDA_BWD_FUSED=0 runs the two scans apart. On the H200 it made fwd+bwd
-// 10% faster at 4x32x32K and 14% at 1x16x128K, same at 1K (bench/RESULTS.md).
-bool fused_backward(const AttnBackwardParams& p) {
+// Whether the backward's dk scan runs fused into its dv scan (`fused`: the dv scan's parameters
+// with the fused fields set): one pass over K, Q, dO, V with one state for both. Rounded
+// fp16/bf16 with 64 < D, E <= 128 (one block then holds the whole 128 x 128 state) on GPUs with
+// the shared memory for it (chunk_scan_tc.cuh's FUSED, or the TMA version on sm_90); compensated
+// only where the TMA version runs (chunk_scan_tma_bwd.cuh, SPLIT; the mma.sync one has no room for
+// the hi + lo parts). TNL_CUDA_BWD_FUSED=0 runs the two scans apart. On the H200 the rounded
+// mma.sync fused scan made fwd+bwd 10% faster at 4x32x32K and 14% at 1x16x128K, same at 1K
+// (bench/RESULTS.md).
+bool fused_backward(const AttnBackwardParams& p, const ScanParams& fused) {
   static const bool on = !env_is("TNL_CUDA_BWD_FUSED", '0');
   const int64_t D = p.shape.dim_qk, E = p.shape.dim_v;
-  if (!on || p.intermediates != Intermediates::rounded ||
-      (p.dtype != DType::bf16 && p.dtype != DType::f16) || D <= 64 || D > 128 || E <= 64 || E > 128)
+  if (!on || (p.dtype != DType::bf16 && p.dtype != DType::f16) || D <= 64 || D > 128 || E <= 64 || E > 128)
     return false;
+  if (p.intermediates != Intermediates::rounded) return chunk_scan_fused_tma(p.dtype, fused);
   // ~193 KB of shared memory per block (two buffers of K, Q, dO, V tiles, two score tiles, R;
   // the TMA version on sm_90, chunk_scan_tma_bwd.cuh, 209 KB): more than an A100 offers. Asked
   // of the current device on every call (a host-side lookup), so that a process driving GPUs of
@@ -216,6 +219,12 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
 
 int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
   return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
+}
+
+bool chunk_scan_fused_tma(DType dt, const ScanParams& p) {
+  if (dt == DType::f16) return chunk_scan_fused_tma_f16(p);
+  if (dt == DType::bf16) return chunk_scan_fused_tma_bf16(p);
+  return false;
 }
 
 int chunk_scan_tiles_per_sm(DType dt, const ScanParams& p) {
@@ -316,14 +325,15 @@ void attention_backward(const AttnBackwardParams& p) {
   // The scans beside dq: dk and dv, or the two fused into one (dk as the dv scan's out2).
   const ScanParams* side[2] = {&sk, &sv};
   int num_side = 2;
-  if (fused_backward(p)) {
-    sv.fused = true;
-    sv.x2 = rows(p.v);
-    sv.out2 = p.dk.data;
-    sv.out2_sb = p.dk.stride_batch;
-    sv.out2_sn = p.dk.stride_seq;
-    sv.out2_sh = p.dk.stride_head;
-    side[0] = &sv;
+  ScanParams fused = sv;
+  fused.fused = true;
+  fused.x2 = rows(p.v);
+  fused.out2 = p.dk.data;
+  fused.out2_sb = p.dk.stride_batch;
+  fused.out2_sn = p.dk.stride_seq;
+  fused.out2_sh = p.dk.stride_head;
+  if (fused_backward(p, fused)) {
+    side[0] = &fused;
     num_side = 1;
   }
   if (backward_streams_enabled()) {

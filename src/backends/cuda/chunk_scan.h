@@ -103,6 +103,12 @@ size_t chunk_scan_smem_bytes_simt(int dk);
 int chunk_scan_tiles_per_sm_f16(const ScanParams& p);
 int chunk_scan_tiles_per_sm_bf16(const ScanParams& p);
 
+// Whether the TMA + wgmma fused dk/dv scan (chunk_scan_tma_bwd.cuh) runs the scan p (p.fused
+// set): fp16/bf16 on sm_90. The compensated mode has no other fused scan.
+bool chunk_scan_fused_tma(DType dt, const ScanParams& p);
+bool chunk_scan_fused_tma_f16(const ScanParams& p);
+bool chunk_scan_fused_tma_bf16(const ScanParams& p);
+
 // Sub-segments per segment the pre-pass of `p` (num_segs > 1) writes to seg_states: 1, or more
 // when the GEMM pre-pass (bf16) would leave multiprocessors idle (`sms` of them).
 int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);

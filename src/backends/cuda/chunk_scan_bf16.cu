@@ -22,4 +22,5 @@ int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms) {
   return tc::prepass_split<__nv_bfloat16>(p, sms);
 }
+bool chunk_scan_fused_tma_bf16(const ScanParams& p) { return tma::serves_fused(p, false); }
 }  // namespace tnl::cuda

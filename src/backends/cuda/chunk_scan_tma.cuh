@@ -631,12 +631,18 @@ inline bool positive_strides(const Rows& r, const ScanParams& p) {
   return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
 }
 
+// TNL_CUDA_TMA_SPLIT=0: the compensated mode on the mma.sync scans instead of the TMA ones (an A/B
+// switch). Read once.
+inline bool split_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_SPLIT", '0');
+  return on;
+}
+
 // Whether this kernel serves the scan: a forward-time full pass (either intermediates mode; the
 // compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < dk <= 128, dv > 64,
 // 16-byte aligned rows with positive strides.
 inline bool serves(const ScanParams& p, bool local_pass) {
-  static const bool split_on = !env_is("TNL_CUDA_TMA_SPLIT", '0');
-  return !local_pass && !p.fused && (!p.compensated || split_on) && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
+  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
          p.dk <= 128 && p.dv > 64 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) &&
          positive_strides(p.x, p) && positive_strides(p.y, p) && positive_strides(p.z, p) &&
          device_ok();

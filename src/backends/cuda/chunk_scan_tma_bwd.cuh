@@ -5,8 +5,9 @@
 // consumer warpgroups run every product on wgmma, and each writes one output through a swizzled
 // shared tile and TMA bulk tensor stores (a store box may not start before token 0: the partial
 // last chunk, when 64 does not divide L, is stored from registers). For fp16/bf16
-// with rounded intermediates, dense batches, 64 < D, E <= 128 (padded to 128), 16-byte aligned
-// rows. The default there on sm_90; TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync
+// with rounded intermediates, or compensated ones (SPLIT: R, the weighted dO and the masked
+// scores as hi + lo parts, the outputs stored from registers to make room), dense batches,
+// 64 < D, E <= 128 (padded to 128), 16-byte aligned rows. The default there on sm_90; TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync
 // fused scan (chunk_scan_tc.cuh) instead.
 //
 // The math (chunk_scan.h, dv scan with x = K, y = Q, z = dO, x2 = V): one state R (D, E) fp32
@@ -33,17 +34,20 @@
 namespace tnl::cuda {
 namespace tma {
 
-template <int NB>
+// SPLIT (compensated): R and the weighted dO as hi + lo tiles (each lo right after its hi), and
+// no output tiles (the outputs are stored from registers): 224 KB of tiles.
+template <int NB, bool SPLIT = false>
 struct BwdLayout {  // byte offsets from the 1024-aligned base
   // Within a stage: K, Q, dO, V tiles, two 64-column swizzled halves each.
   static constexpr int kK = 0, kQ = 2 * kHalf, kDO = 4 * kHalf, kV = 6 * kHalf;
   static constexpr int kStage = 8 * kHalf;
+  static constexpr int kParts = SPLIT ? 2 : 1;
   using R = wg::CoreTile<true, 128, 128>;  // (e, d): R rounded
   using Zw = wg::CoreTile<true, 64, kC>;   // (e, b) = w_b dO(b, 64w + e) per consumer
   static constexpr int kRo = NB * kStage;
-  static constexpr int kZwo = kRo + R::kBytes;
-  static constexpr int kOuto = kZwo + 2 * Zw::kBytes;  // per consumer a (C, 128) tile: 2 halves
-  static constexpr int kDec = kOuto + 4 * kHalf;       // λ^Δ, Δ = 0..C+1, fp32
+  static constexpr int kZwo = kRo + kParts * R::kBytes;     // consumer w's at kZwo + w·kParts·Zw::kBytes
+  static constexpr int kOuto = kZwo + 2 * kParts * Zw::kBytes;  // per consumer a (C, 128) tile: 2 halves
+  static constexpr int kDec = kOuto + (SPLIT ? 0 : 4 * kHalf);  // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;
 };
@@ -70,11 +74,13 @@ __device__ __forceinline__ int opaque32(int x) {  // the same for an int
 __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
 // Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
-template <class T, int NB, int WGI>
+// SPLIT (compensated): R, the weighted dO and the masked scores enter their wgmmas as hi + lo
+// parts (one more wgmma each), and every chunk's outputs are stored from registers.
+template <class T, int NB, int WGI, bool SPLIT>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
                                                int64_t shd, int h, int64_t s, int seg,
                                                int64_t seg_begin, int64_t seg_end) {
-  using L = BwdLayout<NB>;
+  using L = BwdLayout<NB, SPLIT>;
   using O = Ops<T>;
   using W = wg::Mma<T>;
   float* dec = reinterpret_cast<float*>(sm + L::kDec);
@@ -85,7 +91,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   const int tid = threadIdx.x - 128 * (1 + WGI);
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   unsigned char* Rs = sm + L::kRo;
-  unsigned char* Zws = sm + L::kZwo + WGI * L::Zw::kBytes;
+  unsigned char* Zws = sm + L::kZwo + WGI * L::kParts * L::Zw::kBytes;
   unsigned char* out_tile = sm + L::kOuto + WGI * 2 * kHalf;
   const int e0 = 64 * WGI;  // this warpgroup's columns of R
 
@@ -160,8 +166,13 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
           const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = e0 + 8 * j + 2 * t;
-          *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::offset(e, d)) =
-              O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+          const typename O::T2 hi = O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+          *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::offset(e, d)) = hi;
+          if constexpr (SPLIT) {
+            const float2 hf = O::to_f2(hi);
+            *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::kBytes + L::R::offset(e, d)) =
+                O::from_f2(st[m][4 * j + r] - hf.x, st[m][4 * j + r + 1] - hf.y);
+          }
         }
     const float dn = dec[n];
 #pragma unroll
@@ -174,11 +185,15 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
     // Zw = w_b dO(b, e0 + e): tile row b is scan row 63 - b, w_b = β λ^{n-1-(63-b)+off_upd} for
     // b >= 64 - n, else 0 (the forward's pieces and lanes).
-    weight_rows<T, typename L::Zw>(sm_l + L::kZwo + WGI * L::Zw::kBytes, base + L::kDO + WGI * kHalf, tid,
-                                   [&](int b) { return b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f; });
+    unsigned char* zw_l = sm_l + L::kZwo + WGI * L::kParts * L::Zw::kBytes;
+    auto w_of = [&](int b) { return b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f; };
+    weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(zw_l, base + L::kDO + WGI * kHalf, tid, w_of,
+                                                          zw_l + L::Zw::kBytes);
     wg::fence_async_smem();  // R, Zw and the last chunk's output tile, for the async proxy
     tc::named_sync(1, 256);  // both consumers: R complete
-    if (i > 0) issue_store(tau0 - kC);
+    if constexpr (!SPLIT) {
+      if (i > 0) issue_store(tau0 - kC);
+    }
 
     // Group 1: the scores P.  Group 2: the update of this warpgroup's half of R.  (The
     // inter-chunk term follows the masking of P, so that P and the output are never live
@@ -199,13 +214,21 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
       for (int k0 = 0; k0 < kC; k0 += 16)
         W::template ss<1, 1>(st[m], desc_at(qd, m * kHalf + k0 * 128), desc_at(zwd, (k0 / 8) * L::Zw::kKBlock),
                              true);
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int k0 = 0; k0 < kC; k0 += 16)
+          W::template ss<1, 1>(st[m], desc_at(qd, m * kHalf + k0 * 128),
+                               desc_at(zwd, L::Zw::kBytes + (k0 / 8) * L::Zw::kKBlock), true);
+    }
     wg::wg_commit();
 
     // The masked scores (r_b >= r_a, c λ^{r_b - r_a}) as the A operand of group 4.
     wg::wg_wait<1>();
     wg::fence_regs(pr);
-    uint32_t pa[4][4];
-    mask_scores<T, true>(pa, pr, dec, p.scale, a_b0);
+    uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
+    mask_scores<T, true, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
 
     // Group 3: the inter-chunk term, dv: K R (B = R: k = d, n = e, MN-major); dk: V Rᵀ (B = Rᵀ:
     // k = e, n = d, K-major: 8-wide e blocks 2048 bytes apart, d blocks 128).
@@ -227,6 +250,23 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
           else W::template ss<0>(oc[hn], da_, db_, true);
         }
       }
+    if constexpr (SPLIT) {  // + the same with R's remainders (the tile after R's)
+#pragma unroll
+      for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+        for (int k0 = 0; k0 < 128; k0 += 16) {
+          const uint64_t da_ = desc_at(xd, (k0 / 64) * kHalf + (k0 % 64) * 2);
+          if constexpr (WGI == 0) {
+            const uint64_t db_ =
+                desc_at(rd, L::R::kBytes + (64 * hn / 8) * L::R::kMnBlock + (k0 / 8) * L::R::kKBlock);
+            W::template ss<1>(oc[hn], da_, db_, true);
+          } else {
+            const uint64_t db_ =
+                desc_at(rd, L::R::kBytes + (k0 / 8) * L::R::kMnBlock + (64 * hn / 8) * L::R::kKBlock);
+            W::template ss<0>(oc[hn], da_, db_, true);
+          }
+        }
+    }
     wg::wg_commit();
     wg::wg_wait<0>();
 #pragma unroll
@@ -248,6 +288,12 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     for (int hn = 0; hn < 2; ++hn)
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) W::template rs<1>(oc[hn], pa[ks], desc_at(bd, hn * kHalf + ks * 2048));
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) W::template rs<1>(oc[hn], pl[ks], desc_at(bd, hn * kHalf + ks * 2048));
+    }
     wg::wg_commit();
     wg::wg_wait<0>();
     wg::fence_regs(oc[0]);
@@ -257,6 +303,11 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[stage]);
 
+    if constexpr (SPLIT) {  // the outputs from registers; both consumers are done reading R
+      store_rows(len - tau0 - kC);
+      tc::named_sync(1, 256);
+      continue;
+    }
     // The last store has read the output tile; both consumers are done reading R.
     if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     tc::named_sync(1, 256);
@@ -276,7 +327,9 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
                                              ((j ^ g) << 4) + 4 * t) = v;
         }
   }
-  if (tail_row0 < 0) {
+  if constexpr (SPLIT) {
+    // every chunk's outputs are stored
+  } else if (tail_row0 < 0) {
     store_rows(tail_row0);
   } else if (i > 0) {  // the last chunk's tile
     wg::fence_async_smem();
@@ -288,14 +341,14 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   store_final_state(st, p, part, shd, seg);
 }
 
-template <class T, int NB>
+template <class T, int NB, bool SPLIT>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_fused_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_q,
                                 const __grid_constant__ CUtensorMap map_do, const __grid_constant__ CUtensorMap map_v,
                                 const __grid_constant__ CUtensorMap map_dv, const __grid_constant__ CUtensorMap map_dk,
                                 const ScanParams p, const Slopes sl) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = BwdLayout<NB>;
+  using L = BwdLayout<NB, SPLIT>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
@@ -334,10 +387,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // One body per consumer role (the wgmma operand majors differ), entered past an early return so
   // that ptxas sees no divergent path around the wgmmas.
   if (role == 1) {
-    fused_consumer<T, NB, 0>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
+    fused_consumer<T, NB, 0, SPLIT>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
     return;
   }
-  fused_consumer<T, NB, 1>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
+  fused_consumer<T, NB, 1, SPLIT>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
 #endif
@@ -351,11 +404,11 @@ inline bool fused_enabled() {
 
 inline Rows out2_rows(const ScanParams& p) { return Rows{p.out2, p.out2_sb, p.out2_sn, p.out2_sh}; }
 
-// Whether this kernel serves the scan: the backward's fused dk/dv scan (reversed, rounded) over
-// dense batches, 64 < D, E <= 128, every row of K, Q, dO, V, dv and dk 16-byte aligned with
-// positive strides.
+// Whether this kernel serves the scan: the backward's fused dk/dv scan (reversed; rounded, or
+// compensated unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < D, E <= 128, every row of K,
+// Q, dO, V, dv and dk 16-byte aligned with positive strides.
 inline bool serves_fused(const ScanParams& p, bool local_pass) {
-  if (local_pass || !p.fused || p.compensated || !p.reverse || p.cu_seqlens || p.dk <= 64 || p.dk > 128 ||
+  if (local_pass || !p.fused || (p.compensated && !split_enabled()) || !p.reverse || p.cu_seqlens || p.dk <= 64 || p.dk > 128 ||
       p.dv <= 64 || p.dv > 128 || p.seqlen >= (int64_t{1} << 31) || !fused_enabled())
     return false;
   const Rows all[6] = {p.x, p.y, p.z, p.x2, out_rows(p), out2_rows(p)};
@@ -364,10 +417,11 @@ inline bool serves_fused(const ScanParams& p, bool local_pass) {
   return p.dk % 8 == 0 && p.dv % 8 == 0 && device_ok();
 }
 
-template <class T>
-void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+template <class T, bool SPLIT>
+void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   constexpr int NB = 2;
-  using L = BwdLayout<NB>;
+  using L = BwdLayout<NB, SPLIT>;
+  static_assert(L::kBytes <= 227 * 1024, "the opt-in shared memory of a block on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const int D = p.dk, E = p.dv;
@@ -378,10 +432,16 @@ void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const CUtensorMap mdv = tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, E, type);
   const CUtensorMap mdk = tile_map(out2_rows(p), p.num_seqs, p.seqlen, p.heads, D, type);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
-  auto kern = chunk_scan_tma_fused_kernel<T, NB>;
+  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kThreads, L::kBytes, stream>>>(mk, mq, mdo, mv, mdv, mdk, p, sl);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (p.compensated) return launch_fused_split<T, true>(p, sl, stream);
+  launch_fused_split<T, false>(p, sl, stream);
 }
 
 }  // namespace tma
