@@ -6,9 +6,9 @@
 //    in a cluster of 8 through distributed shared memory: the receiver waits on an mbarrier, reads
 //    the state into registers, computes λ^L S + A (one FMA a value), writes it to shared memory
 //    and sends it on with one bulk copy (cp.async.bulk shared::cta -> shared::cluster, completed on
-//    the next CTA's mbarrier). A token goes round the ring `rounds` times in every cluster at
-//    once (16 clusters: the 128 CTAs of the design at 1x16 heads). Also without the register
-//    round trip (the copy only) and for 16 / 32 KB.
+//    the next CTA's mbarrier). A token goes round the ring `rounds` times, in one cluster alone
+//    and in every cluster that fits at once (15 on an H200). Also without the register round
+//    trip (the copy only) and for 16 / 32 KB.
 // 2. l2: whether the pre-pass's K, V come back from L2 when a CTA reads them again one small
 //    segment later. 128 CTAs (one per SM) stream rounds of [K,V of a segment; Q; K,V again; O
 //    stored] with bulk copies (as TMA does), against [K,V; Q; O] (the floor's traffic) and against
@@ -226,6 +226,8 @@ void run_chain(int clusters, int rounds, int bytes, double* d_ns) {
   cfg.numAttrs = 1;
   int active = 0;
   PROBE_CHECK(cudaOccupancyMaxActiveClusters(&active, kern, &cfg));
+  if (clusters == 0) clusters = active;  // as many as fit at once (15 of 8 CTAs on an H200)
+  cfg.gridDim = dim3(kG * clusters);
   if (active < clusters) {
     std::printf("| %s | %d KB | %d | only %d clusters fit at once: skipped |\n", COMPUTE ? "read, FMA, send" : "send only",
                 bytes / 1024, clusters, active);
@@ -290,8 +292,8 @@ int main(int argc, char** argv) {
   std::printf("State hand-off along a ring of %d CTAs (distributed shared memory), %d trips:\n\n", kG, rounds);
   std::printf("| link | state | clusters | us a link (mean) | us (clusters' range) | GB/s a link |\n|---|---|---|---|---|---|\n");
   double* d_ns = nullptr;
-  PROBE_CHECK(cudaMalloc(&d_ns, sizeof(double) * 64));
-  for (int clusters : {1, 16}) {
+  PROBE_CHECK(cudaMalloc(&d_ns, sizeof(double) * 1024));
+  for (int clusters : {1, 0}) {  // one alone; every one that fits at once
     for (int bytes : {16384, 32768, 65536}) run_chain<true>(clusters, rounds, bytes, d_ns);
     run_chain<false>(clusters, rounds, 65536, d_ns);
   }
