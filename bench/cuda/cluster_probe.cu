@@ -214,7 +214,7 @@ void run_chain(int clusters, int rounds, int bytes, double* d_ns) {
   auto kern = chain_kernel<COMPUTE>;
   PROBE_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(kG * clusters);
+  cfg.gridDim = dim3(kG * (clusters > 0 ? clusters : 1));  // for the occupancy query
   cfg.blockDim = dim3(kChainThreads);
   cfg.dynamicSmemBytes = smem;
   cudaLaunchAttribute attr[1];
