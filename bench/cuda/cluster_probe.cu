@@ -228,7 +228,7 @@ void run_chain(int clusters, int rounds, int bytes, double* d_ns) {
   PROBE_CHECK(cudaOccupancyMaxActiveClusters(&active, kern, &cfg));
   if (clusters == 0) clusters = active;  // as many as fit at once (15 of 8 CTAs on an H200)
   cfg.gridDim = dim3(kG * clusters);
-  if (active < clusters) {
+  if (clusters == 0 || active < clusters) {
     std::printf("| %s | %d KB | %d | only %d clusters fit at once: skipped |\n", COMPUTE ? "read, FMA, send" : "send only",
                 bytes / 1024, clusters, active);
     return;
