@@ -262,6 +262,30 @@ __device__ __forceinline__ void update_state(float (&st)[2][32], uint32_t ya, co
   }
 }
 
+// This thread's part of the state (StatePart layout, columns e0 + 8j + 2t (+1) of the tile)
+// rounded into the core-matrix tile `hi` (element (e, d) at Tile::offset(e, d)), and when SPLIT
+// the rounded remainders into the same layout at `lo`.
+template <class T, class Tile, bool SPLIT>
+__device__ __forceinline__ void store_state_rounded(const float (&st)[2][32], unsigned char* hi, unsigned char* lo,
+                                                    int warp, int g, int t, int e0) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; r += 2) {
+        const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = e0 + 8 * j + 2 * t;
+        const typename O::T2 h = O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
+        *reinterpret_cast<typename O::T2*>(hi + Tile::offset(e, d)) = h;
+        if constexpr (SPLIT) {
+          const float2 hf = O::to_f2(h);
+          *reinterpret_cast<typename O::T2*>(lo + Tile::offset(e, d)) =
+              O::from_f2(st[m][4 * j + r] - hf.x, st[m][4 * j + r + 1] - hf.y);
+        }
+      }
+}
+
 // SPLIT: the remainders, rounded, in pl (compensated).
 template <class T, bool REVERSE, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
@@ -403,21 +427,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t za = tc::smem_addr(base + L::kZ + wgi * kHalf);
 
     // S rounded, as the B operand of X S (MN-major: e contiguous); the last chunk's wgmmas are done.
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {
-          const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = 8 * j + 2 * t;
-          const typename O::T2 hi = O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
-          *reinterpret_cast<typename O::T2*>(Ss + L::S::offset(e, d)) = hi;
-          if constexpr (SPLIT) {
-            const float2 hf = O::to_f2(hi);
-            *reinterpret_cast<typename O::T2*>(Ss_lo + L::S::offset(e, d)) =
-                O::from_f2(st[m][4 * j + r] - hf.x, st[m][4 * j + r + 1] - hf.y);
-          }
-        }
+    store_state_rounded<T, typename L::S, SPLIT>(st, Ss, Ss_lo, warp, g, t, 0);
     const float dn = dec[n];  // S = λ^n S before the update (group 3) accumulates onto it
 #pragma unroll
     for (int m = 0; m < 2; ++m) {

@@ -159,21 +159,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
 
     // This warpgroup's half of R rounded (the other half comes from the other consumer); both
     // consumers are past the last chunk's reads of the tile (the barrier at the loop's end).
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {
-          const int d = 64 * m + 16 * warp + g + 8 * (r / 2), e = e0 + 8 * j + 2 * t;
-          const typename O::T2 hi = O::from_f2(st[m][4 * j + r], st[m][4 * j + r + 1]);
-          *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::offset(e, d)) = hi;
-          if constexpr (SPLIT) {
-            const float2 hf = O::to_f2(hi);
-            *reinterpret_cast<typename O::T2*>(sm_l + L::kRo + L::R::kBytes + L::R::offset(e, d)) =
-                O::from_f2(st[m][4 * j + r] - hf.x, st[m][4 * j + r + 1] - hf.y);
-          }
-        }
+    store_state_rounded<T, typename L::R, SPLIT>(st, sm_l + L::kRo, sm_l + L::kRo + L::R::kBytes, warp, g, t, e0);
     const float dn = dec[n];
 #pragma unroll
     for (int m = 0; m < 2; ++m) {
