@@ -290,7 +290,8 @@ int main(int argc, char** argv) {
   std::printf("tnl_cluster_probe: %s, %d SMs, L2 %d MB\n\n", prop.name, sms, prop.l2CacheSize >> 20);
 
   std::printf("State hand-off along a ring of %d CTAs (distributed shared memory), %d trips:\n\n", kG, rounds);
-  std::printf("| link | state | clusters | us a link (mean) | us (clusters' range) | GB/s a link |\n|---|---|---|---|---|---|\n");
+  std::printf("| link | state | clusters | us a link (mean) | us (clusters' range) | GB/s a link |\n"
+              "|---|---|---|---|---|---|\n");
   double* d_ns = nullptr;
   PROBE_CHECK(cudaMalloc(&d_ns, sizeof(double) * 1024));
   for (int clusters : {1, 0}) {  // one alone; every one that fits at once

@@ -7,8 +7,10 @@
 // last chunk, when 64 does not divide L, is stored from registers). For fp16/bf16
 // with rounded intermediates, or compensated ones (SPLIT: R, the weighted dO and the masked
 // scores as hi + lo parts, the outputs stored from registers to make room), dense batches,
-// 64 < D, E <= 128 (padded to 128), 16-byte aligned rows. The default there on sm_90; TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync
-// fused scan (chunk_scan_tc.cuh) instead.
+// 64 < D, E <= 128 (padded to 128), 16-byte aligned rows. The default there on sm_90;
+// TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync fused scan (chunk_scan_tc.cuh)
+// instead when rounded, and dk and dv as two scans when compensated (TNL_CUDA_TMA_SPLIT=0: the
+// same for the compensated mode alone).
 //
 // The math (chunk_scan.h, dv scan with x = K, y = Q, z = dO, x2 = V): one state R (D, E) fp32
 //   dv = c (K Qᵀ ⊙ M) dO + λ^a K R,   dk = c (V dOᵀ ⊙ M) Q + λ^a V Rᵀ,
@@ -394,8 +396,9 @@ inline Rows out2_rows(const ScanParams& p) { return Rows{p.out2, p.out2_sb, p.ou
 // compensated unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < D, E <= 128, every row of K,
 // Q, dO, V, dv and dk 16-byte aligned with positive strides.
 inline bool serves_fused(const ScanParams& p, bool local_pass) {
-  if (local_pass || !p.fused || (p.compensated && !split_enabled()) || !p.reverse || p.cu_seqlens || p.dk <= 64 || p.dk > 128 ||
-      p.dv <= 64 || p.dv > 128 || p.seqlen >= (int64_t{1} << 31) || !fused_enabled())
+  if (local_pass || !p.fused || (p.compensated && !split_enabled()) || !p.reverse || p.cu_seqlens ||
+      p.dk <= 64 || p.dk > 128 || p.dv <= 64 || p.dv > 128 || p.seqlen >= (int64_t{1} << 31) ||
+      !fused_enabled())
     return false;
   const Rows all[6] = {p.x, p.y, p.z, p.x2, out_rows(p), out2_rows(p)};
   for (const Rows& r : all)
