@@ -47,6 +47,7 @@ namespace tma {
 using tc::kC;
 using tc::Ops;
 using tc::SeqLoc;
+using wg::mask_scores;
 
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
@@ -104,6 +105,13 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, int 
       "%3, %4, %5}], [%6];\n" ::"r"(tc::smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(tc::smem_addr(bar))
       : "memory");
+}
+
+// The two 64-column halves (64 x 64 boxes, kHalf bytes apart at dst) of columns c0..c0+127.
+__device__ __forceinline__ void tma_load_pair(unsigned char* dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                              int c3, uint64_t* bar) {
+  tma_load(dst, map, c0, c1, c2, c3, bar);
+  tma_load(dst + kHalf, map, c0 + 64, c1, c2, c3, bar);
 }
 
 // The block's 1024-byte aligned shared base, as an offset from smem_raw (so that the compiler
@@ -238,9 +246,6 @@ __device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned c
   }
 }
 
-// The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
-// kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
-// a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
 // The state update's wgmmas, st += Yᵀ Zw (+ Yᵀ Zw_lo when SPLIT), one commit group's worth: A = Yᵀ
 // read M-major from the swizzled Y tile at shared address ya (its two 64-column halves give the
 // two 64-row halves of st), B = the weighted rows zw (and zw_lo) in the core-matrix layout Zw.
@@ -286,35 +291,6 @@ __device__ __forceinline__ void store_state_rounded(const float (&st)[2][32], un
       }
 }
 
-// SPLIT: the remainders, rounded, in pl (compensated).
-template <class T, bool REVERSE, bool SPLIT = false>
-__device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
-                                            float scale, int a_b0, uint32_t (*pl)[4] = nullptr) {
-  using O = Ops<T>;
-#pragma unroll
-  for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
-      const int j = 2 * ks + q / 2, r = 2 * (q % 2);
-      const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
-      float v0, v1;
-      if constexpr (REVERSE) {
-        v0 = -dd >= 0 ? scale * dec[-dd] * pr[4 * j + r] : 0.f;
-        v1 = -dd >= -1 ? scale * dec[1 - dd] * pr[4 * j + r + 1] : 0.f;
-      } else {
-        v0 = dd >= 0 ? scale * dec[dd] * pr[4 * j + r] : 0.f;
-        v1 = dd >= 1 ? scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
-      }
-      const typename O::T2 v = O::from_f2(v0, v1);
-      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      if constexpr (SPLIT) {
-        const float2 h = O::to_f2(v);
-        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
-        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
-      }
-    }
-}
-
 // TMA_OUT: each chunk's outputs go through a swizzled shared-memory tile (two per consumer, used
 // in turn) and one TMA bulk tensor store (map_o), issued after the next chunk's first barrier;
 // else st.global from registers (out_vec2: column pairs 4-byte aligned). SPLIT (compensated):
@@ -351,12 +327,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int e_col = blockIdx.y * 128;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)tau, hh = h, ss = (int)s;
-        tma_load(base + L::kX, &map_x, 0, row, hh, ss, bar);
-        tma_load(base + L::kX + kHalf, &map_x, 64, row, hh, ss, bar);
-        tma_load(base + L::kY, &map_y, 0, row, hh, ss, bar);
-        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, bar);
-        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
-        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, bar);
+        tma_load_pair(base + L::kX, &map_x, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
       };
       produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }

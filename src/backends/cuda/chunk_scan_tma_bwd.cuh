@@ -358,14 +358,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)(len - tau - kC), hh = h, ss = (int)s;  // tokens row..row+63
-        tma_load(base + L::kK, &map_k, 0, row, hh, ss, bar);
-        tma_load(base + L::kK + kHalf, &map_k, 64, row, hh, ss, bar);
-        tma_load(base + L::kQ, &map_q, 0, row, hh, ss, bar);
-        tma_load(base + L::kQ + kHalf, &map_q, 64, row, hh, ss, bar);
-        tma_load(base + L::kDO, &map_do, 0, row, hh, ss, bar);
-        tma_load(base + L::kDO + kHalf, &map_do, 64, row, hh, ss, bar);
-        tma_load(base + L::kV, &map_v, 0, row, hh, ss, bar);
-        tma_load(base + L::kV + kHalf, &map_v, 64, row, hh, ss, bar);
+        tma_load_pair(base + L::kK, &map_k, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kQ, &map_q, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kDO, &map_do, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kV, &map_v, 0, row, hh, ss, bar);
       };
       produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }

@@ -196,6 +196,38 @@ struct CoreStream {
 // (t = lane % 4): d[4j + 0..3] = (row, c), (row, c + 1), (row + 8, c), (row + 8, c + 1).
 // The A fragment (registers) of a 16-wide K slice s has the same rows: a[0] = (g, 16s + 2t..),
 // a[1] = (g + 8, 16s + 2t..), a[2] = (g, 16s + 2t + 8..), a[3] = (g + 8, 16s + 2t + 8..).
+// The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
+// kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
+// a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
+// SPLIT: the remainders, rounded, in pl (compensated).
+template <class T, bool REVERSE, bool SPLIT = false>
+__device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
+                                            float scale, int a_b0, uint32_t (*pl)[4] = nullptr) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
+      const int j = 2 * ks + q / 2, r = 2 * (q % 2);
+      const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
+      float v0, v1;
+      if constexpr (REVERSE) {
+        v0 = -dd >= 0 ? scale * dec[-dd] * pr[4 * j + r] : 0.f;
+        v1 = -dd >= -1 ? scale * dec[1 - dd] * pr[4 * j + r + 1] : 0.f;
+      } else {
+        v0 = dd >= 0 ? scale * dec[dd] * pr[4 * j + r] : 0.f;
+        v1 = dd >= 1 ? scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
+      }
+      const typename O::T2 v = O::from_f2(v0, v1);
+      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+      if constexpr (SPLIT) {
+        const float2 h = O::to_f2(v);
+        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
+        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
+      }
+    }
+}
+
 template <class T, int DK, int NWG, int NB>
 __global__ void __launch_bounds__(128 * NWG, 1)
     chunk_scan_wgmma_kernel(const ScanParams p, const Slopes sl, bool out_vec2) {
@@ -346,17 +378,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
     wg_wait<2>();
     fence_regs(pr);
     uint32_t pa[4][4];
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
-        const int j = 2 * ks + q / 2, r = 2 * (q % 2);
-        const int dd = a_b0 + 8 * (r / 2) - 8 * j;  // a - b of pr[4j + r]; of pr[4j + r + 1]: - 1
-        const float v0 = dd >= 0 ? p.scale * dec[dd] * pr[4 * j + r] : 0.f;
-        const float v1 = dd >= 1 ? p.scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
-        const typename O::T2 v = O::from_f2(v0, v1);
-        pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      }
+    mask_scores<T, false>(pa, pr, dec, p.scale, a_b0);
     wg_wait<1>();
     fence_regs(o_acc);
 #pragma unroll

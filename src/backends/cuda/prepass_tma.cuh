@@ -66,10 +66,8 @@ __global__ void __launch_bounds__(kPreThreads, 2)
       const int e_col = blockIdx.y * 128, hh = h, ss = (int)s;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)(p.reverse ? p.seqlen - tau - kC : tau);  // the chunk's first token
-        tma_load(base + L::kY, &map_y, 0, row, hh, ss, bar);
-        tma_load(base + L::kY + kHalf, &map_y, 64, row, hh, ss, bar);
-        tma_load(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
-        tma_load(base + L::kZ + kHalf, &map_z, e_col + 64, row, hh, ss, bar);
+        tma_load_pair(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load_pair(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
       };
       produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }
