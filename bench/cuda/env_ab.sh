@@ -5,6 +5,7 @@
 # (same build, same GPU), rows printed last.
 #
 # Usage: VAR=TNL_CUDA_TC_WIDE VALUES="0 1 2" OUT=<dir> bench/cuda/env_ab.sh [build-dir]
+#   a value may instead be comma-joined assignments, VALUES="A=0 A=1,B=3": VAR only names the rows then
 #   RUNS=2      alternating runs of each value
 #   SHAPES=...  `tnl bench attn` shape arguments, ';'-separated (default: B=4 H=32 D=128 at 1K
 #               and 32K, B=1 H=16 D=128 at 128K, B=8 H=16 D=64 at 8K)
@@ -23,6 +24,8 @@ RUNS=${RUNS:-2}
 MODES=${MODES:-rounded compensated}
 SHAPES=${SHAPES:-"--batch 4 --heads 32 --dim 128 --seqlens 1024,32768;--batch 1 --heads 16 --dim 128 --seqlens 131072;--batch 8 --heads 16 --dim 64 --seqlens 8192"}
 mkdir -p "$OUT"
+# The assignments of value $1, one a line.
+assignments() { if [[ $1 == *=* ]]; then tr ',' '\n' <<<"$1"; else echo "$VAR=$1"; fi; }
 source scripts/deps-env.sh
 GENCODE=${TNL_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
 SECONDS=0
@@ -39,7 +42,8 @@ T=$BUILD/tests
 if [ "${TESTS:-1}" = 1 ]; then
   source bench/cuda/attn_tests.sh
   for v in ${TEST_VALUES:-$VALUES}; do
-    attn_gpu_tests "$T" "$OUT/${v}_" "env_ab: $VAR=$v" "$VAR=$v"
+    mapfile -t a < <(assignments "$v")
+    attn_gpu_tests "$T" "$OUT/${v//[=,]/_}_" "env_ab: ${a[*]}" "${a[@]}"
   done
 fi
 rows=$OUT/rows.txt
@@ -49,9 +53,10 @@ for i in $(seq "$RUNS"); do
   for shape in "${shapes[@]}"; do
     for m in $MODES; do
       for v in $VALUES; do
-        timeout "${BENCH_TIMEOUT:-300}" env "$VAR=$v" $BUILD/tools/tnl bench attn --device cuda --dtype bf16 $shape --no-decode \
+        mapfile -t a < <(assignments "$v")
+        timeout "${BENCH_TIMEOUT:-300}" env "${a[@]}" $BUILD/tools/tnl bench attn --device cuda --dtype bf16 $shape --no-decode \
           --no-validate --intermediates $m 2>/dev/null | grep -E '^\| (fwd|bwd)' |
-          sed "s/^/| $VAR=$v | $m /" >>"$rows"
+          sed "s/^/| ${a[*]} | $m /" >>"$rows"
       done
     done
   done

@@ -16,7 +16,7 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
 int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
-  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // a block of 128 columns an SM
+  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // 128 columns an SM
   return tc::tiles_per_sm<__nv_bfloat16>(p.dk, p.dv, p.compensated);
 }
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms) {

@@ -14,7 +14,7 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
   tc::launch<__half>(p, sl, local_pass, stream);
 }
 int chunk_scan_tiles_per_sm_f16(const ScanParams& p) {
-  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // a block of 128 columns an SM
+  if (tma::serves(p, false) || tma::serves_fused(p, false)) return 2;  // 128 columns an SM
   return tc::tiles_per_sm<__half>(p.dk, p.dv, p.compensated);
 }
 bool chunk_scan_fused_tma_f16(const ScanParams& p) { return tma::serves_fused(p, false); }

@@ -4,8 +4,8 @@
 // every product on wgmma. For fp16/bf16 inputs with rounded or compensated (SPLIT: hi + lo
 // parts of the derived operands) intermediates, forward-time full passes (the forward and the dq
 // scan: not reversed, not the pre-pass, not the fused dk/dv scan), dense batches (no
-// cu_seqlens), 64 < dk <= 128 (padded to 128), dv > 64 (blocks of 128 value columns), 16-byte
-// aligned rows. Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
+// cu_seqlens), 16-byte aligned rows, and dk <= 64 (padded to 64) or 64 < dk <= 128 (padded to
+// 128) with dv > 64. Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
 // kernel's speed when rounded (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off,
 // TNL_CUDA_TMA_SPLIT=0 for the compensated mode only. The fused dk/dv scan on the same design:
 // chunk_scan_tma_bwd.cuh.
@@ -14,6 +14,9 @@
 //   warpgroup 0: the producer (one thread issues the copies; 40 registers a thread);
 //   warpgroup 1 + w (w = 0, 1): value columns 64w..64w+63 of the block, its part of the state
 //   S (128, 64) fp32 in registers (64 a thread) and of the output.
+// (BlockShape: with dk <= 64, X and Y are one 64-column half and the state (64, 64), 32 registers
+// a thread; with dv <= 64 too, a block is the producer and one consumer, 64 value columns, two
+// blocks a multiprocessor.)
 // Per chunk a consumer warpgroup (a = row of the chunk, b = column, d = key, e = value column):
 //   S rounded -> shared memory (B of X S), Zw = w_b Z(b, e) -> shared memory (B of the update),
 //   group 1: P  = X Yᵀ                   (C, C)    A = X, B = Y (swizzled, K-major)
@@ -52,19 +55,34 @@ using wg::mask_scores;
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
 
+// The scan block's shape: KH 64-column halves of dk (1: dk <= 64, 2: dk <= 128) and NW consumer
+// warpgroups of 64 value columns each (1: a block of 64 columns, 2: of 128), after a producer
+// warpgroup. Blocks of one consumer run two to a multiprocessor.
+template <int KH, int NW>
+struct BlockShape {
+  static constexpr int kThreads = 128 * (1 + NW);
+  static constexpr int kCols = 64 * NW;  // value columns of a block
+  static constexpr int kMinBlocks = NW == 1 ? 2 : 1;
+  // setmaxnreg: what the producer gives up and the consumers take (the block's registers at
+  // launch, kMinBlocks blocks on a multiprocessor's 64K, split between the roles)
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = NW == 1 ? 216 : 232;
+};
+
 // SPLIT (compensated): the state and the weighted rows as hi + lo tiles (the lo tile right after
 // the hi one); 224 KB of tiles then.
-template <int NB, bool SPLIT = false>
+// KH, NW: BlockShape's (X, Y of KH halves, Z of NW).
+template <int NB, bool SPLIT = false, int KH = 2, int NW = 2>
 struct Layout {  // byte offsets from the 1024-aligned base
-  static constexpr int kX = 0, kY = 2 * kHalf, kZ = 4 * kHalf;  // within a stage
-  static constexpr int kStage = 6 * kHalf;
+  static constexpr int kX = 0, kY = KH * kHalf, kZ = 2 * KH * kHalf;  // within a stage
+  static constexpr int kStage = (2 * KH + NW) * kHalf;
   static constexpr int kParts = SPLIT ? 2 : 1;
-  using S = wg::CoreTile<true, 64, 128>;  // (e, d) per consumer: B of X S
+  using S = wg::CoreTile<true, 64, 64 * KH>;  // (e, d) per consumer: B of X S
   using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer: B of the update
   static constexpr int kSo = NB * kStage;                  // consumer w's hi at kSo + w·kParts·S::kBytes
-  static constexpr int kZwo = kSo + 2 * kParts * S::kBytes;
-  static constexpr int kOuto = kZwo + 2 * kParts * Zw::kBytes;  // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
-  static constexpr int kDec = kOuto + 4 * kHalf;           // λ^Δ, Δ = 0..C+1, fp32
+  static constexpr int kZwo = kSo + NW * kParts * S::kBytes;
+  static constexpr int kOuto = kZwo + NW * kParts * Zw::kBytes;  // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
+  static constexpr int kDec = kOuto + 2 * NW * kHalf;      // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);     // full[NB], empty[NB]: 8 bytes each
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;  // + slack to align the base
 };
@@ -113,6 +131,14 @@ __device__ __forceinline__ void tma_load_pair(unsigned char* dst, const CUtensor
   tma_load(dst, map, c0, c1, c2, c3, bar);
   tma_load(dst + kHalf, map, c0 + 64, c1, c2, c3, bar);
 }
+// N (1 or 2) such halves: columns c0..c0+64N-1.
+template <int N>
+__device__ __forceinline__ void tma_load_halves(unsigned char* dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                                int c3, uint64_t* bar) {
+  static_assert(N == 1 || N == 2, "one or two halves");
+  if constexpr (N == 2) tma_load_pair(dst, map, c0, c1, c2, c3, bar);
+  else tma_load(dst, map, c0, c1, c2, c3, bar);
+}
 
 // The block's 1024-byte aligned shared base, as an offset from smem_raw (so that the compiler
 // keeps the shared state space: LDS/STS, not generic loads and stores).
@@ -135,14 +161,14 @@ struct BlockIndex {
 
 // What every block of a TMA scan does first: the decay table λ^Δ (Δ = 0..C+1) and the mbarriers
 // of NB stages (full: the producer's expect_tx, completed by the copies; empty: one arrival per
-// consumer warp), then a block barrier.
-template <int NB>
+// consumer warp, `consumer_warps` of them), then a block barrier. Blocks have at least C + 2 threads.
+template <int NB, int consumer_warps = 8>
 __device__ __forceinline__ void block_setup(float* dec, uint64_t* full, uint64_t* empty, float slope) {
   for (int i = threadIdx.x; i < kC + 2; i += kThreads) dec[i] = expf(-slope * (float)i);
   if (threadIdx.x == 0) {
     for (int i = 0; i < NB; ++i) {
       mbar_init(&full[i], 1);   // the producer's expect_tx; the copies complete it
-      mbar_init(&empty[i], 8);  // one arrival per consumer warp
+      mbar_init(&empty[i], consumer_warps);  // one arrival per consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -181,15 +207,16 @@ struct StatePart {
 
 // st = the state this part starts segment `seg` from: the initial state's (zero when none) or
 // the segment prefix's (code run once a block: off the path when the state starts at zero).
-__device__ __forceinline__ void start_state(float (&st)[2][32], const ScanParams& p, const StatePart& o,
+template <int KH>
+__device__ __forceinline__ void start_state(float (&st)[KH][32], const ScanParams& p, const StatePart& o,
                                             int64_t shd, int seg) {
 #pragma unroll
-  for (int m = 0; m < 2; ++m)
+  for (int m = 0; m < KH; ++m)
 #pragma unroll
     for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
   if (p.init || seg > 0) {
 #pragma unroll
-    for (int k = 0; k < 64; ++k) {
+    for (int k = 0; k < 32 * KH; ++k) {
       int d, e;
       if (o.elem(p, k, d, e)) st[k / 32][k % 32] = segment_start_state(p, shd, seg, d, e);
     }
@@ -197,12 +224,13 @@ __device__ __forceinline__ void start_state(float (&st)[2][32], const ScanParams
 }
 
 // The final state (the last segment's blocks), this part of it.
-__device__ __forceinline__ void store_final_state(const float (&st)[2][32], const ScanParams& p,
+template <int KH>
+__device__ __forceinline__ void store_final_state(const float (&st)[KH][32], const ScanParams& p,
                                                   const StatePart& o, int64_t shd, int seg) {
   if (p.final_state && seg == p.num_segs - 1) {
     const int64_t state_off = shd * (int64_t)p.dk * p.dv;
 #pragma unroll
-    for (int m = 0; m < 2; ++m)
+    for (int m = 0; m < KH; ++m)
 #pragma unroll
       for (int q = 0; q < 32; ++q) {
         const int j = q / 4, r = q % 4;
@@ -249,18 +277,18 @@ __device__ __forceinline__ void weight_rows(unsigned char* dst, const unsigned c
 // The state update's wgmmas, st += Yᵀ Zw (+ Yᵀ Zw_lo when SPLIT), one commit group's worth: A = Yᵀ
 // read M-major from the swizzled Y tile at shared address ya (its two 64-column halves give the
 // two 64-row halves of st), B = the weighted rows zw (and zw_lo) in the core-matrix layout Zw.
-template <class T, class Zw, bool SPLIT>
-__device__ __forceinline__ void update_state(float (&st)[2][32], uint32_t ya, const unsigned char* zw,
+template <class T, class Zw, bool SPLIT, int KH>
+__device__ __forceinline__ void update_state(float (&st)[KH][32], uint32_t ya, const unsigned char* zw,
                                              const unsigned char* zw_lo) {
   using W = wg::Mma<T>;
 #pragma unroll
-  for (int m = 0; m < 2; ++m)
+  for (int m = 0; m < KH; ++m)
 #pragma unroll
     for (int k0 = 0; k0 < kC; k0 += 16)
       W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), Zw::desc(zw, 0, k0), true);
   if constexpr (SPLIT) {
 #pragma unroll
-    for (int m = 0; m < 2; ++m)
+    for (int m = 0; m < KH; ++m)
 #pragma unroll
       for (int k0 = 0; k0 < kC; k0 += 16)
         W::template ss<1, 1>(st[m], sw128_desc(ya + m * kHalf + k0 * 128), Zw::desc(zw_lo, 0, k0), true);
@@ -270,12 +298,12 @@ __device__ __forceinline__ void update_state(float (&st)[2][32], uint32_t ya, co
 // This thread's part of the state (StatePart layout, columns e0 + 8j + 2t (+1) of the tile)
 // rounded into the core-matrix tile `hi` (element (e, d) at Tile::offset(e, d)), and when SPLIT
 // the rounded remainders into the same layout at `lo`.
-template <class T, class Tile, bool SPLIT>
-__device__ __forceinline__ void store_state_rounded(const float (&st)[2][32], unsigned char* hi, unsigned char* lo,
+template <class T, class Tile, bool SPLIT, int KH>
+__device__ __forceinline__ void store_state_rounded(const float (&st)[KH][32], unsigned char* hi, unsigned char* lo,
                                                     int warp, int g, int t, int e0) {
   using O = Ops<T>;
 #pragma unroll
-  for (int m = 0; m < 2; ++m)
+  for (int m = 0; m < KH; ++m)
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -296,13 +324,14 @@ __device__ __forceinline__ void store_state_rounded(const float (&st)[2][32], un
 // else st.global from registers (out_vec2: column pairs 4-byte aligned). SPLIT (compensated):
 // the state, the weighted rows and the masked scores enter their wgmmas as hi + lo parts, one
 // wgmma each (the inputs X, Y, Z enter exactly), as in chunk_scan_tc.cuh.
-template <class T, int NB, bool TMA_OUT, bool SPLIT = false>
-__global__ void __launch_bounds__(kThreads, 1)
+template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW>
+__global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, NW>::kMinBlocks)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
                           const __grid_constant__ CUtensorMap map_z, const __grid_constant__ CUtensorMap map_o,
                           const ScanParams p, const Slopes sl, bool out_vec2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = Layout<NB, SPLIT>;
+  using L = Layout<NB, SPLIT, KH, NW>;
+  using B = BlockShape<KH, NW>;
   using O = Ops<T>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
@@ -318,24 +347,24 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
-  block_setup<NB>(dec, full, empty, slope);
+  block_setup<NB, 4 * NW>(dec, full, empty, slope);
 
   const int role = threadIdx.x / 128;
   if (role == 0) {  // the producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(B::kProducerRegs));
     if (threadIdx.x == 0) {
-      const int e_col = blockIdx.y * 128;
+      const int e_col = blockIdx.y * B::kCols;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)tau, hh = h, ss = (int)s;
-        tma_load_pair(base + L::kX, &map_x, 0, row, hh, ss, bar);
-        tma_load_pair(base + L::kY, &map_y, 0, row, hh, ss, bar);
-        tma_load_pair(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
+        tma_load_halves<KH>(base + L::kX, &map_x, 0, row, hh, ss, bar);
+        tma_load_halves<KH>(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load_halves<NW>(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
       };
       produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }
     return;
   }
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(B::kConsumerRegs));
 
   const int wgi = role - 1, tid = threadIdx.x - 128 * role;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -343,11 +372,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned char* Zws = sm + L::kZwo + wgi * L::kParts * L::Zw::kBytes;  // this warpgroup's weighted Z
   unsigned char* Ss_lo = Ss + L::S::kBytes;                             // SPLIT: the remainders
   unsigned char* Zws_lo = Zws + L::Zw::kBytes;
-  const int e0 = blockIdx.y * 128 + 64 * wgi;                // this warpgroup's first column
+  const int e0 = blockIdx.y * B::kCols + 64 * wgi;           // this warpgroup's first column
 
-  // The state S (128, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
+  // The state S (64·KH, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
   const StatePart part{warp, g, t, e0};
-  float st[2][32];
+  float st[KH][32];
   start_state(st, p, part, shd, seg);
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
@@ -403,7 +432,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     store_state_rounded<T, typename L::S, SPLIT>(st, Ss, Ss_lo, warp, g, t, 0);
     const float dn = dec[n];  // S = λ^n S before the update (group 3) accumulates onto it
 #pragma unroll
-    for (int m = 0; m < 2; ++m) {
+    for (int m = 0; m < KH; ++m) {
 #pragma unroll
       for (int q = 0; q < 32; ++q) st[m][q] *= dn;
       wg::fence_regs(st[m]);
@@ -427,19 +456,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     wg::fence_regs(o_acc);
     wg::wg_fence();
 #pragma unroll
-    for (int k0 = 0; k0 < 128; k0 += 16) {
+    for (int k0 = 0; k0 < 64 * KH; k0 += 16) {
       const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
       W::template ss<0>(pr, sw128_desc(xa + koff), sw128_desc(ya + koff), k0 > 0);
     }
     wg::wg_commit();
 #pragma unroll
-    for (int k0 = 0; k0 < 128; k0 += 16) {
+    for (int k0 = 0; k0 < 64 * KH; k0 += 16) {
       const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
       W::template ss<1>(o_acc, sw128_desc(xa + koff), L::S::desc(Ss, 0, k0), k0 > 0);
     }
     if constexpr (SPLIT) {
 #pragma unroll
-      for (int k0 = 0; k0 < 128; k0 += 16) {
+      for (int k0 = 0; k0 < 64 * KH; k0 += 16) {
         const uint32_t koff = (k0 / 64) * kHalf + (k0 % 64) * 2;
         W::template ss<1>(o_acc, sw128_desc(xa + koff), L::S::desc(Ss_lo, 0, k0), true);
       }
@@ -475,7 +504,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     wg::wg_wait<0>();
     wg::fence_regs(o_acc);
 #pragma unroll
-    for (int m = 0; m < 2; ++m) wg::fence_regs(st[m]);
+    for (int m = 0; m < KH; ++m) wg::fence_regs(st[m]);
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
 
@@ -622,38 +651,59 @@ inline bool split_enabled() {
 }
 
 // Whether this kernel serves the scan: a forward-time full pass (either intermediates mode; the
-// compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < dk <= 128, dv > 64,
-// 16-byte aligned rows with positive strides.
+// compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 16-byte aligned rows with
+// positive strides, and dk <= 64 (any dv), or 64 < dk <= 128 with dv > 64 (a block of one
+// consumer and dk > 64 would not fit twice on a multiprocessor). TNL_CUDA_TMA_D64=0 keeps
+// dk <= 64 on the mma.sync kernel (an A/B switch).
 inline bool serves(const ScanParams& p, bool local_pass) {
-  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.reverse && !p.cu_seqlens && p.dk > 64 &&
-         p.dk <= 128 && p.dv > 64 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) &&
-         positive_strides(p.x, p) && positive_strides(p.y, p) && positive_strides(p.z, p) &&
-         device_ok();
+  static const bool d64 = !env_is("TNL_CUDA_TMA_D64", '0');
+  const bool dims = p.dk <= 64 ? d64 : p.dk <= 128 && p.dv > 64;
+  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.reverse && !p.cu_seqlens && dims &&
+         p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
+         positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
 }
 
-template <class T, int NB, bool TMA_OUT, bool SPLIT>
+template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  using L = Layout<NB, SPLIT>;
-  static_assert(L::kBytes <= 227 * 1024, "the opt-in shared memory of a block on sm_90");
+  using L = Layout<NB, SPLIT, KH, NW>;
+  using B = BlockShape<KH, NW>;
+  static_assert(B::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the shared memory of a multiprocessor on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUtensorMap mx = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, p.dk, type);
   const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, type);
   const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, type);
   const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, p.dv, type) : mz;
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + 127) / 128));
+  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + B::kCols - 1) / B::kCols));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
-  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT>;
+  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
-  kern<<<grid, kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
+  kern<<<grid, B::kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
   TNL_CUDA_CHECK_LAUNCH();
+}
+
+// TNL_CUDA_TMA_D64_STAGES=3: three copy stages for the rounded blocks of one consumer with TMA
+// stores (two such blocks still fit a multiprocessor); else two. An A/B switch, read once.
+inline int stages_d64() {
+  static const int nb = env_is("TNL_CUDA_TMA_D64_STAGES", '3') ? 3 : 2;
+  return nb;
+}
+
+template <class T, bool TMA_OUT, bool SPLIT>
+void launch_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+  if (p.dk > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2>(p, sl, stream);
+  if (p.dv > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 1, 2>(p, sl, stream);
+  if constexpr (TMA_OUT && !SPLIT) {
+    if (stages_d64() == 3) return launch_config<T, 3, TMA_OUT, SPLIT, 1, 1>(p, sl, stream);
+  }
+  launch_config<T, 2, TMA_OUT, SPLIT, 1, 1>(p, sl, stream);
 }
 
 template <class T, bool SPLIT>
 void launch_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   if (variant() == '2' && tc::rows_aligned16(out_rows(p)) && positive_strides(out_rows(p), p))
-    return launch_config<T, 2, true, SPLIT>(p, sl, stream);
-  launch_config<T, 2, false, SPLIT>(p, sl, stream);
+    return launch_shape<T, true, SPLIT>(p, sl, stream);
+  launch_shape<T, false, SPLIT>(p, sl, stream);
 }
 
 template <class T>

@@ -135,9 +135,10 @@ std::vector<NamedCase> rounded_cases() {
     }
     // D <= 128 with E > 64 takes the blocks of two column tiles, {128, 64} the one-tile kernel;
     // {96, 128} and {128, 128} the fused dk/dv backward scan (on sm_90 the TMA one, with zero
-    // filled and clipped columns at D = 96).
+    // filled and clipped columns at D = 96). On sm_90 the TMA scan's blocks of one 64-column
+    // half of dk: one consumer at {16, 64} and D = E = 64 (above), two at {64, 128}.
     const int64_t dims[][2] = {{16, 64}, {96, 192}, {128, 128}, {128, 64}, {192, 96}, {256, 128},
-                               {256, 256}, {96, 128}};
+                               {256, 256}, {96, 128}, {64, 128}};
     for (const auto& de : dims) {
       AttnCaseConfig cfg = make_config(1, 200, 2, de[0], de[1], dt, layouts[i++ % 4]);
       cfg.initial_state = cfg.d_final_state = true;
@@ -145,10 +146,13 @@ std::vector<NamedCase> rounded_cases() {
       cfg.scale = 0.5f;
       cases.push_back({detail::cat(d, "_D", de[0], "_E", de[1]), cfg});
     }
-    AttnCaseConfig seg = make_config(1, 3001, 2, 128, 128, dt, CaseLayout::bnhd);  // segments
-    seg.initial_state = seg.d_final_state = true;
-    seg.slopes = {1e-4f, 0.02f};
-    cases.push_back({d + "_segmented_N3001", seg});
+    // Segments; at D = E = 64 on sm_90 the TMA scan's blocks of one consumer.
+    for (int64_t de : {128, 64}) {
+      AttnCaseConfig seg = make_config(1, 3001, 2, de, de, dt, CaseLayout::bnhd);
+      seg.initial_state = seg.d_final_state = true;
+      seg.slopes = std::vector<float>{1e-4f, 0.02f};
+      cases.push_back({d + (de == 128 ? "_segmented_N3001" : "_segmented_D64_N3001"), seg});
+    }
     // One (sequence, head) over 16 segments of 4 chunks: the bf16 GEMM pre-pass splits each
     // into two sub-segments (pre_split 2) to fill the GPU (f16 keeps the chain).
     if (dt == DType::bf16) {
