@@ -682,20 +682,10 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   TNL_CUDA_CHECK_LAUNCH();
 }
 
-// TNL_CUDA_TMA_D64_STAGES=3: three copy stages for the rounded blocks of one consumer with TMA
-// stores (two such blocks still fit a multiprocessor); else two. An A/B switch, read once.
-inline int stages_d64() {
-  static const int nb = env_is("TNL_CUDA_TMA_D64_STAGES", '3') ? 3 : 2;
-  return nb;
-}
-
 template <class T, bool TMA_OUT, bool SPLIT>
 void launch_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   if (p.dk > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2>(p, sl, stream);
   if (p.dv > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 1, 2>(p, sl, stream);
-  if constexpr (TMA_OUT && !SPLIT) {
-    if (stages_d64() == 3) return launch_config<T, 3, TMA_OUT, SPLIT, 1, 1>(p, sl, stream);
-  }
   launch_config<T, 2, TMA_OUT, SPLIT, 1, 1>(p, sl, stream);
 }
 
