@@ -643,6 +643,13 @@ inline bool positive_strides(const Rows& r, const ScanParams& p) {
   return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
 }
 
+// TNL_CUDA_TMA_D64=0: dk <= 64 on the mma.sync scan, and the pre-pass of states with dk <= 64 or
+// dv <= 64 on the chain (an A/B switch). Read once.
+inline bool d64_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_D64", '0');
+  return on;
+}
+
 // TNL_CUDA_TMA_SPLIT=0: the compensated mode on the mma.sync scans instead of the TMA ones (an A/B
 // switch). Read once.
 inline bool split_enabled() {
@@ -653,11 +660,9 @@ inline bool split_enabled() {
 // Whether this kernel serves the scan: a forward-time full pass (either intermediates mode; the
 // compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 16-byte aligned rows with
 // positive strides, and dk <= 64 (any dv), or 64 < dk <= 128 with dv > 64 (a block of one
-// consumer and dk > 64 would not fit twice on a multiprocessor). TNL_CUDA_TMA_D64=0 keeps
-// dk <= 64 on the mma.sync kernel (an A/B switch).
+// consumer and dk > 64 would not fit twice on a multiprocessor).
 inline bool serves(const ScanParams& p, bool local_pass) {
-  static const bool d64 = !env_is("TNL_CUDA_TMA_D64", '0');
-  const bool dims = p.dk <= 64 ? d64 : p.dk <= 128 && p.dv > 64;
+  const bool dims = p.dk <= 64 ? d64_enabled() : p.dk <= 128 && p.dv > 64;
   return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.reverse && !p.cu_seqlens && dims &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();

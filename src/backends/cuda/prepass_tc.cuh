@@ -214,6 +214,15 @@ int prepass_blocks_per_sm() {
   return blocks;
 }
 
+// TNL_CUDA_PREPASS_SPLIT=<1..8>: at most that many sub-segments per segment (0: unset). Read once.
+inline int prepass_split_forced() {
+  static const int forced = [] {
+    const char* e = std::getenv("TNL_CUDA_PREPASS_SPLIT");
+    return e && e[0] >= '1' && e[0] <= '8' ? e[0] - '0' : 0;
+  }();
+  return forced;
+}
+
 // Sub-segments per segment (prepass_split_count, prepass_split.h) for one wave of the pre-pass's
 // blocks on `sms` multiprocessors; TNL_CUDA_PREPASS_SPLIT=<1..8>: at most that many.
 template <class T>
@@ -223,9 +232,5 @@ int prepass_split(const ScanParams& p, int sms) {
   const int64_t blocks = p.num_seqs * p.heads * (p.num_segs - 1) * tiles;
   const int64_t slots = (int64_t)sms * (p.compensated ? prepass_blocks_per_sm<T, true>()
                                                       : prepass_blocks_per_sm<T, false>());
-  static const int forced = [] {
-    const char* e = std::getenv("TNL_CUDA_PREPASS_SPLIT");
-    return e && e[0] >= '1' && e[0] <= '8' ? e[0] - '0' : 0;
-  }();
-  return prepass_split_count(blocks, slots, p.seg_len / kC, forced);
+  return prepass_split_count(blocks, slots, p.seg_len / kC, prepass_split_forced());
 }

@@ -1,7 +1,7 @@
 // prepass_tma.cuh: the segment pre-pass (local end states, chunk_scan.h) on the TMA + wgmma design
-// of chunk_scan_tma.cuh, for bf16 scans with 64 < dk, dv <= 128 on sm_90 (rounded, or compensated:
-// SPLIT, the weighted rows as hi + lo parts, two wgmmas); the GEMM pre-pass (prepass_tc.cuh)
-// serves everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
+// of chunk_scan_tma.cuh, for bf16 scans with dk, dv <= 128 on sm_90 (rounded, or compensated:
+// SPLIT, the weighted rows as hi + lo parts, two wgmmas); the GEMM pre-pass (prepass_tc.cuh) or
+// the chain serve everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
 //
 // The same sum as the GEMM pre-pass: for every (sequence, head) and sub-segment j of segments
 // 0..num_segs-2 (scan rows [j·sub_len, (j+1)·sub_len), all inside the sequence)
@@ -16,8 +16,10 @@
 // 32 KB stages; consumer w owns state columns 64w..64w+63 (A_j (128, 64), 64 fp32 registers a
 // thread, the layout of the scan's state) and per chunk writes Zw(e, b) = w_b Z(b, 64w + e)
 // rounded to shared memory, then runs A += Yᵀ Zw on wgmma (A operand Yᵀ read M-major from the
-// swizzled Y tile, as the scan's state update does). Two blocks fit on a multiprocessor (the GEMM
-// pre-pass's occupancy, which the sub-segment count rule assumes).
+// swizzled Y tile, as the scan's state update does). Two blocks fit on a multiprocessor.
+// PreShape: with dk <= 64 (KH = 1) Y is one 64-column half and the state 64 rows; with dv <= 64
+// (NW = 1) a block has one consumer; smaller blocks run more to a multiprocessor, and the
+// sub-segment count (chunk_scan_prepass_split_bf16) fills them.
 #pragma once
 
 #include "backends/cuda/chunk_scan_tma.cuh"
@@ -25,27 +27,33 @@
 namespace tnl::cuda {
 namespace tma {
 
-constexpr int kPreConsumers = 256;                  // two consumer warpgroups: threads 0..255
-constexpr int kPreThreads = kPreConsumers + 32;     // and the producer warp
+// KH 64-column halves of dk (Y), NW consumer warpgroups (64 state columns each, Z halves).
+template <int KH, int NW>
+struct PreShape {
+  static constexpr int kConsumers = 128 * NW;       // threads 0..kConsumers-1
+  static constexpr int kThreads = kConsumers + 32;  // and the producer warp
+  static constexpr int kMinBlocks = NW == 2 ? 2 : KH == 1 ? 4 : 3;  // a multiprocessor's
+};
 
-template <int NB, bool SPLIT>
+template <int NB, bool SPLIT, int KH = 2, int NW = 2>
 struct PreLayout {  // byte offsets from the 1024-aligned base
-  static constexpr int kY = 0, kZ = 2 * kHalf;  // within a stage
-  static constexpr int kStage = 4 * kHalf;
+  static constexpr int kY = 0, kZ = KH * kHalf;  // within a stage
+  static constexpr int kStage = (KH + NW) * kHalf;
   static constexpr int kParts = SPLIT ? 2 : 1;
   using Zw = wg::CoreTile<true, 64, kC>;  // (e, b) = w_b Z(b, e) per consumer (hi, then lo when SPLIT)
   static constexpr int kZwo = NB * kStage;
-  static constexpr int kDec = kZwo + 2 * kParts * Zw::kBytes;  // λ^Δ table of block_setup (unused here)
+  static constexpr int kDec = kZwo + NW * kParts * Zw::kBytes;  // λ^Δ table of block_setup (unused here)
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);    // full[NB], empty[NB]
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;
 };
 
-template <class T, int NB, bool SPLIT>
-__global__ void __launch_bounds__(kPreThreads, 2)
+template <class T, int NB, bool SPLIT, int KH, int NW>
+__global__ void __launch_bounds__(PreShape<KH, NW>::kThreads, PreShape<KH, NW>::kMinBlocks)
     prepass_tma_kernel(const __grid_constant__ CUtensorMap map_y, const __grid_constant__ CUtensorMap map_z,
                        const ScanParams p, const Slopes sl) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = PreLayout<NB, SPLIT>;
+  using L = PreLayout<NB, SPLIT, KH, NW>;
+  constexpr int kPreConsumers = PreShape<KH, NW>::kConsumers;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);
@@ -59,15 +67,15 @@ __global__ void __launch_bounds__(kPreThreads, 2)
   const int64_t s = shd / p.heads;
   const int64_t seg_begin = (int64_t)sub * p.sub_len, seg_end = seg_begin + p.sub_len;  // scan rows
   const float slope = sl.s[h];
-  block_setup<NB>(dec, full, empty, slope);
+  block_setup<NB, 4 * NW>(dec, full, empty, slope);
 
   if (threadIdx.x >= kPreConsumers) {  // the producer warp
     if (threadIdx.x == kPreConsumers) {
-      const int e_col = blockIdx.y * 128, hh = h, ss = (int)s;
+      const int e_col = blockIdx.y * 64 * NW, hh = h, ss = (int)s;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
         const int row = (int)(p.reverse ? p.seqlen - tau - kC : tau);  // the chunk's first token
-        tma_load_pair(base + L::kY, &map_y, 0, row, hh, ss, bar);
-        tma_load_pair(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
+        tma_load_halves<KH>(base + L::kY, &map_y, 0, row, hh, ss, bar);
+        tma_load_halves<NW>(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
       };
       produce<NB>(sm, L::kStage, full, empty, seg_begin, seg_end, load);
     }
@@ -78,10 +86,10 @@ __global__ void __launch_bounds__(kPreThreads, 2)
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   unsigned char* Zws = sm + L::kZwo + wgi * L::kParts * L::Zw::kBytes;
   unsigned char* Zws_lo = Zws + L::Zw::kBytes;  // SPLIT
-  const StatePart part{warp, g, t, (int)blockIdx.y * 128 + 64 * wgi};
-  float st[2][32];  // A_j (128, 64): half m, rows 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1)
+  const StatePart part{warp, g, t, (int)blockIdx.y * 64 * NW + 64 * wgi};
+  float st[KH][32];  // A_j (64·KH, 64): half m, rows 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1)
 #pragma unroll
-  for (int m = 0; m < 2; ++m)
+  for (int m = 0; m < KH; ++m)
 #pragma unroll
     for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
 
@@ -101,21 +109,21 @@ __global__ void __launch_bounds__(kPreThreads, 2)
     weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, base + L::kZ + wgi * kHalf, tid, w_of, Zws_lo);
     wg::fence_async_smem();
     tc::named_sync(1 + wgi, 128);
-    wg::fence_regs(st[0]);
-    wg::fence_regs(st[1]);
+#pragma unroll
+    for (int m = 0; m < KH; ++m) wg::fence_regs(st[m]);
     wg::wg_fence();
     update_state<T, typename L::Zw, SPLIT>(st, ya, Zws, Zws_lo);
     wg::wg_commit();
     wg::wg_wait<0>();
-    wg::fence_regs(st[0]);
-    wg::fence_regs(st[1]);
+#pragma unroll
+    for (int m = 0; m < KH; ++m) wg::fence_regs(st[m]);
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
   }
 
   float* dst = p.seg_states + (shd * p.num_segs * p.pre_split + sub) * (int64_t)p.dk * p.dv;
 #pragma unroll
-  for (int k = 0; k < 64; ++k) {
+  for (int k = 0; k < 32 * KH; ++k) {
     int d, e;
     if (part.elem(p, k, d, e)) dst[(int64_t)d * p.dv + e] = st[k / 32][k % 32];
   }
@@ -130,35 +138,65 @@ inline bool prepass_enabled() {
   return on;
 }
 
-// Whether this kernel serves the pre-pass of p: bf16 (the caller's dtype; fp16 keeps the chain,
-// see prepass_tc.cuh), dense batches, 64 < dk, dv <= 128, 16-byte aligned rows of Y and Z with
-// positive strides.
+// Whether this kernel would serve the pre-pass of p's shape: bf16 (the caller's dtype; fp16 keeps
+// the chain, see prepass_tc.cuh), dense batches, dk, dv <= 128 (dk <= 64 and dv <= 64 only when
+// TNL_CUDA_TMA_D64 leaves the scan on TMA), 16-byte aligned rows of Y and Z with positive strides.
+inline bool prepass_shape_ok(const ScanParams& p) {
+  return p.num_segs > 1 && !p.cu_seqlens && p.dk <= 128 && p.dv <= 128 && (d64_enabled() || (p.dk > 64 && p.dv > 64)) &&
+         p.seg_len % kC == 0 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) &&
+         positive_strides(p.y, p) && positive_strides(p.z, p) && prepass_enabled() && device_ok();
+}
+// ... and whether it serves the pre-pass of p (its sub-segments whole chunks too).
 inline bool serves_prepass(const ScanParams& p, bool local_pass) {
-  return local_pass && p.num_segs > 1 && !p.cu_seqlens && p.dk > 64 && p.dk <= 128 &&
-         p.dv > 64 && p.dv <= 128 && p.seg_len % kC == 0 && p.sub_len % kC == 0 &&
-         p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) && positive_strides(p.y, p) &&
-         positive_strides(p.z, p) && prepass_enabled() && device_ok();
+  return local_pass && p.sub_len % kC == 0 && prepass_shape_ok(p);
 }
 
-template <class T, bool SPLIT>
-void launch_prepass_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
+// Calls f(KH, NW) with p's block shape as integral constants.
+template <class F>
+decltype(auto) with_pre_shape(const ScanParams& p, F f) {
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  if (p.dk > 64) return p.dv > 64 ? f(Two{}, Two{}) : f(Two{}, One{});
+  return p.dv > 64 ? f(One{}, Two{}) : f(One{}, One{});
+}
+
+// Blocks of p's pre-pass resident on a multiprocessor (what its launch bounds and shared memory
+// give; the sub-segment count rule fills them).
+inline int prepass_blocks_per_sm(const ScanParams& p) {
+  return with_pre_shape(p, [](auto kh, auto nw) { return PreShape<decltype(kh)::value, decltype(nw)::value>::kMinBlocks; });
+}
+
+// Sub-segments per segment for one wave of this pre-pass's blocks on `sms` multiprocessors
+// (prepass_split_count; TNL_CUDA_PREPASS_SPLIT caps it), for shapes prepass_shape_ok accepts.
+inline int prepass_split(const ScanParams& p, int sms) {
+  const int64_t blocks = p.num_seqs * p.heads * (p.num_segs - 1);
+  const int64_t slots = (int64_t)sms * prepass_blocks_per_sm(p);
+  return prepass_split_count(blocks, slots, p.seg_len / kC, tc::prepass_split_forced());
+}
+
+template <class T, bool SPLIT, int KH, int NW>
+void launch_prepass_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 only: fp16 weights would underflow");
   constexpr int NB = 2;
-  using L = PreLayout<NB, SPLIT>;
-  static_assert(2 * (L::kBytes + 1024) <= 228 * 1024, "two blocks a multiprocessor");
+  using L = PreLayout<NB, SPLIT, KH, NW>;
+  using Sh = PreShape<KH, NW>;
+  static_assert(Sh::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the blocks a multiprocessor holds");
   const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split), 1);
-  auto kern = prepass_tma_kernel<T, NB, SPLIT>;
+  auto kern = prepass_tma_kernel<T, NB, SPLIT, KH, NW>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
-  kern<<<grid, kPreThreads, L::kBytes, stream>>>(my, mz, p, sl);
+  kern<<<grid, Sh::kThreads, L::kBytes, stream>>>(my, mz, p, sl);
   TNL_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
 void launch_prepass(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (p.compensated) return launch_prepass_split<T, true>(p, sl, stream);
-  launch_prepass_split<T, false>(p, sl, stream);
+  with_pre_shape(p, [&](auto kh, auto nw) {
+    constexpr int KH = decltype(kh)::value, NW = decltype(nw)::value;
+    if (p.compensated) return launch_prepass_shape<T, true, KH, NW>(p, sl, stream);
+    launch_prepass_shape<T, false, KH, NW>(p, sl, stream);
+  });
 }
 
 }  // namespace tma
