@@ -381,6 +381,8 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
                              p.alpha * dec[16 * warp + g + 8 + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
+  float mask_f[32];  // the scores' mask and decay factors, the same every chunk
+  wg::mask_factors<false>(mask_f, dec, p.scale, a_b0);
 
   // Rounded outputs of a chunk: rows 16·warp + g + 8·half, columns e0 + 8j + 2t (+1) in ob[8·half + j].
   uint32_t ob[16];
@@ -481,7 +483,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     wg::wg_wait<2>();
     wg::fence_regs(pr);
     uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
-    mask_scores<T, false, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
+    wg::mask_scores_by<T, SPLIT>(pa, pr, mask_f, pl);
     wg::wg_wait<1>();
     wg::fence_regs(o_acc);
 #pragma unroll

@@ -228,6 +228,40 @@ __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&
     }
 }
 
+// The factors mask_scores applies to this thread's scores, c λ^Δ or 0 (f[i] for pr[i]; they do
+// not depend on the chunk), for kernels that keep them in registers (mask_scores_by).
+template <bool REVERSE>
+__device__ __forceinline__ void mask_factors(float (&f)[32], const float* dec, float scale, int a_b0) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int j = i / 4, r = i % 4;
+    const int dd = a_b0 + 8 * (r / 2) - 8 * j - r % 2;  // a - b of pr[i]
+    const int delta = REVERSE ? -dd : dd;
+    f[i] = delta >= 0 ? scale * dec[delta] : 0.f;
+  }
+}
+
+// mask_scores with the factors from mask_factors: pa (and pl when SPLIT) = f ⊙ pr.
+template <class T, bool SPLIT = false>
+__device__ __forceinline__ void mask_scores_by(uint32_t (&pa)[4][4], const float (&pr)[32], const float (&f)[32],
+                                               uint32_t (*pl)[4] = nullptr) {
+  using O = Ops<T>;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
+      const int i = 4 * (2 * ks + q / 2) + 2 * (q % 2);
+      const float v0 = f[i] * pr[i], v1 = f[i + 1] * pr[i + 1];
+      const typename O::T2 v = O::from_f2(v0, v1);
+      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
+      if constexpr (SPLIT) {
+        const float2 h = O::to_f2(v);
+        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
+        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
+      }
+    }
+}
+
 template <class T, int DK, int NWG, int NB>
 __global__ void __launch_bounds__(128 * NWG, 1)
     chunk_scan_wgmma_kernel(const ScanParams p, const Slopes sl, bool out_vec2) {
