@@ -147,24 +147,26 @@ std::vector<NamedCase> rounded_cases() {
       cases.push_back({detail::cat(d, "_D", de[0], "_E", de[1]), cfg});
     }
     // Segments; with D or E = 64 on sm_90 the TMA scan's and pre-pass's blocks of one dk half
-    // and/or one consumer.
-    const int64_t seg_dims[][2] = {{128, 128}, {64, 64}, {64, 128}, {128, 64}};
+    // and/or one consumer (N = 1024: four segments of four chunks, the pre-pass's split in two;
+    // the fp64 reference's time grows as N²).
+    const int64_t seg_dims[][3] = {{128, 128, 3001}, {64, 64, 1024}, {64, 128, 1024}, {128, 64, 1024}};
     for (const auto& de : seg_dims) {
-      AttnCaseConfig seg = make_config(1, 3001, 2, de[0], de[1], dt, CaseLayout::bnhd);
+      AttnCaseConfig seg = make_config(1, de[2], 2, de[0], de[1], dt, CaseLayout::bnhd);
       seg.initial_state = seg.d_final_state = true;
       seg.slopes = std::vector<float>{1e-4f, 0.02f};
       const std::string shape = de[0] == 128 && de[1] == 128 ? "" : detail::cat("_D", de[0], "_E", de[1]);
-      cases.push_back({d + "_segmented" + shape + "_N3001", seg});
+      cases.push_back({detail::cat(d, "_segmented", shape, "_N", de[2]), seg});
     }
-    // One (sequence, head) over 16 segments of 4 chunks: the bf16 pre-pass (GEMM, or TMA on
-    // sm_90; at D = 64 the TMA one) splits each into two sub-segments (pre_split 2) to fill the
-    // GPU (f16 keeps the chain).
+    // One (sequence, head) over 16 (at D = 64: 8) segments of 4 chunks: the bf16 pre-pass (GEMM,
+    // or TMA on sm_90; at D = 64 the TMA one) splits each into two sub-segments (pre_split 2) to
+    // fill the GPU (f16 keeps the chain).
     if (dt == DType::bf16) {
       for (int64_t de : {128, 64}) {
-        AttnCaseConfig split = make_config(1, 4096, 1, de, de, dt, CaseLayout::bnhd);
+        const int64_t n = de == 128 ? 4096 : 2048;
+        AttnCaseConfig split = make_config(1, n, 1, de, de, dt, CaseLayout::bnhd);
         split.initial_state = split.d_final_state = true;
         split.slopes = std::vector<float>{0.003f};
-        cases.push_back({d + (de == 128 ? "_segmented_split_N4096" : "_segmented_split_D64_N4096"), split});
+        cases.push_back({detail::cat(d, "_segmented_split", de == 128 ? "" : "_D64", "_N", n), split});
       }
     }
     AttnCaseConfig var = make_config(1, 1, 2, 128, 96, dt, CaseLayout::padded);
