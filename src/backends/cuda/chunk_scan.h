@@ -95,7 +95,8 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
 
 // 64-column tiles of the kernel that runs the (full-pass) scan p resident on one multiprocessor
 // (blocks per SM times the tiles a block holds): from the shared memory per block of the fp32
-// kernel (chunk_scan_f32.cu); for fp16/bf16, two for the TMA kernels (one block of 128 columns),
+// kernel (chunk_scan_f32.cu); for fp16/bf16, two for the TMA kernels (one block of 128 columns
+// or two of 64),
 // else from the occupancy calculator for the mma.sync kernels (chunk_scan_f16.cu,
 // chunk_scan_bf16.cu).
 int chunk_scan_tiles_per_sm(DType dt, const ScanParams& p);
