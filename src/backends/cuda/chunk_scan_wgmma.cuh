@@ -196,6 +196,19 @@ struct CoreStream {
 // (t = lane % 4): d[4j + 0..3] = (row, c), (row, c + 1), (row + 8, c), (row + 8, c + 1).
 // The A fragment (registers) of a 16-wide K slice s has the same rows: a[0] = (g, 16s + 2t..),
 // a[1] = (g + 8, 16s + 2t..), a[2] = (g, 16s + 2t + 8..), a[3] = (g + 8, 16s + 2t + 8..).
+// (v0, v1) rounded into the 16-bit pair `hi`, and when SPLIT the rounded remainders into `*lo`.
+template <class T, bool SPLIT>
+__device__ __forceinline__ void pack_pair(float v0, float v1, uint32_t& hi, uint32_t* lo) {
+  using O = Ops<T>;
+  const typename O::T2 v = O::from_f2(v0, v1);
+  hi = *reinterpret_cast<const uint32_t*>(&v);
+  if constexpr (SPLIT) {
+    const float2 h = O::to_f2(v);
+    const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
+    *lo = *reinterpret_cast<const uint32_t*>(&l);
+  }
+}
+
 // The masked scores c λ^Δ P as the A fragments (4 K slices of 16) of the P·Z wgmma: Δ = a - b
 // kept where b <= a; REVERSE (tile rows in reversed scan order): Δ = b - a kept where b >= a.
 // a_b0 = a - b of pr[0] (16·warp + g - 2t); pr[4j + r]: + 8(r/2) - 8j - r%2.
@@ -203,7 +216,6 @@ struct CoreStream {
 template <class T, bool REVERSE, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&pr)[32], const float* dec,
                                             float scale, int a_b0, uint32_t (*pl)[4] = nullptr) {
-  using O = Ops<T>;
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
@@ -218,13 +230,7 @@ __device__ __forceinline__ void mask_scores(uint32_t (&pa)[4][4], const float (&
         v0 = dd >= 0 ? scale * dec[dd] * pr[4 * j + r] : 0.f;
         v1 = dd >= 1 ? scale * dec[dd - 1] * pr[4 * j + r + 1] : 0.f;
       }
-      const typename O::T2 v = O::from_f2(v0, v1);
-      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      if constexpr (SPLIT) {
-        const float2 h = O::to_f2(v);
-        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
-        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
-      }
+      pack_pair<T, SPLIT>(v0, v1, pa[ks][q], SPLIT ? &pl[ks][q] : nullptr);
     }
 }
 
@@ -245,20 +251,12 @@ __device__ __forceinline__ void mask_factors(float (&f)[32], const float* dec, f
 template <class T, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores_by(uint32_t (&pa)[4][4], const float (&pr)[32], const float (&f)[32],
                                                uint32_t (*pl)[4] = nullptr) {
-  using O = Ops<T>;
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
     for (int q = 0; q < 4; ++q) {  // q: row g / g + 8 (q % 2), columns 2t / 2t + 8 (q / 2)
       const int i = 4 * (2 * ks + q / 2) + 2 * (q % 2);
-      const float v0 = f[i] * pr[i], v1 = f[i + 1] * pr[i + 1];
-      const typename O::T2 v = O::from_f2(v0, v1);
-      pa[ks][q] = *reinterpret_cast<const uint32_t*>(&v);
-      if constexpr (SPLIT) {
-        const float2 h = O::to_f2(v);
-        const typename O::T2 l = O::from_f2(v0 - h.x, v1 - h.y);
-        pl[ks][q] = *reinterpret_cast<const uint32_t*>(&l);
-      }
+      pack_pair<T, SPLIT>(f[i] * pr[i], f[i + 1] * pr[i + 1], pa[ks][q], SPLIT ? &pl[ks][q] : nullptr);
     }
 }
 
