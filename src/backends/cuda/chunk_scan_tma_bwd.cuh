@@ -38,10 +38,7 @@ namespace tma {
 
 // SPLIT (compensated): R and the weighted dO as hi + lo tiles (each lo right after its hi), and
 // no output tiles (the outputs are stored from registers): 224 KB of tiles.
-// TABLE (rounded only: 16 KB more): the scores' mask and decay factors of every consumer thread,
-// computed once per block (mask_factors), group j of thread tid (f[4j..4j+3]) at
-// kMask + (128 j + tid)·16 (a warp's 16-byte reads are consecutive: no bank conflict).
-template <int NB, bool SPLIT = false, bool TABLE = false>
+template <int NB, bool SPLIT = false>
 struct BwdLayout {  // byte offsets from the 1024-aligned base
   // Within a stage: K, Q, dO, V tiles, two 64-column swizzled halves each.
   static constexpr int kK = 0, kQ = 2 * kHalf, kDO = 4 * kHalf, kV = 6 * kHalf;
@@ -54,8 +51,7 @@ struct BwdLayout {  // byte offsets from the 1024-aligned base
   static constexpr int kOuto = kZwo + 2 * kParts * Zw::kBytes;  // per consumer a (C, 128) tile: 2 halves
   static constexpr int kDec = kOuto + (SPLIT ? 0 : 4 * kHalf);  // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);
-  static constexpr int kMask = (kBar + 16 * NB + 15) / 16 * 16;
-  static constexpr size_t kBytes = kMask + (TABLE ? 8 * 128 * 16 : 0) + 1024;
+  static constexpr size_t kBytes = kBar + 16 * NB + 1024;
 };
 
 // A no-swizzle wgmma descriptor with explicit strides: lbo = bytes from one 8-wide K block to the
@@ -75,15 +71,6 @@ __device__ __forceinline__ int opaque32(int x) {  // the same for an int
   asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
   return x;
 }
-// A 16-byte shared load where it is written (volatile: not hoisted away from its use, so that the
-// value is not live for longer).
-__device__ __forceinline__ float4 lds_pinned(const float4* p) {
-  float4 v;
-  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "r"(tc::smem_addr(p)));
-  return v;
-}
 // A descriptor `bytes` further on (the address field is bits 0-13, in 16-byte units; shared
 // addresses stay below 2^18, so no carry leaves the field).
 __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
@@ -93,11 +80,11 @@ __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { ret
 // parts (one more wgmma each), and every chunk's outputs are stored from registers.
 // HALVES (compensated): the output's two 64-column halves one after the other (fewer live
 // registers: ptxas spills 212 bytes instead of 336).
-template <class T, int NB, int WGI, bool SPLIT, bool TABLE, bool HALVES>
+template <class T, int NB, int WGI, bool SPLIT, bool HALVES>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
                                                int64_t shd, int h, int64_t s, int seg,
                                                int64_t seg_begin, int64_t seg_end) {
-  using L = BwdLayout<NB, SPLIT, TABLE>;
+  using L = BwdLayout<NB, SPLIT>;
   using O = Ops<T>;
   using W = wg::Mma<T>;
   float* dec = reinterpret_cast<float*>(sm + L::kDec);
@@ -120,16 +107,6 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   const float out_coef[2] = {p.alpha * dec[63 - (16 * warp + g) + p.off_out],
                              p.alpha * dec[63 - (16 * warp + g + 8) + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // r_a - r_b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
-  const float4* mask_tab = reinterpret_cast<const float4*>(sm + L::kMask) + tid;  // TABLE: group j at [128 j]
-  if constexpr (TABLE) {
-    if (WGI == 0) {  // the same factors for both consumers; the first chunk's barrier orders them
-      float f[32];
-      wg::mask_factors<true>(f, dec, p.scale, a_b0);
-      float4* tab = reinterpret_cast<float4*>(sm + L::kMask) + tid;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) tab[128 * j] = make_float4(f[4 * j], f[4 * j + 1], f[4 * j + 2], f[4 * j + 3]);
-    }
-  }
 
   // The bulk stores of the output tile of the chunk at scan time t0 (tokens L - t0 - 64 ..).
   auto issue_store = [&](int64_t t0) {
@@ -241,19 +218,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     wg::wg_wait<1>();
     wg::fence_regs(pr);
     uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
-    if constexpr (TABLE) {  // K slice ks: factor groups j = 2ks, 2ks + 1, read as used
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        const float4 f0 = lds_pinned(mask_tab + 128 * (2 * ks)), f1 = lds_pinned(mask_tab + 128 * (2 * ks + 1));
-        const float* pj = pr + 8 * ks;  // pr[4j + r], j = 2ks + q/2
-        wg::pack_pair<T, SPLIT>(f0.x * pj[0], f0.y * pj[1], pa[ks][0], SPLIT ? &pl[ks][0] : nullptr);
-        wg::pack_pair<T, SPLIT>(f0.z * pj[2], f0.w * pj[3], pa[ks][1], SPLIT ? &pl[ks][1] : nullptr);
-        wg::pack_pair<T, SPLIT>(f1.x * pj[4], f1.y * pj[5], pa[ks][2], SPLIT ? &pl[ks][2] : nullptr);
-        wg::pack_pair<T, SPLIT>(f1.z * pj[6], f1.w * pj[7], pa[ks][3], SPLIT ? &pl[ks][3] : nullptr);
-      }
-    } else {
-      mask_scores<T, true, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
-    }
+    mask_scores<T, true, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
 
     if constexpr (SPLIT && HALVES) {
       // One 64-column half of the output at a time: its inter-chunk term (R hi + lo), scaled,
@@ -423,14 +388,14 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   store_final_state(st, p, part, shd, seg);
 }
 
-template <class T, int NB, bool SPLIT, bool TABLE, bool HALVES>
+template <class T, int NB, bool SPLIT, bool HALVES>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_fused_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_q,
                                 const __grid_constant__ CUtensorMap map_do, const __grid_constant__ CUtensorMap map_v,
                                 const __grid_constant__ CUtensorMap map_dv, const __grid_constant__ CUtensorMap map_dk,
                                 const ScanParams p, const Slopes sl) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = BwdLayout<NB, SPLIT, TABLE>;
+  using L = BwdLayout<NB, SPLIT>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sm = aligned_base(smem_raw);
   float* dec = reinterpret_cast<float*>(sm + L::kDec);  // (C + 2)
@@ -465,10 +430,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // One body per consumer role (the wgmma operand majors differ), entered past an early return so
   // that ptxas sees no divergent path around the wgmmas.
   if (role == 1) {
-    fused_consumer<T, NB, 0, SPLIT, TABLE, HALVES>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
+    fused_consumer<T, NB, 0, SPLIT, HALVES>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
     return;
   }
-  fused_consumer<T, NB, 1, SPLIT, TABLE, HALVES>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
+  fused_consumer<T, NB, 1, SPLIT, HALVES>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
 #endif
@@ -496,13 +461,6 @@ inline bool serves_fused(const ScanParams& p, bool local_pass) {
   return p.dk % 8 == 0 && p.dv % 8 == 0 && device_ok();
 }
 
-// TNL_CUDA_TMA_BWD_TABLE=0: the rounded fused scan looks its mask factors up in the λ table every
-// chunk instead of reading them from the per-thread table (an A/B switch). Read once.
-inline bool mask_table_enabled() {
-  static const bool on = !env_is("TNL_CUDA_TMA_BWD_TABLE", '0');
-  return on;
-}
-
 // TNL_CUDA_TMA_BWD_HALVES=0: the compensated fused scan computes both output halves together (an
 // A/B switch). Read once.
 inline bool halves_enabled() {
@@ -510,10 +468,10 @@ inline bool halves_enabled() {
   return on;
 }
 
-template <class T, bool SPLIT, bool TABLE, bool HALVES = false>
+template <class T, bool SPLIT, bool HALVES = false>
 void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   constexpr int NB = 2;
-  using L = BwdLayout<NB, SPLIT, TABLE>;
+  using L = BwdLayout<NB, SPLIT>;
   static_assert(L::kBytes <= 227 * 1024, "the opt-in shared memory of a block on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
@@ -525,7 +483,7 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
   const CUtensorMap mdv = tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, E, type);
   const CUtensorMap mdk = tile_map(out2_rows(p), p.num_seqs, p.seqlen, p.heads, D, type);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
-  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT, TABLE, HALVES>;
+  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kThreads, L::kBytes, stream>>>(mk, mq, mdo, mv, mdv, mdk, p, sl);
   TNL_CUDA_CHECK_LAUNCH();
@@ -533,12 +491,11 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
 
 template <class T>
 void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (p.compensated) {  // no room for the table
-    if (halves_enabled()) return launch_fused_split<T, true, false, true>(p, sl, stream);
-    return launch_fused_split<T, true, false, false>(p, sl, stream);
+  if (p.compensated) {
+    if (halves_enabled()) return launch_fused_split<T, true, true>(p, sl, stream);
+    return launch_fused_split<T, true, false>(p, sl, stream);
   }
-  if (mask_table_enabled()) return launch_fused_split<T, false, true>(p, sl, stream);
-  launch_fused_split<T, false, false>(p, sl, stream);
+  launch_fused_split<T, false>(p, sl, stream);
 }
 
 }  // namespace tma
