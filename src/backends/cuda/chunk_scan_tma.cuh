@@ -2,10 +2,10 @@
 // producer warp copies the X, Y, Z tiles of each chunk with TMA bulk tensor copies into
 // 128-byte-swizzled shared memory (NB stages, full/empty mbarriers), two consumer warpgroups run
 // every product on wgmma. For fp16/bf16 inputs with rounded or compensated (SPLIT: hi + lo
-// parts of the derived operands) intermediates, forward-time full passes (the forward and the dq
-// scan: not reversed, not the pre-pass, not the fused dk/dv scan), dense batches (no
-// cu_seqlens), 16-byte aligned rows, and dk <= 64 (padded to 64) or 64 < dk <= 128 (padded to
-// 128) with dv > 64. Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
+// parts of the derived operands) intermediates, full passes (not the pre-pass, not the fused
+// dk/dv scan), dense batches (no cu_seqlens), 16-byte aligned rows, and dk <= 64 (padded to 64;
+// forward time or reversed: REVERSE) or 64 < dk <= 128 (padded to 128) with dv > 64, forward
+// time (the forward and the dq scan). Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
 // kernel's speed when rounded (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off,
 // TNL_CUDA_TMA_SPLIT=0 for the compensated mode only. The fused dk/dv scan on the same design:
 // chunk_scan_tma_bwd.cuh.
@@ -324,7 +324,14 @@ __device__ __forceinline__ void store_state_rounded(const float (&st)[KH][32], u
 // else st.global from registers (out_vec2: column pairs 4-byte aligned). SPLIT (compensated):
 // the state, the weighted rows and the masked scores enter their wgmmas as hi + lo parts, one
 // wgmma each (the inputs X, Y, Z enter exactly), as in chunk_scan_tc.cuh.
-template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW>
+//
+// REVERSE (dk's and dv's scans of the backward, dk <= 64): scan time runs from the last token.
+// The copies keep token order: chunk τ0's box starts at token L - τ0 - 64 (rows before token 0
+// read as zero) and tile row r is scan row 63 - r, as in chunk_scan_tma_bwd.cuh. So the mask
+// keeps r_b >= r_a with decay λ^{r_b - r_a}, output row r takes λ^{63 - r + off_out}, and the
+// update weight of tile row r is β λ^{n - 64 + r + off_upd} for r >= 64 - n (zero before). A
+// store box may not start before token 0: the partial last chunk is stored from registers.
+template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
 __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, NW>::kMinBlocks)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
                           const __grid_constant__ CUtensorMap map_z, const __grid_constant__ CUtensorMap map_o,
@@ -355,7 +362,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     if (threadIdx.x == 0) {
       const int e_col = blockIdx.y * B::kCols;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
-        const int row = (int)tau, hh = h, ss = (int)s;
+        const int row = (int)(REVERSE ? p.seqlen - tau - kC : tau), hh = h, ss = (int)s;  // the box's first token
         tma_load_halves<KH>(base + L::kX, &map_x, 0, row, hh, ss, bar);
         tma_load_halves<KH>(base + L::kY, &map_y, 0, row, hh, ss, bar);
         tma_load_halves<NW>(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
@@ -378,21 +385,26 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   const StatePart part{warp, g, t, e0};
   float st[KH][32];
   start_state(st, p, part, shd, seg);
-  const float out_coef[2] = {p.alpha * dec[16 * warp + g + p.off_out],
-                             p.alpha * dec[16 * warp + g + 8 + p.off_out]};
-  const int a_b0 = 16 * warp + g - 2 * t;  // a - b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
+  // α λ^{a+off} of this thread's output rows r = 16·warp + g (+8): scan row a = r (63 - r reversed).
+  const int r0 = 16 * warp + g;
+  const float out_coef[2] = {p.alpha * dec[(REVERSE ? 63 - r0 : r0) + p.off_out],
+                             p.alpha * dec[(REVERSE ? 63 - r0 - 8 : r0 + 8) + p.off_out]};
+  const int a_b0 = 16 * warp + g - 2 * t;  // r_a - r_b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
   float mask_f[32];  // the scores' mask and decay factors, the same every chunk
-  wg::mask_factors<false>(mask_f, dec, p.scale, a_b0);
+  wg::mask_factors<REVERSE>(mask_f, dec, p.scale, a_b0);
 
   // Rounded outputs of a chunk: rows 16·warp + g + 8·half, columns e0 + 8j + 2t (+1) in ob[8·half + j].
   uint32_t ob[16];
+  // Tile row r of the chunk at scan time t0 with n rows in the sequence: token t0 + r for r < n;
+  // reversed, token L - t0 - 64 + r for r >= 64 - n.
   auto store_out = [&](int64_t t0, int rows) {
     T* out = static_cast<T*>(p.out);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int a_ = 16 * warp + g + 8 * half;
-      if (a_ >= rows) continue;
-      T* row = out + sq.batch * p.out_sb + (sq.begin + t0 + a_) * p.out_sn + h * p.out_sh;
+      if (REVERSE ? a_ < kC - rows : a_ >= rows) continue;
+      const int64_t tok = REVERSE ? sq.len - t0 - kC + a_ : t0 + a_;
+      T* row = out + sq.batch * p.out_sb + (sq.begin + tok) * p.out_sn + h * p.out_sh;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const int e = e0 + 8 * j + 2 * t;
@@ -414,7 +426,8 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
       asm volatile(
           "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n"
           "cp.async.bulk.commit_group;\n" ::"l"(reinterpret_cast<uint64_t>(&map_o)),
-          "r"(e0), "r"((int)t0), "r"(h), "r"((int)s), "r"(tc::smem_addr(out_tiles + (i0 % 2) * kHalf))
+          "r"(e0), "r"((int)(REVERSE ? p.seqlen - t0 - kC : t0)), "r"(h), "r"((int)s),
+          "r"(tc::smem_addr(out_tiles + (i0 % 2) * kHalf))
           : "memory");
     }
   };
@@ -441,8 +454,12 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     }
 
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
-    // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n).
-    auto w_of = [&](int b) { return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f; };
+    // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n); reversed, tile row b is scan row
+    // 63 - b: β λ^{n-64+b+off} for b >= 64 - n.
+    auto w_of = [&](int b) {
+      if constexpr (REVERSE) return b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f;
+      else return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
+    };
     weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, base + L::kZ + wgi * kHalf, tid, w_of, Zws_lo);
     if constexpr (TMA_OUT) {  // the store of chunk i - 2 is done reading tile i % 2 (issued a chunk ago)
       if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
@@ -531,9 +548,15 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   }
   if constexpr (TMA_OUT) {  // the last chunk's tile
     if (i > 0) {
-      wg::fence_async_smem();
-      tc::named_sync(1 + wgi, 128);
-      issue_store(i - 1, seg_begin + (int64_t)(i - 1) * kC);
+      const int64_t t_last = seg_begin + (int64_t)(i - 1) * kC;
+      const int n_last = (int)min((int64_t)kC, seg_end - t_last);
+      if (REVERSE && n_last < kC) {
+        store_out(t_last, n_last);  // its box would start before token 0: from registers
+      } else {
+        wg::fence_async_smem();
+        tc::named_sync(1 + wgi, 128);
+        issue_store(i - 1, t_last);
+      }
       if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
     }
   }
@@ -652,6 +675,13 @@ inline bool d64_enabled() {
   return on;
 }
 
+// TNL_CUDA_TMA_REVERSE=0: the reversed scans (the backward's dk and dv when they do not run fused)
+// with dk <= 64 on the mma.sync kernel (an A/B switch). Read once.
+inline bool reverse_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_REVERSE", '0');
+  return on;
+}
+
 // TNL_CUDA_TMA_SPLIT=0: the compensated mode on the mma.sync scans instead of the TMA ones (an A/B
 // switch). Read once.
 inline bool split_enabled() {
@@ -659,18 +689,20 @@ inline bool split_enabled() {
   return on;
 }
 
-// Whether this kernel serves the scan: a forward-time full pass (either intermediates mode; the
-// compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 16-byte aligned rows with
-// positive strides, and dk <= 64 (any dv), or 64 < dk <= 128 with dv > 64 (a block of one
-// consumer and dk > 64 would not fit twice on a multiprocessor).
+// Whether this kernel serves the scan: a full pass, not the fused dk/dv scan (either
+// intermediates mode; the compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches,
+// 16-byte aligned rows with positive strides, and dk <= 64 (any dv; forward time, or reversed
+// unless TNL_CUDA_TMA_REVERSE=0), or 64 < dk <= 128 with dv > 64, forward time (a block of one
+// consumer and dk > 64 would not fit twice on a multiprocessor; reversed, the fused scan runs).
 inline bool serves(const ScanParams& p, bool local_pass) {
-  const bool dims = p.dk <= 64 ? d64_enabled() : p.dk <= 128 && p.dv > 64;
-  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.reverse && !p.cu_seqlens && dims &&
+  const bool dims = p.dk <= 64 ? d64_enabled() && (!p.reverse || reverse_enabled())
+                               : p.dk <= 128 && p.dv > 64 && !p.reverse;
+  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.cu_seqlens && dims &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
 }
 
-template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW>
+template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   using L = Layout<NB, SPLIT, KH, NW>;
   using B = BlockShape<KH, NW>;
@@ -683,7 +715,7 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, p.dv, type) : mz;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + B::kCols - 1) / B::kCols));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
-  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW>;
+  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW, REVERSE>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, B::kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
   TNL_CUDA_CHECK_LAUNCH();
@@ -692,6 +724,10 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
 template <class T, bool TMA_OUT, bool SPLIT>
 void launch_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   if (p.dk > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2>(p, sl, stream);
+  if (p.reverse) {
+    if (p.dv > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 1, 2, true>(p, sl, stream);
+    return launch_config<T, 2, TMA_OUT, SPLIT, 1, 1, true>(p, sl, stream);
+  }
   if (p.dv > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 1, 2>(p, sl, stream);
   launch_config<T, 2, TMA_OUT, SPLIT, 1, 1>(p, sl, stream);
 }

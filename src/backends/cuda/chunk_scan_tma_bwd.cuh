@@ -78,7 +78,9 @@ __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { ret
 // Consumer warpgroup WGI (0: dv, 1: dk) of chunk_scan_tma_fused_kernel; map_out: its output.
 // SPLIT (compensated): R, the weighted dO and the masked scores enter their wgmmas as hi + lo
 // parts (one more wgmma each), and every chunk's outputs are stored from registers.
-template <class T, int NB, int WGI, bool SPLIT>
+// HALVES (compensated): the output's two 64-column halves one after the other (fewer live
+// registers: ptxas spills 212 bytes instead of 336).
+template <class T, int NB, int WGI, bool SPLIT, bool HALVES>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
                                                int64_t shd, int h, int64_t s, int seg,
                                                int64_t seg_begin, int64_t seg_end) {
@@ -125,7 +127,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   // The output rows of tokens >= 0 straight from registers, tile row 0 at token row0 < 0 (a
   // partial last chunk; the stores of 16-byte aligned rows, so column pairs are 4-byte aligned).
   int64_t tail_row0 = 0;  // the token of tile row 0 of a partial last chunk (< 0), else 0
-  auto store_rows = [&](int64_t row0) {
+  auto store_rows = [&](int64_t row0, int hn0 = 0, int hn1 = 2) {  // column halves hn0..hn1-1
     T* out = static_cast<T*>(WGI == 0 ? p.out : p.out2);
     const int64_t sb = WGI == 0 ? p.out_sb : p.out2_sb, sn = WGI == 0 ? p.out_sn : p.out2_sn;
     const int64_t sh = WGI == 0 ? p.out_sh : p.out2_sh;
@@ -136,7 +138,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
       if (tok < 0) continue;
       T* row = out + s * sb + tok * sn + h * sh;
 #pragma unroll
-      for (int hn = 0; hn < 2; ++hn)
+      for (int hn = hn0; hn < hn1; ++hn)
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int col = 64 * hn + 8 * j + 2 * t;  // dim % 8 == 0: col + 1 < dim too
@@ -217,6 +219,63 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     wg::fence_regs(pr);
     uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
     mask_scores<T, true, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
+
+    if constexpr (SPLIT && HALVES) {
+      // One 64-column half of the output at a time: its inter-chunk term (R hi + lo), scaled,
+      // then the masked scores' (hi + lo) product, then its stores; the other half's 32
+      // accumulators are not live meanwhile.
+      const uint64_t rd = opaque(WGI == 0 ? L::R::desc(Rs, 0, 0)
+                                          : core_desc(tc::smem_addr(Rs), L::R::kMnBlock, L::R::kKBlock));
+      const uint64_t bd = opaque(sw128_desc(ba));
+#pragma unroll
+      for (int hn = 0; hn < 2; ++hn) {
+        wg::wg_fence();
+#pragma unroll
+        for (int part = 0; part < 2; ++part)
+#pragma unroll
+          for (int k0 = 0; k0 < 128; k0 += 16) {
+            const uint64_t da_ = desc_at(xd, (k0 / 64) * kHalf + (k0 % 64) * 2);
+            const uint32_t rb = part * L::R::kBytes;
+            if constexpr (WGI == 0) {
+              const uint64_t db_ = desc_at(rd, rb + (64 * hn / 8) * L::R::kMnBlock + (k0 / 8) * L::R::kKBlock);
+              if (part == 0 && k0 == 0) W::template ss_first<1>(oc[hn], da_, db_);
+              else W::template ss<1>(oc[hn], da_, db_, true);
+            } else {
+              const uint64_t db_ = desc_at(rd, rb + (k0 / 8) * L::R::kMnBlock + (64 * hn / 8) * L::R::kKBlock);
+              if (part == 0 && k0 == 0) W::template ss_first<0>(oc[hn], da_, db_);
+              else W::template ss<0>(oc[hn], da_, db_, true);
+            }
+          }
+        wg::wg_commit();
+        wg::wg_wait<0>();
+        wg::fence_regs(oc[hn]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          oc[hn][4 * j] *= out_coef[0];
+          oc[hn][4 * j + 1] *= out_coef[0];
+          oc[hn][4 * j + 2] *= out_coef[1];
+          oc[hn][4 * j + 3] *= out_coef[1];
+        }
+        wg::fence_regs(oc[hn]);
+        wg::wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) W::template rs<1>(oc[hn], pa[ks], desc_at(bd, hn * kHalf + ks * 2048));
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) W::template rs<1>(oc[hn], pl[ks], desc_at(bd, hn * kHalf + ks * 2048));
+        wg::wg_commit();
+        wg::wg_wait<0>();
+        wg::fence_regs(oc[hn]);
+        if (hn == 1) {
+#pragma unroll
+          for (int m = 0; m < 2; ++m) wg::fence_regs(st[m]);
+          __syncwarp();
+          if (lane == 0) mbar_arrive(&empty[stage]);
+        }
+        store_rows(len - tau0 - kC, hn, hn + 1);
+      }
+      tc::named_sync(1, 256);  // both consumers are done reading R
+      continue;
+    }
 
     // Group 3: the inter-chunk term, dv: K R (B = R: k = d, n = e, MN-major); dk: V Rᵀ (B = Rᵀ:
     // k = e, n = d, K-major: 8-wide e blocks 2048 bytes apart, d blocks 128).
@@ -329,7 +388,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   store_final_state(st, p, part, shd, seg);
 }
 
-template <class T, int NB, bool SPLIT>
+template <class T, int NB, bool SPLIT, bool HALVES>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_fused_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_q,
                                 const __grid_constant__ CUtensorMap map_do, const __grid_constant__ CUtensorMap map_v,
@@ -371,10 +430,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // One body per consumer role (the wgmma operand majors differ), entered past an early return so
   // that ptxas sees no divergent path around the wgmmas.
   if (role == 1) {
-    fused_consumer<T, NB, 0, SPLIT>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
+    fused_consumer<T, NB, 0, SPLIT, HALVES>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
     return;
   }
-  fused_consumer<T, NB, 1, SPLIT>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
+  fused_consumer<T, NB, 1, SPLIT, HALVES>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
 #endif
@@ -402,7 +461,14 @@ inline bool serves_fused(const ScanParams& p, bool local_pass) {
   return p.dk % 8 == 0 && p.dv % 8 == 0 && device_ok();
 }
 
-template <class T, bool SPLIT>
+// TNL_CUDA_TMA_BWD_HALVES=0: the compensated fused scan computes both output halves together (an
+// A/B switch). Read once.
+inline bool halves_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_BWD_HALVES", '0');
+  return on;
+}
+
+template <class T, bool SPLIT, bool HALVES = false>
 void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   constexpr int NB = 2;
   using L = BwdLayout<NB, SPLIT>;
@@ -417,7 +483,7 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
   const CUtensorMap mdv = tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, E, type);
   const CUtensorMap mdk = tile_map(out2_rows(p), p.num_seqs, p.seqlen, p.heads, D, type);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
-  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT>;
+  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kThreads, L::kBytes, stream>>>(mk, mq, mdo, mv, mdv, mdk, p, sl);
   TNL_CUDA_CHECK_LAUNCH();
@@ -425,7 +491,10 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
 
 template <class T>
 void launch_fused(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (p.compensated) return launch_fused_split<T, true>(p, sl, stream);
+  if (p.compensated) {
+    if (halves_enabled()) return launch_fused_split<T, true, true>(p, sl, stream);
+    return launch_fused_split<T, true, false>(p, sl, stream);
+  }
   launch_fused_split<T, false>(p, sl, stream);
 }
 
