@@ -26,6 +26,7 @@ struct Config {
   int64_t batch = 1, heads = 8, dim_qk = 64, dim_v = 64;
   std::vector<int64_t> seqlens;
   bool fwd = true, fwdbwd = true, decode = true, validate = true;
+  bool varlen = false;  // the batch packed as one varlen batch (cu_seqlens)
   int reps = 5;
   int threads = 0;
   int64_t decode_batch = 8192;
@@ -66,6 +67,25 @@ std::string seqlen_label(int64_t n) {
   else std::snprintf(s, sizeof s, "%lld", (long long)n);
   return s;
 }
+
+// How the op sees a batch of B sequences of N tokens: (B, N) tensors, or with --varlen one packed
+// batch (1, T = B·N) with cu_seqlens on the device (and on the host for the reference).
+struct Packing {
+  int64_t batch, seqlen, num_seqs;
+  std::vector<int32_t> cu;  // host offsets, varlen only
+  Buffer cu_dev;
+  Packing(const Config& c, int64_t B, int64_t N)
+      : batch(c.varlen ? 1 : B), seqlen(c.varlen ? B * N : N), num_seqs(c.varlen ? B : 0) {
+    if (!c.varlen) return;
+    for (int64_t s = 0; s <= B; ++s) cu.push_back((int32_t)(s * N));
+    cu_dev = Buffer(c.device, cu.size() * sizeof(int32_t));
+    cu_dev.upload(cu.data(), cu.size() * sizeof(int32_t));
+  }
+  const int32_t* offsets(bool host) const {
+    if (cu.empty()) return nullptr;
+    return host ? cu.data() : static_cast<const int32_t*>(cu_dev.data());
+  }
+};
 
 // ---- validation: fast path vs fp64 reference on one small case, forward, backward, decode ----
 
@@ -119,9 +139,10 @@ bool validate(const Config& c) {
   Twin dv(dev, dt, B * N * H * E, 0, 0), ds0(dev, DType::f32, S, 0, 0);
   std::vector<float> slopes = slopes_transnormer(H, 0, 2);
   slopes[0] = 0.0f;  // also plain causal linear attention
+  const Packing pk(c, B, N);
 
   auto view = [&](Twin& t, int64_t dim, bool as_f64, std::vector<double>& store) {
-    return seq_tensor(as_f64 ? (void*)store.data() : t.dev.data(), c.layout, B, N, H, dim);
+    return seq_tensor(as_f64 ? (void*)store.data() : t.dev.data(), c.layout, pk.batch, pk.seqlen, H, dim);
   };
   // Run once on the device in dt, once on the host in f64 (outputs into *_ref vectors).
   std::vector<double> o_ref(o.n), sf_ref(S), dq_ref(dq.n), dk_ref(dk.n), dv_ref(dv.n), ds0_ref(S);
@@ -130,7 +151,9 @@ bool validate(const Config& c) {
     AttnForwardParams f;
     f.dtype = ref ? DType::f64 : dt;
     f.device = ref ? Device::cpu : dev;
-    f.shape = {B, N, H, D, E};
+    f.shape = {pk.batch, pk.seqlen, H, D, E};
+    f.cu_seqlens = pk.offsets(ref);
+    f.num_seqs = pk.num_seqs;
     f.q = view(q, D, ref, q.f64);
     f.k = view(k, D, ref, k.f64);
     f.v = view(v, E, ref, v.f64);
@@ -145,6 +168,8 @@ bool validate(const Config& c) {
     b.dtype = f.dtype;
     b.device = f.device;
     b.shape = f.shape;
+    b.cu_seqlens = f.cu_seqlens;
+    b.num_seqs = f.num_seqs;
     b.q = f.q;
     b.k = f.k;
     b.v = f.v;
@@ -179,8 +204,9 @@ bool validate(const Config& c) {
       {"d_initial_state", rel_err(download_f64(ds0.dev, DType::f32, S), ds0_ref)},
   };
   bool ok = true;
-  std::printf("validation vs fp64 reference (B=%lld N=%lld H=%lld D=%lld E=%lld, bar %.0e):",
-              (long long)B, (long long)N, (long long)H, (long long)D, (long long)E, bar);
+  std::printf("validation vs fp64 reference (B=%lld N=%lld H=%lld D=%lld E=%lld%s, bar %.0e):",
+              (long long)B, (long long)N, (long long)H, (long long)D, (long long)E,
+              c.varlen ? ", varlen" : "", bar);
   for (const Row& r : rows) {
     std::printf(" %s %.1e", r.name, r.err);
     ok = ok && r.err <= bar;
@@ -259,14 +285,18 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   k.fill_normal(c.dtype, nqk, 1 / std::sqrt((double)D), seed + 1);
   v.fill_normal(c.dtype, nv, 1.0, seed + 2);
   const std::vector<float> slopes = slopes_transnormer(H, 0, 24);
+  const Packing pk(c, B, N);
+  const int64_t vb = pk.batch, vn = pk.seqlen;  // the views' batch and sequence sizes
   AttnForwardParams f;
   f.dtype = c.dtype;
   f.device = dev;
-  f.shape = {B, N, H, D, E};
-  f.q = seq_tensor(q.data(), c.layout, B, N, H, D);
-  f.k = seq_tensor(k.data(), c.layout, B, N, H, D);
-  f.v = seq_tensor(v.data(), c.layout, B, N, H, E);
-  f.o = seq_tensor(o.data(), c.layout, B, N, H, E);
+  f.shape = {vb, vn, H, D, E};
+  f.cu_seqlens = pk.offsets(false);
+  f.num_seqs = pk.num_seqs;
+  f.q = seq_tensor(q.data(), c.layout, vb, vn, H, D);
+  f.k = seq_tensor(k.data(), c.layout, vb, vn, H, D);
+  f.v = seq_tensor(v.data(), c.layout, vb, vn, H, E);
+  f.o = seq_tensor(o.data(), c.layout, vb, vn, H, E);
   f.slopes = slopes.data();
   f.num_threads = c.threads;
   f.intermediates = c.intermediates;
@@ -283,13 +313,15 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
     b.dtype = c.dtype;
     b.device = dev;
     b.shape = f.shape;
+    b.cu_seqlens = f.cu_seqlens;
+    b.num_seqs = f.num_seqs;
     b.q = f.q;
     b.k = f.k;
     b.v = f.v;
-    b.d_o = seq_tensor(d_o.data(), c.layout, B, N, H, E);
-    b.dq = seq_tensor(dq.data(), c.layout, B, N, H, D);
-    b.dk = seq_tensor(dk.data(), c.layout, B, N, H, D);
-    b.dv = seq_tensor(dv.data(), c.layout, B, N, H, E);
+    b.d_o = seq_tensor(d_o.data(), c.layout, vb, vn, H, E);
+    b.dq = seq_tensor(dq.data(), c.layout, vb, vn, H, D);
+    b.dk = seq_tensor(dk.data(), c.layout, vb, vn, H, D);
+    b.dv = seq_tensor(dv.data(), c.layout, vb, vn, H, E);
     b.slopes = f.slopes;
     b.num_threads = c.threads;
     b.intermediates = c.intermediates;
@@ -343,7 +375,7 @@ int bench_attn(int argc, char** argv) {
   const Args a(argc, argv,
                {"device", "dtype", "batch", "heads", "dim", "dim-v", "seqlens", "layout", "mode",
                 "reps", "threads", "decode-batch", "intermediates"},
-               {"no-decode", "no-validate", "hugepages"});
+               {"no-decode", "no-validate", "hugepages", "varlen"});
   Config c;
   const std::string device = a.str("device", "cpu");
   if (device == "cuda") c.device = Device::cuda;
@@ -383,8 +415,13 @@ int bench_attn(int argc, char** argv) {
   else if (inter != "compensated")
     throw ArgumentError("flag '--intermediates': expected compensated or rounded, got '" + inter + "'");
   set_cpu_hugepages(a.flag("hugepages"));
-  for (int64_t n : c.seqlens)
+  c.varlen = a.flag("varlen");
+  for (int64_t n : c.seqlens) {
     if (n < 1) throw ArgumentError("flag '--seqlens': expected lengths >= 1");
+    if (c.varlen && c.batch * n >= (int64_t{1} << 31))
+      throw ArgumentError("flag '--varlen': expected batch x seqlen < 2^31 (int32 cu_seqlens), got " +
+                          std::to_string(c.batch) + " x " + std::to_string(n));
+  }
   if (c.reps < 1) throw ArgumentError("flag '--reps': expected >= 1");
 
   std::printf("tnl bench attn: device %s", device_name(c.device));
@@ -395,6 +432,7 @@ int bench_attn(int argc, char** argv) {
     std::printf(" (%d threads)", c.threads > 0 ? c.threads : cpu_thread_count());
   }
   std::printf(", layout %s", layout.c_str());
+  if (c.varlen) std::printf(", varlen (the batch packed, cu_seqlens)");
   if (gpu && c.dtype != DType::f32) std::printf(", %s intermediates", inter.c_str());
   std::printf("\n");
   if (c.validate && !validate(c)) {

@@ -97,17 +97,28 @@ cudaMemPool_t workspace_pool(cudaStream_t st) {
 // Segment lengths are multiples of 64, a multiple of every kernel's chunk (32 or 64).
 constexpr int kSegQuantum = 64;
 
-// Runs one scan, splitting fixed-length sequences into segments when the (sequence, head,
-// column tile) blocks alone would leave multiprocessors idle: a pre-pass of local end states,
-// the short scan of those into each segment's start state, then the main pass.
+// Runs one scan, splitting sequences into segments when the (sequence, head, column tile)
+// blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
+// of those into each segment's start state, then the main pass.
+// Varlen: the lengths are on the device (reading them would synchronize), so the segment length
+// is chosen from the mean length T/S as for a fixed-length batch of S sequences, and the grid
+// has the segments of a sequence of all T tokens; a longer than average sequence gets more
+// segments, and the blocks past a sequence's end return at once.
+// TNL_CUDA_VARLEN_SEGMENTS=0: varlen batches are not split (an A/B switch). Read once.
+bool varlen_segments_enabled() {
+  static const bool on = !env_is("TNL_CUDA_VARLEN_SEGMENTS", '0');
+  return on;
+}
+
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int C = kSegQuantum;
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
+  const int64_t mean = p.cu_seqlens ? p.seqlen / std::max<int64_t>(1, p.num_seqs) : p.seqlen;
   int nseg = 1;
-  if (!p.cu_seqlens && p.seqlen >= 8 * C) {
+  if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     const int64_t want = slots / base;  // segments per sequence that fill one wave
-    const int64_t most = p.seqlen / (4 * C);
+    const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
   }
   if (nseg <= 1) {
@@ -116,7 +127,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
     launch_scan(dt, p, sl, false, st);
     return;
   }
-  const int64_t per = (p.seqlen + nseg - 1) / nseg;
+  const int64_t per = (mean + nseg - 1) / nseg;
   p.seg_len = (per + C - 1) / C * C;
   p.num_segs = (int)((p.seqlen + p.seg_len - 1) / p.seg_len);
   if (p.num_segs <= 1) {
@@ -127,10 +138,16 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   }
   p.pre_split = chunk_scan_prepass_split(dt, p, multiprocessors());
   p.sub_len = p.seg_len / p.pre_split;
-  // seg_states (S·H, num_segs, pre_split, dk, dv), then seg_start (S·H, num_segs - 1, dk, dv)
+  // seg_states (S·H, num_segs, pre_split, dk, dv), then seg_start (S·H, num_segs - 1, dk, dv);
+  // varlen: (H, seg_rows, dk, dv) each (segment_row)
   const size_t plane = (size_t)p.dk * p.dv, planes = (size_t)(p.num_seqs * p.heads);
-  const size_t local_floats = planes * p.num_segs * p.pre_split * plane;
-  const size_t bytes = sizeof(float) * (local_floats + planes * (p.num_segs - 1) * plane);
+  size_t local_floats = planes * p.num_segs * p.pre_split * plane;
+  size_t start_floats = planes * (p.num_segs - 1) * plane;
+  if (p.cu_seqlens) {
+    p.seg_rows = p.seqlen / p.seg_len + p.num_seqs;
+    local_floats = start_floats = (size_t)p.heads * p.seg_rows * plane;
+  }
+  const size_t bytes = sizeof(float) * (local_floats + start_floats);
   void* ws = nullptr;
   if (cudaMemPool_t pool = workspace_pool(st)) {
     TNL_CUDA_CHECK(cudaMallocFromPoolAsync(&ws, bytes, pool, st));

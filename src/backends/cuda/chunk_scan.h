@@ -58,8 +58,10 @@ struct ScanParams {
   float beta = 1.f;           // state-update weight
   int off_upd = 0;            // 0 or 1
 
-  // Sequence segments (fixed length only): segment g covers scan time
-  // [g·seg_len, min(L, (g+1)·seg_len)); seg_len is a multiple of the chunk.
+  // Sequence segments: segment g covers scan time [g·seg_len, min(L, (g+1)·seg_len)); seg_len
+  // is a multiple of the chunk. Varlen: the lengths live on the device, so num_segs covers a
+  // sequence of all T tokens and the blocks of segments past their sequence's end do nothing
+  // (segment_runs etc. below).
   int num_segs = 1;
   int64_t seg_len = INT64_MAX;
   // (S·H, num_segs, pre_split, dk, dv) local end states, fp32 workspace: the GEMM pre-pass
@@ -70,6 +72,9 @@ struct ScanParams {
   // (S·H, num_segs - 1, dk, dv) fp32 workspace: the state segment g >= 1 starts from, the short
   // scan of seg_states and the initial state (launch_segment_prefix) between the two passes.
   float* seg_start = nullptr;
+  // Varlen: seg_states and seg_start are (H, seg_rows, dk, dv) instead, seg_rows = ⌊T/seg_len⌋ + S,
+  // indexed by segment_row (a sequence's segments are consecutive rows; pre_split is 1).
+  int64_t seg_rows = 0;
 
   // fp16/bf16 (tensor cores): the scores, state and weighted values enter the MMAs as hi + lo
   // pairs (true) or rounded once to the input dtype (false); see chunk_scan_tc.cuh.
@@ -116,11 +121,46 @@ int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);  // the rule: prepass_split.h
 
 #ifdef __CUDACC__
+// Whether segment `seg` of a sequence of `len` scan rows has a main-pass block with work: segment
+// 0 always (it writes the final state, even of an empty sequence), the others when they start
+// inside the sequence (varlen grids have segments for the longest sequence T could hold).
+__device__ __forceinline__ bool segment_runs(const ScanParams& p, int seg, int64_t len) {
+  return seg == 0 || (int64_t)seg * p.seg_len < len;
+}
+// Whether the pre-pass computes segment `seg`'s local end state: only when a later segment has
+// rows, so that this one is full.
+__device__ __forceinline__ bool segment_state_needed(const ScanParams& p, int seg, int64_t len) {
+  return seg < p.num_segs - 1 && (int64_t)(seg + 1) * p.seg_len < len;
+}
+// Whether segment `seg` (one that runs) ends its sequence and so writes the final state.
+__device__ __forceinline__ bool segment_ends_sequence(const ScanParams& p, int seg, int64_t len) {
+  return seg == p.num_segs - 1 || (int64_t)(seg + 1) * p.seg_len >= len;
+}
+
+// The varlen workspace row of segment `seg` of plane shd = s·H + h in seg_states and seg_start:
+// h·seg_rows + ⌊cu[s]/seg_len⌋ + s + seg. For segments with rows (⌈len/seg_len⌉ of them) these are
+// distinct across a batch of non-overlapping sequences and below ⌊T/seg_len⌋ + S (memory-safe for
+// any offsets within [0, T]). 32-bit division: offsets are int32 and seg_len < 2^31 there.
+__device__ __forceinline__ int64_t segment_row(const ScanParams& p, int64_t shd, int seg) {
+  const int64_t s = shd / p.heads, h = shd % p.heads;
+  const uint32_t first = (uint32_t)max(0, p.cu_seqlens[s]) / (uint32_t)p.seg_len;
+  return h * p.seg_rows + first + s + seg;
+}
+
+// Where the pre-pass writes segment `seg`'s local end state (pre_split 1).
+__device__ __forceinline__ float* segment_local_state(const ScanParams& p, int64_t shd, int seg) {
+  const int64_t row = p.cu_seqlens ? segment_row(p, shd, seg) : shd * p.num_segs + seg;
+  return p.seg_states + row * p.dk * p.dv;
+}
+
 // Element (d, e) of the state segment `seg` starts from: the initial state (or its transpose;
 // zero when none) for segment 0, else the state the segment-prefix kernel left in seg_start.
 __device__ __forceinline__ float segment_start_state(const ScanParams& p, int64_t shd, int seg, int d, int e) {
   const int64_t plane = (int64_t)p.dk * p.dv;
-  if (seg > 0) return p.seg_start[(shd * (p.num_segs - 1) + seg - 1) * plane + (int64_t)d * p.dv + e];
+  if (seg > 0) {
+    const int64_t row = p.cu_seqlens ? segment_row(p, shd, seg) : shd * (p.num_segs - 1) + seg - 1;
+    return p.seg_start[row * plane + (int64_t)d * p.dv + e];
+  }
   if (!p.init) return 0.f;
   return p.init_transposed ? p.init[shd * plane + (int64_t)e * p.dk + d] : p.init[shd * plane + (int64_t)d * p.dv + e];
 }

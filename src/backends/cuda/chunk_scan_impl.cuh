@@ -106,9 +106,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
   const int h = (int)(sh % p.heads);
   const int64_t s = sh / p.heads;
   const int e0 = blockIdx.y * kET;
-  if (kLocal && g == p.num_segs - 1) return;  // the last segment's local state is never needed
-
   const SeqLoc sq = seq_loc(p, s);
+  if (kLocal ? !segment_state_needed(p, g, sq.len) : !segment_runs(p, g, sq.len)) return;
   const int64_t seg_begin = (int64_t)g * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
@@ -253,8 +252,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
   // Write the end state: the final state (last segment), or this segment's local state.
   float* dst = nullptr;
   if (kLocal) {
-    dst = p.seg_states + (sh * p.num_segs + g) * p.dk * p.dv;
-  } else if (p.final_state && g == p.num_segs - 1) {
+    dst = segment_local_state(p, sh, g);
+  } else if (p.final_state && segment_ends_sequence(p, g, sq.len)) {
     dst = p.final_state + state_off;
   }
   if (dst) {

@@ -435,9 +435,8 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
   const int e0 = blockIdx.y * WG * kET;
-  if (kLocal && seg == p.num_segs - 1) return;
-
   const SeqLoc sq = seq_loc(p, s);
+  if (kLocal ? !segment_state_needed(p, seg, sq.len) : !segment_runs(p, seg, sq.len)) return;
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
@@ -714,8 +713,8 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
 
   float* dst = nullptr;
   if (kLocal) {
-    dst = p.seg_states + (shd * p.num_segs + seg) * p.dk * p.dv;
-  } else if (p.final_state && seg == p.num_segs - 1) {
+    dst = segment_local_state(p, shd, seg);
+  } else if (p.final_state && segment_ends_sequence(p, seg, sq.len)) {
     dst = p.final_state + state_off;
   }
   if (dst) {

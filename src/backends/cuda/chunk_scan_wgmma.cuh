@@ -284,6 +284,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
   const int e0 = blockIdx.y * NWG * 64 + 64 * wgi;  // this warpgroup's first column
 
   const SeqLoc sq = tc::seq_loc(p, s);
+  if (!segment_runs(p, seg, sq.len)) return;
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
@@ -454,7 +455,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
   }
   tc::cp_async_wait<0>();  // no copy outlives the block
 
-  if (p.final_state && seg == p.num_segs - 1) {
+  if (p.final_state && segment_ends_sequence(p, seg, sq.len)) {
 #pragma unroll
     for (int m = 0; m < kMH; ++m)
 #pragma unroll

@@ -2,7 +2,8 @@
 //
 // The pre-pass leaves, per (sequence, head), the local end state A_j of every sub-segment j
 // (segments 0..num_segs-2, pre_split sub-segments each, sub_len scan rows each, from a zero
-// state). This kernel runs the recurrence over them once,
+// state; varlen: those of the segments before the sequence's last). This kernel runs the
+// recurrence over them once,
 //     X(0) = the initial state (or its transpose; zero when none)
 //     X(j + 1) = λ^sub_len X(j) + A_j
 // and writes the state each segment g >= 1 starts from, X(g · pre_split), to seg_start, so that
@@ -37,9 +38,21 @@ __global__ void __launch_bounds__(kThreads) segment_prefix_kernel(const ScanPara
   // The A_j are read 16 at a time (all in flight, then the 16 steps): the recurrence is a chain,
   // its loads are not.
   constexpr int kBatch = 16;
-  const int subs = p.pre_split, count = (p.num_segs - 1) * subs;
-  const float* __restrict__ local = p.seg_states + shd * (int64_t)p.num_segs * subs * plane + el;  // A_0
-  float* __restrict__ start = p.seg_start + shd * (int64_t)(p.num_segs - 1) * plane + el;  // X(subs)
+  // Fixed length: seg_states rows shd·num_segs·subs + j, seg_start rows shd·(num_segs - 1) + g - 1.
+  // Varlen (subs = 1): both from segment_row(shd, 0), and only the segments before the
+  // sequence's last have local states (the others' blocks did nothing).
+  int segs = p.num_segs;
+  int64_t local_row = shd * (int64_t)p.num_segs * p.pre_split, start_row = shd * (int64_t)(p.num_segs - 1);
+  if (p.cu_seqlens) {
+    const int64_t s = shd / p.heads, len = max(0, p.cu_seqlens[s + 1] - p.cu_seqlens[s]);
+    const int64_t with_rows = (len + p.seg_len - 1) / p.seg_len;  // 0 for an empty sequence
+    segs = (int)min((int64_t)segs, max(int64_t{1}, with_rows));
+    local_row = segment_row(p, shd, 0);
+    start_row = local_row + 1;
+  }
+  const int subs = p.pre_split, count = (segs - 1) * subs;
+  const float* __restrict__ local = p.seg_states + local_row * plane + el;  // A_0
+  float* __restrict__ start = p.seg_start + start_row * plane + el;         // X(subs)
   for (int j0 = 0; j0 < count; j0 += kBatch) {
     float a[kBatch];
 #pragma unroll

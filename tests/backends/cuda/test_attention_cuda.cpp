@@ -346,6 +346,11 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   Case s64 = sb;  // the same at D = E = 64 (on sm_90 the TMA scan's blocks of one consumer)
   s64.D = s64.E = 64;
   run_case(s64, true, rng_, &worst);
+  Case sv = s;  // segmented varlen: segments of 320 rows, 1300 takes five, 640 ends on a boundary
+  sv.dt = DType::bf16;
+  sv.lens = {1300, 0, 640, 200};
+  sv.lay = Lay::padded;
+  run_case(sv, true, rng_, &worst);
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
 }
 
@@ -369,6 +374,29 @@ TEST_F(AttentionCuda, Varlen) {
     }
   }
   std::printf("Varlen: worst %.3g\n", worst);
+}
+
+// Few long packed sequences: the segmented varlen path. The mean length (837) and few
+// (sequence, head) pairs give segments of 320 rows (three for the mean length, the bound of
+// four chunks a segment) on any GPU of >= 84 tile slots: 2900 rows take ten, 640 and 320 end
+// exactly on a boundary, 0 and 1 have one; per-sequence S0, S_final, dS_final, dS0.
+TEST_F(AttentionCuda, SegmentedVarlen) {
+  REQUIRE_GPU();
+  double worst = 0;
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (int64_t de : {64, 128}) {
+      Case c;
+      c.dt = dt;
+      c.H = 2;
+      c.D = c.E = de;
+      c.lens = {2900, 1, 0, 640, 700, 320, 1300};
+      c.states = true;
+      c.slope_max = 0.02;
+      c.lay = dt == DType::f32 ? Lay::bnhd : Lay::padded;
+      run_case(c, true, rng_, &worst);
+    }
+  }
+  std::printf("SegmentedVarlen: worst %.3g\n", worst);
 }
 
 // Few (sequence, head) pairs and long N: the segmented path (local states, combine, finish).

@@ -173,6 +173,13 @@ std::vector<NamedCase> rounded_cases() {
     var.varlen = {1, 63, 64, 65, 130, 17};
     var.initial_state = var.d_final_state = true;
     cases.push_back({d + "_varlen", var});
+    // Segmented varlen (mean length 528: segments of 320 rows; 1300 takes five, 640 ends on a
+    // boundary, 0 has none); at D = E = 128 the fused dk/dv scan with segments.
+    AttnCaseConfig segvar = make_config(1, 1, 2, 128, 128, dt, CaseLayout::bnhd);
+    segvar.varlen = {1300, 0, 640, 1, 700};
+    segvar.initial_state = segvar.d_final_state = true;
+    segvar.slopes = std::vector<float>{1e-4f, 0.02f};
+    cases.push_back({d + "_segmented_varlen", segvar});
   }
   return cases;
 }
