@@ -97,19 +97,21 @@ cudaMemPool_t workspace_pool(cudaStream_t st) {
 // Segment lengths are multiples of 64, a multiple of every kernel's chunk (32 or 64).
 constexpr int kSegQuantum = 64;
 
-// Runs one scan, splitting sequences into segments when the (sequence, head, column tile)
-// blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
-// of those into each segment's start state, then the main pass.
-// Varlen: the lengths are on the device (reading them would synchronize), so the segment length
-// is chosen from the mean length T/S as for a fixed-length batch of S sequences, and the grid
-// has the segments of a sequence of all T tokens; a longer than average sequence gets more
-// segments, and the blocks past a sequence's end return at once.
 // TNL_CUDA_VARLEN_SEGMENTS=0: varlen batches are not split (an A/B switch). Read once.
 bool varlen_segments_enabled() {
   static const bool on = !env_is("TNL_CUDA_VARLEN_SEGMENTS", '0');
   return on;
 }
 
+// Runs one scan, splitting sequences into segments when the (sequence, head, column tile)
+// blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
+// of those into each segment's start state, then the main pass.
+// Varlen: the lengths are on the device (reading them would synchronize), so the segment length
+// is chosen from the mean length T/S, and the grid has the segments of a sequence of all T
+// tokens; a longer than average sequence gets more segments, and the blocks past a sequence's
+// end return at once. Varlen splits only until every multiprocessor has one (sequence, head):
+// filling the occupancy calculator's slots instead cost 8x16x8K, D = 64 (128 pairs, four
+// segments) 0.284 -> 0.340 ms forward, the pre-pass's re-read exceeding the gain.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int C = kSegQuantum;
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
@@ -117,7 +119,8 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   int nseg = 1;
   if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
-    const int64_t want = slots / base;  // segments per sequence that fill one wave
+    // segments per sequence that fill one wave
+    const int64_t want = p.cu_seqlens ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
     const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
   }

@@ -378,8 +378,8 @@ TEST_F(AttentionCuda, Varlen) {
 
 // Few long packed sequences: the segmented varlen path. The mean length (837) and few
 // (sequence, head) pairs give segments of 320 rows (three for the mean length, the bound of
-// four chunks a segment) on any GPU of >= 84 tile slots: 2900 rows take ten, 640 and 320 end
-// exactly on a boundary, 0 and 1 have one; per-sequence S0, S_final, dS_final, dS0.
+// four chunks a segment) on any GPU of >= 42 multiprocessors: 2900 rows take ten, 640 and 320
+// end exactly on a boundary, 0 and 1 have one; per-sequence S0, S_final, dS_final, dS0.
 TEST_F(AttentionCuda, SegmentedVarlen) {
   REQUIRE_GPU();
   double worst = 0;
