@@ -304,7 +304,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   const double fl_fwd = fwd_flops(c) * tokens * H, by_fwd = fwd_bytes(c) * tokens * H;
   if (c.fwd) {
     const Timing t = time_median(dev, c.reps, [&] { attention_forward(f); });
-    print_row(c, fl, {"fwd", seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
+    print_row(c, fl, {c.varlen ? "fwd varlen" : "fwd", seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
   }
   if (c.fwdbwd) {
     Buffer d_o(dev, nv * es), dq(dev, nqk * es), dk(dev, nqk * es), dv(dev, nv * es);
@@ -330,7 +330,8 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
       attention_backward(b);
     });
     const double bytes = by_fwd + bwd_bytes(c) * tokens * H;
-    print_row(c, fl, {"fwd+bwd", seqlen_label(N), t.median_ms, tokens, bytes, 3.5 * fl_fwd, t.reps}, B);
+    print_row(c, fl, {c.varlen ? "fwd+bwd varlen" : "fwd+bwd", seqlen_label(N), t.median_ms, tokens, bytes,
+                      3.5 * fl_fwd, t.reps}, B);
   }
 }
 
