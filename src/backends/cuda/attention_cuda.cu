@@ -120,7 +120,8 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     // segments per sequence that fill one wave
-    const int64_t want = p.cu_seqlens ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
+    const bool pairs_rule = p.cu_seqlens && !env_is("TNL_CUDA_VARLEN_SEGMENTS", '2');
+    const int64_t want = pairs_rule ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
     const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
   }
@@ -139,7 +140,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
     launch_scan(dt, p, sl, false, st);
     return;
   }
-  p.pre_split = chunk_scan_prepass_split(dt, p, multiprocessors());
+  p.pre_split = p.cu_seqlens ? 1 : chunk_scan_prepass_split(dt, p, multiprocessors());  // varlen: 1 (segment_row)
   p.sub_len = p.seg_len / p.pre_split;
   // seg_states (S·H, num_segs, pre_split, dk, dv), then seg_start (S·H, num_segs - 1, dk, dv);
   // varlen: (H, seg_rows, dk, dv) each (segment_row)

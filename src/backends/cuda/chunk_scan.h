@@ -153,16 +153,25 @@ __device__ __forceinline__ float* segment_local_state(const ScanParams& p, int64
   return p.seg_states + row * p.dk * p.dv;
 }
 
-// Element (d, e) of the state segment `seg` starts from: the initial state (or its transpose;
-// zero when none) for segment 0, else the state the segment-prefix kernel left in seg_start.
-__device__ __forceinline__ float segment_start_state(const ScanParams& p, int64_t shd, int seg, int d, int e) {
+// Where the state segment `seg` starts from lives, found once a block: the initial state (its
+// transpose when init_transposed; none: zero) for segment 0, else the state the segment-prefix
+// kernel left in seg_start ((d, e) order).
+struct StartState {
+  const float* base;
+  bool transposed;
+  // Element (d, e).
+  __device__ __forceinline__ float at(const ScanParams& p, int d, int e) const {
+    if (!base) return 0.f;
+    return transposed ? base[(int64_t)e * p.dk + d] : base[(int64_t)d * p.dv + e];
+  }
+};
+__device__ __forceinline__ StartState segment_start(const ScanParams& p, int64_t shd, int seg) {
   const int64_t plane = (int64_t)p.dk * p.dv;
   if (seg > 0) {
     const int64_t row = p.cu_seqlens ? segment_row(p, shd, seg) : shd * (p.num_segs - 1) + seg - 1;
-    return p.seg_start[row * plane + (int64_t)d * p.dv + e];
+    return {p.seg_start + row * plane, false};
   }
-  if (!p.init) return 0.f;
-  return p.init_transposed ? p.init[shd * plane + (int64_t)e * p.dk + d] : p.init[shd * plane + (int64_t)d * p.dv + e];
+  return {p.init ? p.init + shd * plane : nullptr, p.init_transposed};
 }
 #endif
 

@@ -122,13 +122,14 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
 #pragma unroll
     for (int j = 0; j < 4; ++j) st[i][j] = 0.f;
   if (!kLocal) {  // X at the segment start: the initial state's, or the segment prefix's
+    const StartState start = segment_start(p, sh, g);
 #pragma unroll
     for (int i = 0; i < kSR; ++i) {
       const int d = ty + 16 * i;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int e = e0 + tx + 16 * j;
-        if (d < p.dk && e < p.dv) st[i][j] = segment_start_state(p, sh, g, d, e);
+        if (d < p.dk && e < p.dv) st[i][j] = start.at(p, d, e);
       }
     }
   }

@@ -451,6 +451,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
   const int n_base = DK >= 128 ? 0 : 4 * (warp / 4);
   float st[kMT][kNT][4];  // (DK, ET) fp32 state fragments
   const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+  const StartState start = segment_start(p, shd, seg);
 #pragma unroll
   for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -461,7 +462,7 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
         if (kLocal) continue;
         const int d = 16 * (m_base + i) + g + 8 * (r / 2);
         const int e = e0 + ec + 8 * (n_base + j) + 2 * t + (r % 2);
-        if (d < p.dk && e < p.dv) st[i][j][r] = segment_start_state(p, shd, seg, d, e);
+        if (d < p.dk && e < p.dv) st[i][j][r] = start.at(p, d, e);
       }
 
   // Phases 1-2: rows 16·mt, columns 32·nh (one column tile: one_tile_role's).

@@ -3,7 +3,8 @@
 // 128-byte-swizzled shared memory (NB stages, full/empty mbarriers), two consumer warpgroups run
 // every product on wgmma. For fp16/bf16 inputs with rounded or compensated (SPLIT: hi + lo
 // parts of the derived operands) intermediates, full passes (not the pre-pass, not the fused
-// dk/dv scan), dense batches (no cu_seqlens), 16-byte aligned rows, and dk <= 64 (padded to 64;
+// dk/dv scan), dense or packed (varlen; TNL_CUDA_TMA_VARLEN=0 keeps those on mma.sync) batches,
+// 16-byte aligned rows, and dk <= 64 (padded to 64;
 // forward time or reversed: REVERSE) or 64 < dk <= 128 (padded to 128) with dv > 64, forward
 // time (the forward and the dq scan). Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
 // kernel's speed when rounded (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off,
@@ -159,6 +160,28 @@ struct BlockIndex {
   }
 };
 
+// The first token row of the TMA box of the chunk at scan time tau in the (dim, N or T, H, S or
+// 1) tensor map: token tau of the sequence, or reversed the box that ends at its token len - 1 -
+// tau (starting before the sequence when the chunk is partial: rows of the previous sequence, or
+// zeros before row 0; the masks and update weights drop them, and such a chunk is stored from
+// registers).
+template <bool REVERSE>
+__device__ __forceinline__ int box_row(const SeqLoc& sq, int64_t tau) {
+  return (int)(sq.begin + (REVERSE ? sq.len - tau - kC : tau));
+}
+
+// Varlen, a partial chunk of n rows: zeroes its other tile rows ([n, 64) forward, [0, 64 - n)
+// reversed: a neighbouring sequence's rows, which a dense batch's zero fill leaves at zero) in
+// `halves` swizzled (64, 64) halves at dst, so that nothing there, not even a NaN, reaches this
+// sequence through a product. 16 bytes a step over threads tid of nthreads.
+template <bool REVERSE>
+__device__ __forceinline__ void zero_foreign_rows(unsigned char* dst, int halves, int n, int tid, int nthreads) {
+  const int r0 = REVERSE ? 0 : n, pieces = (kC - n) * 8;
+  for (int hf = 0; hf < halves; ++hf)
+    for (int q = tid; q < pieces; q += nthreads)
+      *reinterpret_cast<uint4*>(dst + hf * kHalf + r0 * 128 + q * 16) = make_uint4(0u, 0u, 0u, 0u);
+}
+
 // What every block of a TMA scan does first: the decay table λ^Δ (Δ = 0..C+1) and the mbarriers
 // of NB stages (full: the producer's expect_tx, completed by the copies; empty: one arrival per
 // consumer warp, `consumer_warps` of them), then a block barrier. Blocks have at least C + 2 threads.
@@ -215,19 +238,21 @@ __device__ __forceinline__ void start_state(float (&st)[KH][32], const ScanParam
 #pragma unroll
     for (int i = 0; i < 32; ++i) st[m][i] = 0.f;
   if (p.init || seg > 0) {
+    const StartState start = segment_start(p, shd, seg);
 #pragma unroll
     for (int k = 0; k < 32 * KH; ++k) {
       int d, e;
-      if (o.elem(p, k, d, e)) st[k / 32][k % 32] = segment_start_state(p, shd, seg, d, e);
+      if (o.elem(p, k, d, e)) st[k / 32][k % 32] = start.at(p, d, e);
     }
   }
 }
 
-// The final state (the last segment's blocks), this part of it.
+// The final state (the blocks of the segment that ends the sequence of `len` scan rows), this
+// part of it.
 template <int KH>
 __device__ __forceinline__ void store_final_state(const float (&st)[KH][32], const ScanParams& p,
-                                                  const StatePart& o, int64_t shd, int seg) {
-  if (p.final_state && seg == p.num_segs - 1) {
+                                                  const StatePart& o, int64_t shd, int seg, int64_t len) {
+  if (p.final_state && segment_ends_sequence(p, seg, len)) {
     const int64_t state_off = shd * (int64_t)p.dk * p.dv;
 #pragma unroll
     for (int m = 0; m < KH; ++m)
@@ -331,6 +356,9 @@ __device__ __forceinline__ void store_state_rounded(const float (&st)[KH][32], u
 // keeps r_b >= r_a with decay λ^{r_b - r_a}, output row r takes λ^{63 - r + off_out}, and the
 // update weight of tile row r is β λ^{n - 64 + r + off_upd} for r >= 64 - n (zero before). A
 // store box may not start before token 0: the partial last chunk is stored from registers.
+// Varlen: boxes at the sequence's offset in the packed rows; a partial chunk's box covers rows
+// of the neighbouring sequence, which the mask and the update weights drop (as they drop the
+// zeros of a dense batch's partial chunk), and it is stored from registers in either direction.
 template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
 __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, NW>::kMinBlocks)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
@@ -351,6 +379,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   const int seg = blk.seg, h = blk.h;
   const int64_t shd = blk.shd, s = blk.s;
   const SeqLoc sq = tc::seq_loc(p, s);
+  if (!segment_runs(p, seg, sq.len)) return;  // varlen: past the sequence's end
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
   const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
@@ -362,7 +391,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     if (threadIdx.x == 0) {
       const int e_col = blockIdx.y * B::kCols;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
-        const int row = (int)(REVERSE ? p.seqlen - tau - kC : tau), hh = h, ss = (int)s;  // the box's first token
+        const int row = box_row<REVERSE>(sq, tau), hh = h, ss = (int)sq.batch;
         tma_load_halves<KH>(base + L::kX, &map_x, 0, row, hh, ss, bar);
         tma_load_halves<KH>(base + L::kY, &map_y, 0, row, hh, ss, bar);
         tma_load_halves<NW>(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
@@ -426,7 +455,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
       asm volatile(
           "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n"
           "cp.async.bulk.commit_group;\n" ::"l"(reinterpret_cast<uint64_t>(&map_o)),
-          "r"(e0), "r"((int)(REVERSE ? p.seqlen - t0 - kC : t0)), "r"(h), "r"((int)s),
+          "r"(e0), "r"(box_row<REVERSE>(sq, t0)), "r"(h), "r"((int)sq.batch),
           "r"(tc::smem_addr(out_tiles + (i0 % 2) * kHalf))
           : "memory");
     }
@@ -454,6 +483,12 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     }
 
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
+    if (p.cu_seqlens && n < kC) {  // varlen: the neighbouring sequence's rows of Y (shared) and Z
+      zero_foreign_rows<REVERSE>(base + L::kY, KH, n, tid + 128 * wgi, 128 * NW);
+      zero_foreign_rows<REVERSE>(base + L::kZ + wgi * kHalf, 1, n, tid, 128);
+      wg::fence_async_smem();
+      tc::named_sync(3, 128 * NW);  // all consumers: Y and Z zeroed before any read
+    }
     // Zw = w_b Z(b, e0 + e), w_b = β λ^{n-1-b+off} (0 past n); reversed, tile row b is scan row
     // 63 - b: β λ^{n-64+b+off} for b >= 64 - n.
     auto w_of = [&](int b) {
@@ -550,8 +585,10 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     if (i > 0) {
       const int64_t t_last = seg_begin + (int64_t)(i - 1) * kC;
       const int n_last = (int)min((int64_t)kC, seg_end - t_last);
-      if (REVERSE && n_last < kC) {
-        store_out(t_last, n_last);  // its box would start before token 0: from registers
+      if ((REVERSE || p.cu_seqlens) && n_last < kC) {
+        // from registers: its box would start before token 0, or (varlen) reach into the next
+        // sequence's rows
+        store_out(t_last, n_last);
       } else {
         wg::fence_async_smem();
         tc::named_sync(1 + wgi, 128);
@@ -561,7 +598,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     }
   }
 
-  store_final_state(st, p, part, shd, seg);
+  store_final_state(st, p, part, shd, seg, sq.len);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves() keeps this kernel from being launched
 #endif
@@ -664,9 +701,19 @@ inline bool device_ok() {
 
 inline Rows out_rows(const ScanParams& p) { return Rows{p.out, p.out_sb, p.out_sn, p.out_sh}; }
 
+// The batch extent of the tensor maps: the sequences, or 1 for a packed (varlen) batch.
+inline int64_t map_seqs(const ScanParams& p) { return p.cu_seqlens ? 1 : p.num_seqs; }
+
 inline bool positive_strides(const Rows& r, const ScanParams& p) {
-  return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (p.num_seqs <= 1 || r.sb > 0);
+  return (p.seqlen <= 1 || r.sn > 0) && (p.heads <= 1 || r.sh > 0) && (map_seqs(p) <= 1 || r.sb > 0);
 }
+
+// TNL_CUDA_TMA_VARLEN=0: varlen batches on the mma.sync kernels (an A/B switch). Read once.
+inline bool varlen_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_VARLEN", '0');
+  return on;
+}
+inline bool varlen_ok(const ScanParams& p) { return !p.cu_seqlens || varlen_enabled(); }
 
 // TNL_CUDA_TMA_D64=0: dk <= 64 on the mma.sync scan, and the pre-pass of states with dk <= 64 or
 // dv <= 64 on the chain (an A/B switch). Read once.
@@ -690,14 +737,14 @@ inline bool split_enabled() {
 }
 
 // Whether this kernel serves the scan: a full pass, not the fused dk/dv scan (either
-// intermediates mode; the compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense batches,
+// intermediates mode; the compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense or varlen batches,
 // 16-byte aligned rows with positive strides, and dk <= 64 (any dv; forward time, or reversed
 // unless TNL_CUDA_TMA_REVERSE=0), or 64 < dk <= 128 with dv > 64, forward time (a block of one
 // consumer and dk > 64 would not fit twice on a multiprocessor; reversed, the fused scan runs).
 inline bool serves(const ScanParams& p, bool local_pass) {
   const bool dims = p.dk <= 64 ? d64_enabled() && (!p.reverse || reverse_enabled())
                                : p.dk <= 128 && p.dv > 64 && !p.reverse;
-  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && !p.cu_seqlens && dims &&
+  return !local_pass && !p.fused && (!p.compensated || split_enabled()) && varlen_ok(p) && dims &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
 }
@@ -709,10 +756,10 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   static_assert(B::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the shared memory of a multiprocessor on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUtensorMap mx = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, p.dk, type);
-  const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, type);
-  const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, type);
-  const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, p.dv, type) : mz;
+  const CUtensorMap mx = tile_map(p.x, map_seqs(p), p.seqlen, p.heads, p.dk, type);
+  const CUtensorMap my = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, p.dk, type);
+  const CUtensorMap mz = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, p.dv, type);
+  const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), map_seqs(p), p.seqlen, p.heads, p.dv, type) : mz;
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + B::kCols - 1) / B::kCols));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
   auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW, REVERSE>;

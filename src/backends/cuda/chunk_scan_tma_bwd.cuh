@@ -1,12 +1,14 @@
 // chunk_scan_tma_bwd.cuh: the backward's fused dk/dv scan (chunk_scan.h, ScanParams::fused) on
 // the warp-specialized sm_90a design of chunk_scan_tma.cuh: a producer warp copies the K, Q, dO
 // and V tiles of each chunk with TMA bulk tensor copies (reversed time: the box of a chunk
-// starts at token L - τ0 - 64; rows before token 0 read as zero) into two 64 KB stages, two
-// consumer warpgroups run every product on wgmma, and each writes one output through a swizzled
-// shared tile and TMA bulk tensor stores (a store box may not start before token 0: the partial
-// last chunk, when 64 does not divide L, is stored from registers). For fp16/bf16
+// starts at token L - τ0 - 64; rows before token 0 read as zero, those of the previous packed
+// sequence are masked) into two 64 KB stages, two consumer warpgroups run every product on
+// wgmma, and each writes one output through a swizzled shared tile and TMA bulk tensor stores
+// (a store box may not start before the sequence: the partial last chunk, when 64 does not
+// divide L, is stored from registers). For fp16/bf16
 // with rounded intermediates, or compensated ones (SPLIT: R, the weighted dO and the masked
-// scores as hi + lo parts, the outputs stored from registers to make room), dense batches,
+// scores as hi + lo parts, the outputs stored from registers to make room), dense or packed
+// (varlen, unless TNL_CUDA_TMA_VARLEN=0) batches,
 // 64 < D, E <= 128 (padded to 128), 16-byte aligned rows. The default there on sm_90;
 // TNL_CUDA_TMA_BWD=0 (or TNL_CUDA_TMA=0) runs the mma.sync fused scan (chunk_scan_tc.cuh)
 // instead when rounded, and dk and dv as two scans when compensated (TNL_CUDA_TMA_SPLIT=0: the
@@ -82,7 +84,7 @@ __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { ret
 // registers: ptxas spills 212 bytes instead of 336).
 template <class T, int NB, int WGI, bool SPLIT, bool HALVES>
 __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensorMap* map_out, const ScanParams& p,
-                                               int64_t shd, int h, int64_t s, int seg,
+                                               int64_t shd, int h, const SeqLoc& sq, int seg,
                                                int64_t seg_begin, int64_t seg_end) {
   using L = BwdLayout<NB, SPLIT>;
   using O = Ops<T>;
@@ -90,7 +92,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   float* dec = reinterpret_cast<float*>(sm + L::kDec);
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
-  const int64_t len = p.seqlen;
+  const int64_t len = sq.len;
 
   const int tid = threadIdx.x - 128 * (1 + WGI);
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -116,7 +118,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
         asm volatile(
             "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n" ::"l"(
                 reinterpret_cast<uint64_t>(map_out)),
-            "r"(64 * half), "r"((int)(len - t0 - kC)), "r"(h), "r"((int)s),
+            "r"(64 * half), "r"(box_row<true>(sq, t0)), "r"(h), "r"((int)sq.batch),
             "r"(tc::smem_addr(out_tile + half * kHalf))
             : "memory");
       asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
@@ -136,7 +138,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     for (int half = 0; half < 2; ++half) {
       const int64_t tok = row0 + 16 * warp + g + 8 * half;
       if (tok < 0) continue;
-      T* row = out + s * sb + tok * sn + h * sh;
+      T* row = out + sq.batch * sb + (sq.begin + tok) * sn + h * sh;
 #pragma unroll
       for (int hn = hn0; hn < hn1; ++hn)
 #pragma unroll
@@ -173,6 +175,11 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     }
 
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
+    if (p.cu_seqlens && n < kC) {  // varlen: the previous sequence's rows of Q and dO, own halves
+      zero_foreign_rows<true>(base + L::kQ + WGI * kHalf, 1, n, tid, 128);
+      zero_foreign_rows<true>(base + L::kDO + WGI * kHalf, 1, n, tid, 128);
+      tc::named_sync(2 + WGI, 128);  // weight_rows reads rows the other threads zeroed
+    }
     // Zw = w_b dO(b, e0 + e): tile row b is scan row 63 - b, w_b = β λ^{n-1-(63-b)+off_upd} for
     // b >= 64 - n, else 0 (the forward's pieces and lanes).
     unsigned char* zw_l = sm_l + L::kZwo + WGI * L::kParts * L::Zw::kBytes;
@@ -358,7 +365,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     // The last store has read the output tile; both consumers are done reading R.
     if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     tc::named_sync(1, 256);
-    if (len - tau0 - kC < 0) {  // a partial last chunk: a bulk store may not start before token 0
+    if (len - tau0 - kC < 0) {  // a partial last chunk: a bulk store may not start before the sequence
       tail_row0 = len - tau0 - kC;
       continue;
     }
@@ -385,7 +392,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
     if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
   }
 
-  store_final_state(st, p, part, shd, seg);
+  store_final_state(st, p, part, shd, seg, len);
 }
 
 template <class T, int NB, bool SPLIT, bool HALVES>
@@ -405,9 +412,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const BlockIndex blk(p);
   const int seg = blk.seg, h = blk.h;
   const int64_t shd = blk.shd, s = blk.s;
-  const int64_t len = p.seqlen;  // dense batches
+  const SeqLoc sq = tc::seq_loc(p, s);
+  if (!segment_runs(p, seg, sq.len)) return;  // varlen: past the sequence's end
   const int64_t seg_begin = (int64_t)seg * p.seg_len;
-  const int64_t seg_end = p.num_segs == 1 ? len : min(len, seg_begin + p.seg_len);
+  const int64_t seg_end = p.num_segs == 1 ? sq.len : min(sq.len, seg_begin + p.seg_len);
   const float slope = sl.s[h];
   block_setup<NB>(dec, full, empty, slope);
 
@@ -416,7 +424,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (threadIdx.x == 0) {
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
-        const int row = (int)(len - tau - kC), hh = h, ss = (int)s;  // tokens row..row+63
+        const int row = box_row<true>(sq, tau), hh = h, ss = (int)sq.batch;  // tokens row..row+63
         tma_load_pair(base + L::kK, &map_k, 0, row, hh, ss, bar);
         tma_load_pair(base + L::kQ, &map_q, 0, row, hh, ss, bar);
         tma_load_pair(base + L::kDO, &map_do, 0, row, hh, ss, bar);
@@ -430,10 +438,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // One body per consumer role (the wgmma operand majors differ), entered past an early return so
   // that ptxas sees no divergent path around the wgmmas.
   if (role == 1) {
-    fused_consumer<T, NB, 0, SPLIT, HALVES>(sm, &map_dv, p, shd, h, s, seg, seg_begin, seg_end);
+    fused_consumer<T, NB, 0, SPLIT, HALVES>(sm, &map_dv, p, shd, h, sq, seg, seg_begin, seg_end);
     return;
   }
-  fused_consumer<T, NB, 1, SPLIT, HALVES>(sm, &map_dk, p, shd, h, s, seg, seg_begin, seg_end);
+  fused_consumer<T, NB, 1, SPLIT, HALVES>(sm, &map_dk, p, shd, h, sq, seg, seg_begin, seg_end);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: serves_fused() keeps this kernel from being launched
 #endif
@@ -448,10 +456,10 @@ inline bool fused_enabled() {
 inline Rows out2_rows(const ScanParams& p) { return Rows{p.out2, p.out2_sb, p.out2_sn, p.out2_sh}; }
 
 // Whether this kernel serves the scan: the backward's fused dk/dv scan (reversed; rounded, or
-// compensated unless TNL_CUDA_TMA_SPLIT=0) over dense batches, 64 < D, E <= 128, every row of K,
+// compensated unless TNL_CUDA_TMA_SPLIT=0) over dense or varlen batches, 64 < D, E <= 128, every row of K,
 // Q, dO, V, dv and dk 16-byte aligned with positive strides.
 inline bool serves_fused(const ScanParams& p, bool local_pass) {
-  if (local_pass || !p.fused || (p.compensated && !split_enabled()) || !p.reverse || p.cu_seqlens ||
+  if (local_pass || !p.fused || (p.compensated && !split_enabled()) || !p.reverse || !varlen_ok(p) ||
       p.dk <= 64 || p.dk > 128 || p.dv <= 64 || p.dv > 128 || p.seqlen >= (int64_t{1} << 31) ||
       !fused_enabled())
     return false;
@@ -476,12 +484,12 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const int D = p.dk, E = p.dv;
-  const CUtensorMap mk = tile_map(p.x, p.num_seqs, p.seqlen, p.heads, D, type);
-  const CUtensorMap mq = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, D, type);
-  const CUtensorMap mdo = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, E, type);
-  const CUtensorMap mv = tile_map(p.x2, p.num_seqs, p.seqlen, p.heads, E, type);
-  const CUtensorMap mdv = tile_map(out_rows(p), p.num_seqs, p.seqlen, p.heads, E, type);
-  const CUtensorMap mdk = tile_map(out2_rows(p), p.num_seqs, p.seqlen, p.heads, D, type);
+  const CUtensorMap mk = tile_map(p.x, map_seqs(p), p.seqlen, p.heads, D, type);
+  const CUtensorMap mq = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, D, type);
+  const CUtensorMap mdo = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, E, type);
+  const CUtensorMap mv = tile_map(p.x2, map_seqs(p), p.seqlen, p.heads, E, type);
+  const CUtensorMap mdv = tile_map(out_rows(p), map_seqs(p), p.seqlen, p.heads, E, type);
+  const CUtensorMap mdk = tile_map(out2_rows(p), map_seqs(p), p.seqlen, p.heads, D, type);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
   auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));

@@ -294,6 +294,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
   // The state S (DK, 64) fp32: half m, rows d = 64m + 16·warp + g (+8), columns e0 + 8j + 2t (+1).
   float st[kMH][32];
   const int64_t state_off = shd * (int64_t)p.dk * p.dv;
+  const StartState start = segment_start(p, shd, seg);
 #pragma unroll
   for (int m = 0; m < kMH; ++m)
 #pragma unroll
@@ -302,7 +303,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
       const int j = i / 4, r = i % 4;
       const int d = 64 * m + 16 * warp + g + 8 * (r / 2);
       const int e = e0 + 8 * j + 2 * t + (r % 2);
-      if (d < p.dk && e < p.dv) st[m][i] = segment_start_state(p, shd, seg, d, e);
+      if (d < p.dk && e < p.dv) st[m][i] = start.at(p, d, e);
     }
 
   // This thread's two output rows' α λ^{a+off}; the mask factors c·λ^{a-b} (zero for b > a) are

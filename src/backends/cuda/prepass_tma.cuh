@@ -4,7 +4,8 @@
 // the chain serve everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
 //
 // The same sum as the GEMM pre-pass: for every (sequence, head) and sub-segment j of segments
-// 0..num_segs-2 (scan rows [j·sub_len, (j+1)·sub_len), all inside the sequence)
+// 0..num_segs-2 (scan rows [j·sub_len, (j+1)·sub_len), all inside the sequence; varlen: the
+// segments before the sequence's last, pre_split 1)
 //     A_j = Σ_τ w_τ y_τᵀ z_τ,   w_τ = β λ^(end_j - 1 - τ + off),
 // one weight per row relative to the sub-segment's end, so that the chunks' products accumulate
 // with no decay in between (no chain from one chunk's MMA to the next). The sum does not depend on
@@ -65,15 +66,18 @@ __global__ void __launch_bounds__(PreShape<KH, NW>::kThreads, PreShape<KH, NW>::
   const int64_t shd = blockIdx.x / subs;  // s·H + h
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
+  const SeqLoc sq = tc::seq_loc(p, s);
+  // varlen (pre_split 1, sub = the segment): only the segments before the sequence's last
+  if (p.cu_seqlens && !segment_state_needed(p, sub, sq.len)) return;
   const int64_t seg_begin = (int64_t)sub * p.sub_len, seg_end = seg_begin + p.sub_len;  // scan rows
   const float slope = sl.s[h];
   block_setup<NB, 4 * NW>(dec, full, empty, slope);
 
   if (threadIdx.x >= kPreConsumers) {  // the producer warp
     if (threadIdx.x == kPreConsumers) {
-      const int e_col = blockIdx.y * 64 * NW, hh = h, ss = (int)s;
+      const int e_col = blockIdx.y * 64 * NW, hh = h, ss = (int)sq.batch;
       auto load = [&](unsigned char* base, int64_t tau, uint64_t* bar) {
-        const int row = (int)(p.reverse ? p.seqlen - tau - kC : tau);  // the chunk's first token
+        const int row = p.reverse ? box_row<true>(sq, tau) : box_row<false>(sq, tau);  // the chunk's first token
         tma_load_halves<KH>(base + L::kY, &map_y, 0, row, hh, ss, bar);
         tma_load_halves<NW>(base + L::kZ, &map_z, e_col, row, hh, ss, bar);
       };
@@ -121,7 +125,8 @@ __global__ void __launch_bounds__(PreShape<KH, NW>::kThreads, PreShape<KH, NW>::
     if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
   }
 
-  float* dst = p.seg_states + (shd * p.num_segs * p.pre_split + sub) * (int64_t)p.dk * p.dv;
+  float* dst = p.cu_seqlens ? segment_local_state(p, shd, sub)
+                            : p.seg_states + (shd * p.num_segs * p.pre_split + sub) * (int64_t)p.dk * p.dv;
 #pragma unroll
   for (int k = 0; k < 32 * KH; ++k) {
     int d, e;
@@ -139,10 +144,10 @@ inline bool prepass_enabled() {
 }
 
 // Whether this kernel would serve the pre-pass of p's shape: bf16 (the caller's dtype; fp16 keeps
-// the chain, see prepass_tc.cuh), dense batches, dk, dv <= 128 (dk <= 64 and dv <= 64 only when
+// the chain, see prepass_tc.cuh), dense or varlen batches, dk, dv <= 128 (dk <= 64 and dv <= 64 only when
 // TNL_CUDA_TMA_D64 leaves the scan on TMA), 16-byte aligned rows of Y and Z with positive strides.
 inline bool prepass_shape_ok(const ScanParams& p) {
-  return p.num_segs > 1 && !p.cu_seqlens && p.dk <= 128 && p.dv <= 128 && (d64_enabled() || (p.dk > 64 && p.dv > 64)) &&
+  return p.num_segs > 1 && varlen_ok(p) && p.dk <= 128 && p.dv <= 128 && (d64_enabled() || (p.dk > 64 && p.dv > 64)) &&
          p.seg_len % kC == 0 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && prepass_enabled() && device_ok();
 }
@@ -181,8 +186,8 @@ void launch_prepass_shape(const ScanParams& p, const Slopes& sl, cudaStream_t st
   using L = PreLayout<NB, SPLIT, KH, NW>;
   using Sh = PreShape<KH, NW>;
   static_assert(Sh::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the blocks a multiprocessor holds");
-  const CUtensorMap my = tile_map(p.y, p.num_seqs, p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
-  const CUtensorMap mz = tile_map(p.z, p.num_seqs, p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
+  const CUtensorMap my = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
+  const CUtensorMap mz = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split), 1);
   auto kern = prepass_tma_kernel<T, NB, SPLIT, KH, NW>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));

@@ -92,11 +92,12 @@ struct Case {
   double slope_max = 0.5;       // slopes (h+1)/H · slope_max
   bool states = false;          // S0 + S_final (forward), S0 + dS_final + dS0 (backward)
   std::vector<int32_t> lens;    // varlen when non-empty (B = 1, N = T)
+  int poison = -1;              // varlen: this sequence's q, k, v, dO are NaN; no other output may see them
   float scale = 1.0f;
   std::string name() const {
     return detail::cat(dtype_name(dt), " lay=", (int)lay, " B=", B, " N=", N, " H=", H, " D=", D,
                        " E=", E, " s=", slope_max, " states=", states, " varlen=", lens.size(),
-                       " c=", scale);
+                       " c=", scale, poison >= 0 ? " poisoned" : "");
   }
 };
 
@@ -118,6 +119,31 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   k.fill_normal(rng, 1.0 / std::sqrt((double)c.D));
   v.fill_normal(rng, 1.0);
   g.fill_normal(rng, 1.0);
+  if (c.poison >= 0) {  // every element of the sequence's rows
+    for (int64_t n = cu[c.poison]; n < cu[c.poison + 1]; ++n)
+      for (int64_t h = 0; h < c.H; ++h) {
+        for (int64_t d = 0; d < c.D; ++d) {
+          q.set(n * vq.sn + h * vq.sh + d, NAN);
+          k.set(n * vq.sn + h * vq.sh + d, NAN);
+        }
+        for (int64_t e = 0; e < c.E; ++e) {
+          v.set(n * vv.sn + h * vv.sh + e, NAN);
+          g.set(n * vv.sn + h * vv.sh + e, NAN);
+        }
+      }
+  }
+  // Logical (B, N, H, dim) elements, or (S, H, D, E) states, with the poisoned sequence's zeroed
+  // (its outputs are NaN on both sides).
+  auto kept = [&](std::vector<double> x, int64_t dim) {
+    if (c.poison >= 0)
+      for (int64_t i = cu[c.poison] * c.H * dim; i < cu[c.poison + 1] * c.H * dim; ++i) x[i] = 0;
+    return x;
+  };
+  auto kept_state = [&](std::vector<double> x) {
+    if (c.poison >= 0)
+      for (int64_t i = c.poison * c.H * c.D * c.E; i < (c.poison + 1) * c.H * c.D * c.E; ++i) x[i] = 0;
+    return x;
+  };
   HostTensor s0(DType::f32, S * c.H * c.D * c.E), dsf = s0;
   s0.fill_normal(rng, 0.3);
   dsf.fill_normal(rng, 0.3);
@@ -173,10 +199,10 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   CK(cudaDeviceSynchronize());
   do_.download(o);
   dfs.download(fs);
-  double e = check("o", c.dt, logical(o, vv, c.B, c.N, c.H, c.E),
-                   logical(o64, vv, c.B, c.N, c.H, c.E));
+  double e = check("o", c.dt, kept(logical(o, vv, c.B, c.N, c.H, c.E), c.E),
+                   kept(logical(o64, vv, c.B, c.N, c.H, c.E), c.E));
   *worst = std::max(*worst, e);
-  if (c.states) check("final_state", DType::f32, fs.to_f64(), f64.to_f64());
+  if (c.states) check("final_state", DType::f32, kept_state(fs.to_f64()), kept_state(f64.to_f64()));
   if (!backward) return;
 
   HostTensor dq64(DType::f64, vq.numel), dk64 = dq64, dv64(DType::f64, vv.numel);
@@ -228,13 +254,16 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   ddk.download(dkh);
   ddv.download(dvh);
   dds0.download(ds0h);
-  e = check("dq", c.dt, logical(dqh, vq, c.B, c.N, c.H, c.D), logical(dq64, vq, c.B, c.N, c.H, c.D));
+  e = check("dq", c.dt, kept(logical(dqh, vq, c.B, c.N, c.H, c.D), c.D),
+            kept(logical(dq64, vq, c.B, c.N, c.H, c.D), c.D));
   *worst = std::max(*worst, e);
-  e = check("dk", c.dt, logical(dkh, vq, c.B, c.N, c.H, c.D), logical(dk64, vq, c.B, c.N, c.H, c.D));
+  e = check("dk", c.dt, kept(logical(dkh, vq, c.B, c.N, c.H, c.D), c.D),
+            kept(logical(dk64, vq, c.B, c.N, c.H, c.D), c.D));
   *worst = std::max(*worst, e);
-  e = check("dv", c.dt, logical(dvh, vv, c.B, c.N, c.H, c.E), logical(dv64, vv, c.B, c.N, c.H, c.E));
+  e = check("dv", c.dt, kept(logical(dvh, vv, c.B, c.N, c.H, c.E), c.E),
+            kept(logical(dv64, vv, c.B, c.N, c.H, c.E), c.E));
   *worst = std::max(*worst, e);
-  if (c.states) check("d_initial_state", DType::f32, ds0h.to_f64(), ds064.to_f64());
+  if (c.states) check("d_initial_state", DType::f32, kept_state(ds0h.to_f64()), kept_state(ds064.to_f64()));
 }
 
 bool have_gpu() {
@@ -351,6 +380,12 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   sv.lens = {1300, 0, 640, 200};
   sv.lay = Lay::padded;
   run_case(sv, true, rng_, &worst);
+  Case svt = sv;  // the same on the TMA scans and pre-pass (sm_90), D = E = 128 and 64
+  svt.lay = Lay::bnhd;
+  svt.D = svt.E = 128;
+  run_case(svt, true, rng_, &worst);
+  svt.D = svt.E = 64;
+  run_case(svt, true, rng_, &worst);
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
 }
 
@@ -371,9 +406,33 @@ TEST_F(AttentionCuda, Varlen) {
       c.slope_max = 0.3;
       c.lay = dt == DType::f32 ? Lay::bnhd : Lay::padded;
       run_case(c, true, rng_, &worst);
+      if (dt == DType::bf16) {  // aligned rows: on sm_90 the TMA scans (boxes across sequences)
+        c.lay = Lay::bnhd;
+        run_case(c, true, rng_, &worst);
+      }
     }
   }
   std::printf("Varlen: worst %.3g\n", worst);
+}
+
+// A NaN in one packed sequence stays there. The TMA scans' partial chunks load a neighbour's rows
+// (sequence 0's last chunk covers sequence 1's first 28 rows; sequence 2's first, reversed, its
+// last 28) and zero them before use; every other scan reads only its own rows.
+TEST_F(AttentionCuda, VarlenIsolatesNaN) {
+  REQUIRE_GPU();
+  double worst = 0;
+  for (int64_t de : {64, 128}) {
+    Case c;
+    c.dt = DType::bf16;
+    c.H = 2;
+    c.D = c.E = de;
+    c.lens = {100, 90, 100};
+    c.poison = 1;
+    c.states = true;
+    c.slope_max = 0.3;
+    run_case(c, true, rng_, &worst);
+  }
+  std::printf("VarlenIsolatesNaN: worst %.3g\n", worst);
 }
 
 // Few long packed sequences: the segmented varlen path. The mean length (837) and few
@@ -394,6 +453,10 @@ TEST_F(AttentionCuda, SegmentedVarlen) {
       c.slope_max = 0.02;
       c.lay = dt == DType::f32 ? Lay::bnhd : Lay::padded;
       run_case(c, true, rng_, &worst);
+      if (dt == DType::bf16) {  // aligned rows: on sm_90 the TMA scans and pre-pass
+        c.lay = Lay::bnhd;
+        run_case(c, true, rng_, &worst);
+      }
     }
   }
   std::printf("SegmentedVarlen: worst %.3g\n", worst);

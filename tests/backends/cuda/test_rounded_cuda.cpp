@@ -180,6 +180,8 @@ std::vector<NamedCase> rounded_cases() {
     segvar.initial_state = segvar.d_final_state = true;
     segvar.slopes = std::vector<float>{1e-4f, 0.02f};
     cases.push_back({d + "_segmented_varlen", segvar});
+    segvar.dim_qk = segvar.dim_v = 64;  // on sm_90 the reversed D <= 64 TMA scan and the one-consumer pre-pass
+    cases.push_back({d + "_segmented_varlen_D64", segvar});
   }
   return cases;
 }
