@@ -103,15 +103,26 @@ bool varlen_segments_enabled() {
   return on;
 }
 
+// TNL_CUDA_SEGMENTS_PAIRS=0: fp16/bf16 scans split to fill the occupancy slots, as fp32 ones do
+// (an A/B switch; run_scan). Read once.
+bool segments_by_pairs() {
+  static const bool on = !env_is("TNL_CUDA_SEGMENTS_PAIRS", '0');
+  return on;
+}
+
 // Runs one scan, splitting sequences into segments when the (sequence, head, column tile)
 // blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
 // of those into each segment's start state, then the main pass.
+// How many: fp16/bf16 (tensor-core kernels, memory-bound) split until every multiprocessor has
+// one (sequence, head) chain; filling the occupancy calculator's slots instead (two blocks an SM
+// on the TMA scans, up to four on mma.sync) split 8x16x8K, D = 64 in two and cost 0.160 -> 0.212
+// ms forward, 0.567 -> 0.779 fwd+bwd (the pre-pass's re-read exceeding the gain; H200,
+// bench/logs/2026-12-01-h200-segment-rule-ab.txt), and was even elsewhere. fp32 (SIMT kernels,
+// compute-bound) fills the slots.
 // Varlen: the lengths are on the device (reading them would synchronize), so the segment length
 // is chosen from the mean length T/S, and the grid has the segments of a sequence of all T
 // tokens; a longer than average sequence gets more segments, and the blocks past a sequence's
-// end return at once. Varlen splits only until every multiprocessor has one (sequence, head):
-// filling the occupancy calculator's slots instead cost 8x16x8K, D = 64 (128 pairs, four
-// segments) 0.284 -> 0.340 ms forward, the pre-pass's re-read exceeding the gain.
+// end return at once.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   const int C = kSegQuantum;
   const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
@@ -120,8 +131,8 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     // segments per sequence that fill one wave
-    const bool pairs_rule = p.cu_seqlens && !env_is("TNL_CUDA_VARLEN_SEGMENTS", '2');
-    const int64_t want = pairs_rule ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
+    const bool pairs = dt != DType::f32 && segments_by_pairs();
+    const int64_t want = pairs ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
     const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
   }
