@@ -74,39 +74,47 @@ if [ "${TESTS:-1}" = 1 ]; then
 if [ "${ATTN:-1}" = 1 ]; then
 filter='*'
 [ "${QUICK:-0}" = 1 ] && filter='-*LongSequence1e6*'
-SECONDS=0
-if ! "$TEST_BIN" --gtest_filter="$filter" >"$OUT/tests.log" 2>&1; then
-  fail=1
-  grep -E "Failure|error|Expected|Which is|\[  FAILED" "$OUT/tests.log" | head -60
-fi
-grep -E "^\[ +(OK|FAILED|PASSED) |worst|long N|seed" "$OUT/tests.log" | head -40
-echo "gpu-check: tests took ${SECONDS}s"
+# Every test configuration below runs in its own process, all at once: their time is the CPU's
+# fp64 reference (one core each), and they share nothing but the GPU.
+run_cfg() {  # <log> <test binary> <gtest filter> [VAR=value ...]: the exit status to <log>.rc
+  local log=$1 bin=$2 filt=$3
+  shift 3
+  env "$@" "$bin" --gtest_filter="$filt" >"$log" 2>&1
+  echo $? >"$log.rc"
+}
 # the default (compensated) mode on the kernels that H100/H200 no longer run by default: the
 # mma.sync scans and GEMM pre-pass (what other GPUs run), and the GEMM pre-pass beside the TMA scans
-for cfg in TNL_CUDA_TMA=0 TNL_CUDA_TMA_PREPASS=0; do
-  SECONDS=0
-  log=$OUT/tests-$(echo "${cfg//TNL_CUDA_/}" | tr ' =' '_-').log
-  if ! env $cfg "$TEST_BIN" --gtest_filter='-*LongSequence1e6*' >"$log" 2>&1; then
-    fail=1
-    grep -E "Failure|error|Expected|Which is|\[  FAILED" "$log" | head -40
-  fi
-  grep -E "^\[ +(PASSED|FAILED) " "$log"
-  echo "gpu-check: tests ($cfg) took ${SECONDS}s"
-done
+attn_cfgs=("TNL_CUDA_TMA=0" "TNL_CUDA_TMA_PREPASS=0")
 # rounded intermediates against spec §4's bar (2x the torch-like baseline): the defaults on
 # H100/H200 (the TMA scans: forward, dq, the fused dk/dv scan and the pre-pass), the mma.sync fused
 # dk/dv scan, the backward unfused (what smaller GPUs run), the TMA scan storing from registers,
 # the mma.sync scans that other GPUs run, and the opt-in wgmma scan kernel (sm_90a)
-for cfg in TNL_CUDA_BWD_FUSED=1 TNL_CUDA_TMA_BWD=0 TNL_CUDA_BWD_FUSED=0 TNL_CUDA_TMA=1 TNL_CUDA_TMA=0 "TNL_CUDA_TMA=0 TNL_CUDA_WGMMA=1"; do
-  SECONDS=0
-  log=$OUT/tests-rounded-$(echo "${cfg//TNL_CUDA_/}" | tr ' =' '_-').log
-  if ! env $cfg "$BUILD/tests/backends_cuda_test_rounded_cuda" >"$log" 2>&1; then
-    fail=1
-    grep -E "Failure|error|Expected|Which is|\[  FAILED" "$log" | head -40
-  fi
-  grep -E "^\[ +(PASSED|FAILED) " "$log"
-  echo "gpu-check: rounded-intermediates tests ($cfg) took ${SECONDS}s"
+rounded_cfgs=("TNL_CUDA_BWD_FUSED=1" "TNL_CUDA_TMA_BWD=0" "TNL_CUDA_BWD_FUSED=0" "TNL_CUDA_TMA=1" "TNL_CUDA_TMA=0"
+              "TNL_CUDA_TMA=0 TNL_CUDA_WGMMA=1")
+cfg_log() { echo "$OUT/tests-$1$(echo "${2//TNL_CUDA_/}" | tr ' =' '_-').log"; }
+SECONDS=0
+run_cfg "$OUT/tests.log" "$TEST_BIN" "$filter" &
+for cfg in "${attn_cfgs[@]}"; do
+  # shellcheck disable=SC2086  # a configuration is one or more VAR=value words
+  run_cfg "$(cfg_log "" "$cfg")" "$TEST_BIN" '-*LongSequence1e6*' $cfg &
 done
+for cfg in "${rounded_cfgs[@]}"; do
+  # shellcheck disable=SC2086
+  run_cfg "$(cfg_log rounded- "$cfg")" "$BUILD/tests/backends_cuda_test_rounded_cuda" '*' $cfg &
+done
+wait
+report() {  # <log> <label>: the summary line, and the failures
+  if [ "$(cat "$1.rc")" != 0 ]; then
+    fail=1
+    grep -E "Failure|error|Expected|Which is|\[  FAILED" "$1" | head -40
+  fi
+  echo "gpu-check: $2: $(grep -E "^\[ +(PASSED|FAILED) " "$1" | tr '\n' ' ')(rc $(cat "$1.rc"))"
+}
+grep -E "^\[ +(OK|FAILED) |worst|long N|seed" "$OUT/tests.log" | head -40
+report "$OUT/tests.log" "attention tests"
+for cfg in "${attn_cfgs[@]}"; do report "$(cfg_log "" "$cfg")" "attention tests ($cfg)"; done
+for cfg in "${rounded_cfgs[@]}"; do report "$(cfg_log rounded- "$cfg")" "rounded-intermediates tests ($cfg)"; done
+echo "gpu-check: the attention and rounded-intermediates tests took ${SECONDS}s (in parallel)"
 
 # ---- sanitizers on the small case ----
 for tool in memcheck racecheck; do
