@@ -214,6 +214,9 @@ if [ $tools = 1 ]; then
     fi
     "$TNL" bench attn --device cuda --dtype bf16 --batch 8 --heads 16 --dim 64 --seqlens 8192 --intermediates $im
     "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 16 --dim 256 --dim-v 128 --seqlens 8192 --intermediates $im
+    # packed (varlen) batches: four 32K sequences, and one of 128K that only segments can spread
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 4 --heads 32 --dim 128 --seqlens 32768 --varlen --no-decode --intermediates $im
+    "$TNL" bench attn --device cuda --dtype bf16 --batch 1 --heads 16 --dim 128 --seqlens 131072 --varlen --no-decode --intermediates $im
   done 2>&1 | tee "$OUT/bench.log" | grep -E "^\||floor|validation|tnl bench"
   [ -f "$OUT/sdpa.log" ] && { echo; echo "tnl.lightning_attn vs torch SDPA (bench/sdpa_python.py):"; grep -E "^\||floor" "$OUT/sdpa.log"; }
 else
