@@ -114,11 +114,11 @@ bool segments_by_pairs() {
 // blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
 // of those into each segment's start state, then the main pass.
 // How many: scans on the TMA kernels (sm_90, fp16/bf16, the streaming designs) split until every
-// multiprocessor has one (sequence, head) chain; filling their slots instead (two blocks an SM)
-// split 8x16x8K, D = 64 in two and cost 0.160 -> 0.212 ms forward, 0.567 -> 0.779 fwd+bwd (the
-// pre-pass's re-read exceeding the gain; H200, bench/logs/2026-12-01-h200-segment-rule-ab.txt),
-// and was even elsewhere. The other kernels fill the occupancy slots: the mma.sync scan at
-// D = 256, E = 128 (4x16x8K) lost 0.69 -> 0.83 ms forward with the pairs rule.
+// multiprocessor has one block; filling their slots instead (two blocks an SM) split 8x16x8K,
+// D = 64 in two and cost 0.160 -> 0.212 ms forward, 0.567 -> 0.779 fwd+bwd (the pre-pass's
+// re-read exceeding the gain; H200, bench/logs/2026-12-01-h200-segment-rule-ab.txt), and was
+// even elsewhere. The other kernels fill the occupancy slots: the mma.sync scan at D = 256,
+// E = 128 (4x16x8K) lost 0.69 -> 0.83 ms forward with one (sequence, head) an SM.
 // Varlen: the lengths are on the device (reading them would synchronize), so the segment length
 // is chosen from the mean length T/S, and the grid has the segments of a sequence of all T
 // tokens; a longer than average sequence gets more segments, and the blocks past a sequence's
@@ -131,8 +131,8 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     // segments per sequence that fill one wave
-    const bool pairs = segments_by_pairs() && chunk_scan_on_tma(dt, p);
-    const int64_t want = pairs ? multiprocessors() / (p.num_seqs * p.heads) : slots / base;
+    const int64_t tma_blocks = segments_by_pairs() ? chunk_scan_tma_blocks(dt, p) : 0;
+    const int64_t want = tma_blocks > 0 ? multiprocessors() / (p.num_seqs * p.heads * tma_blocks) : slots / base;
     const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
   }
@@ -253,10 +253,10 @@ int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
   return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
 }
 
-bool chunk_scan_on_tma(DType dt, const ScanParams& p) {
-  if (dt == DType::f16) return chunk_scan_on_tma_f16(p);
-  if (dt == DType::bf16) return chunk_scan_on_tma_bf16(p);
-  return false;
+int chunk_scan_tma_blocks(DType dt, const ScanParams& p) {
+  if (dt == DType::f16) return chunk_scan_tma_blocks_f16(p);
+  if (dt == DType::bf16) return chunk_scan_tma_blocks_bf16(p);
+  return 0;
 }
 
 bool chunk_scan_fused_tma(DType dt, const ScanParams& p) {

@@ -112,11 +112,12 @@ int chunk_scan_tiles_per_sm_bf16(const ScanParams& p);
 // Whether the TMA + wgmma fused dk/dv scan (chunk_scan_tma_bwd.cuh) runs the scan p (p.fused
 // set): fp16/bf16 on sm_90. The compensated mode has no other fused scan.
 bool chunk_scan_fused_tma(DType dt, const ScanParams& p);
-// Whether the full pass of p runs on a TMA kernel (the scan, or the fused dk/dv scan): fp16/bf16
-// on sm_90 (chunk_scan_tma.cuh, chunk_scan_tma_bwd.cuh).
-bool chunk_scan_on_tma(DType dt, const ScanParams& p);
-bool chunk_scan_on_tma_f16(const ScanParams& p);
-bool chunk_scan_on_tma_bf16(const ScanParams& p);
+// The blocks per (sequence, head, segment) when the full pass of p runs on a TMA kernel (the
+// scan: one per 64 value columns when dv <= 64, else per 128; the fused dk/dv scan: one), else 0:
+// fp16/bf16 on sm_90 (chunk_scan_tma.cuh, chunk_scan_tma_bwd.cuh).
+int chunk_scan_tma_blocks(DType dt, const ScanParams& p);
+int chunk_scan_tma_blocks_f16(const ScanParams& p);
+int chunk_scan_tma_blocks_bf16(const ScanParams& p);
 bool chunk_scan_fused_tma_f16(const ScanParams& p);
 bool chunk_scan_fused_tma_bf16(const ScanParams& p);
 

@@ -15,9 +15,12 @@ void launch_chunk_scan_bf16(const ScanParams& p, const Slopes& sl, bool local_pa
   if (wg::serves(p, local_pass)) return wg::launch<__nv_bfloat16>(p, sl, stream);
   tc::launch<__nv_bfloat16>(p, sl, local_pass, stream);
 }
-bool chunk_scan_on_tma_bf16(const ScanParams& p) { return tma::serves(p, false) || tma::serves_fused(p, false); }
+int chunk_scan_tma_blocks_bf16(const ScanParams& p) {
+  if (tma::serves_fused(p, false)) return 1;
+  return tma::serves(p, false) ? tma::column_blocks(p) : 0;
+}
 int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
-  if (chunk_scan_on_tma_bf16(p)) return 2;  // 128 columns an SM
+  if (chunk_scan_tma_blocks_bf16(p) > 0) return 2;  // 128 columns an SM
   return tc::tiles_per_sm<__nv_bfloat16>(p.dk, p.dv, p.compensated);
 }
 // The GEMM pre-pass's rule where it serves (64 < dk, dv; the TMA pre-pass runs there on sm_90 and

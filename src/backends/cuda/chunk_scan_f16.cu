@@ -13,9 +13,12 @@ void launch_chunk_scan_f16(const ScanParams& p, const Slopes& sl, bool local_pas
   if (wg::serves(p, local_pass)) return wg::launch<__half>(p, sl, stream);
   tc::launch<__half>(p, sl, local_pass, stream);
 }
-bool chunk_scan_on_tma_f16(const ScanParams& p) { return tma::serves(p, false) || tma::serves_fused(p, false); }
+int chunk_scan_tma_blocks_f16(const ScanParams& p) {
+  if (tma::serves_fused(p, false)) return 1;
+  return tma::serves(p, false) ? tma::column_blocks(p) : 0;
+}
 int chunk_scan_tiles_per_sm_f16(const ScanParams& p) {
-  if (chunk_scan_on_tma_f16(p)) return 2;  // 128 columns an SM
+  if (chunk_scan_tma_blocks_f16(p) > 0) return 2;  // 128 columns an SM
   return tc::tiles_per_sm<__half>(p.dk, p.dv, p.compensated);
 }
 bool chunk_scan_fused_tma_f16(const ScanParams& p) { return tma::serves_fused(p, false); }

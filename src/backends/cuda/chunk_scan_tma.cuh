@@ -749,6 +749,10 @@ inline bool serves(const ScanParams& p, bool local_pass) {
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
 }
 
+// The scan's blocks per (sequence, head, segment): value columns in blocks of 64 (dv <= 64) or
+// 128 (launch_shape's BlockShape).
+inline int column_blocks(const ScanParams& p) { return p.dv <= 64 ? 1 : (p.dv + 127) / 128; }
+
 template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   using L = Layout<NB, SPLIT, KH, NW>;
