@@ -182,6 +182,18 @@ __device__ __forceinline__ void zero_foreign_rows(unsigned char* dst, int halves
       *reinterpret_cast<uint4*>(dst + hf * kHalf + r0 * 128 + q * 16) = make_uint4(0u, 0u, 0u, 0u);
 }
 
+// An m64n64 wgmma accumulator (this thread's rows 16·warp + g and + 8) times the rows' factors
+// coef[0] and coef[1].
+__device__ __forceinline__ void scale_acc_rows(float (&acc)[32], const float (&coef)[2]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    acc[4 * j] *= coef[0];
+    acc[4 * j + 1] *= coef[0];
+    acc[4 * j + 2] *= coef[1];
+    acc[4 * j + 3] *= coef[1];
+  }
+}
+
 // What every block of a TMA scan does first: the decay table λ^Δ (Δ = 0..C+1) and the mbarriers
 // of NB stages (full: the producer's expect_tx, completed by the copies; empty: one arrival per
 // consumer warp, `consumer_warps` of them), then a block barrier. Blocks have at least C + 2 threads.
@@ -538,13 +550,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     wg::mask_scores_by<T, SPLIT>(pa, pr, mask_f, pl);
     wg::wg_wait<1>();
     wg::fence_regs(o_acc);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      o_acc[4 * j] *= out_coef[0];
-      o_acc[4 * j + 1] *= out_coef[0];
-      o_acc[4 * j + 2] *= out_coef[1];
-      o_acc[4 * j + 3] *= out_coef[1];
-    }
+    scale_acc_rows(o_acc, out_coef);
     wg::fence_regs(o_acc);
     wg::wg_fence();
     // Group 4: O += (mask ⊙ P) Z, K slices of 16 rows b (2048 bytes of the N-major tile each).

@@ -256,13 +256,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
         wg::wg_commit();
         wg::wg_wait<0>();
         wg::fence_regs(oc[hn]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          oc[hn][4 * j] *= out_coef[0];
-          oc[hn][4 * j + 1] *= out_coef[0];
-          oc[hn][4 * j + 2] *= out_coef[1];
-          oc[hn][4 * j + 3] *= out_coef[1];
-        }
+        scale_acc_rows(oc[hn], out_coef);
         wg::fence_regs(oc[hn]);
         wg::wg_fence();
 #pragma unroll
@@ -326,13 +320,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
 #pragma unroll
     for (int hn = 0; hn < 2; ++hn) {
       wg::fence_regs(oc[hn]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        oc[hn][4 * j] *= out_coef[0];
-        oc[hn][4 * j + 1] *= out_coef[0];
-        oc[hn][4 * j + 2] *= out_coef[1];
-        oc[hn][4 * j + 3] *= out_coef[1];
-      }
+      scale_acc_rows(oc[hn], out_coef);
       wg::fence_regs(oc[hn]);
     }
     wg::wg_fence();
