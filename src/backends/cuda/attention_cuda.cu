@@ -105,7 +105,7 @@ bool varlen_segments_enabled() {
 
 // TNL_CUDA_SEGMENTS_PAIRS=0: scans on the TMA kernels split to fill the occupancy slots, as the
 // others do (an A/B switch; run_scan). Read once.
-bool segments_by_pairs() {
+bool segments_one_block_an_sm() {
   static const bool on = !env_is("TNL_CUDA_SEGMENTS_PAIRS", '0');
   return on;
 }
@@ -131,7 +131,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
     const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
     // segments per sequence that fill one wave
-    const int64_t tma_blocks = segments_by_pairs() ? chunk_scan_tma_blocks(dt, p) : 0;
+    const int64_t tma_blocks = segments_one_block_an_sm() ? chunk_scan_tma_blocks(dt, p) : 0;
     const int64_t want = tma_blocks > 0 ? multiprocessors() / (p.num_seqs * p.heads * tma_blocks) : slots / base;
     const int64_t most = mean / (4 * C);
     nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
