@@ -94,9 +94,6 @@ cudaMemPool_t workspace_pool(cudaStream_t st) {
   return pools.emplace(dev, pool).first->second;
 }
 
-// Segment lengths are multiples of 64, a multiple of every kernel's chunk (32 or 64).
-constexpr int kSegQuantum = 64;
-
 // TNL_CUDA_VARLEN_SEGMENTS=0: varlen batches are not split (an A/B switch). Read once.
 bool varlen_segments_enabled() {
   static const bool on = !env_is("TNL_CUDA_VARLEN_SEGMENTS", '0');
@@ -124,30 +121,22 @@ bool segments_one_block_an_sm() {
 // tokens; a longer than average sequence gets more segments, and the blocks past a sequence's
 // end return at once.
 void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
-  const int C = kSegQuantum;
-  const int64_t base = p.num_seqs * p.heads * ((p.dv + 63) / 64);  // 64-column tiles
-  const int64_t mean = p.cu_seqlens ? p.seqlen / std::max<int64_t>(1, p.num_seqs) : p.seqlen;
-  int nseg = 1;
-  if (mean >= 8 * C && (!p.cu_seqlens || varlen_segments_enabled())) {
-    const int64_t slots = (int64_t)multiprocessors() * chunk_scan_tiles_per_sm(dt, p);
-    // segments per sequence that fill one wave
-    const int64_t tma_blocks = segments_one_block_an_sm() ? chunk_scan_tma_blocks(dt, p) : 0;
-    const int64_t want = tma_blocks > 0 ? multiprocessors() / (p.num_seqs * p.heads * tma_blocks) : slots / base;
-    const int64_t most = mean / (4 * C);
-    nseg = (int)std::max<int64_t>(1, std::min<int64_t>(want, most));
+  SegmentPlan plan;  // none
+  if ((!p.cu_seqlens || varlen_segments_enabled()) && may_split(p.seqlen, p.num_seqs, p.cu_seqlens != nullptr)) {
+    SegmentInputs in;
+    in.seqlen = p.seqlen;
+    in.num_seqs = p.num_seqs;
+    in.varlen = p.cu_seqlens != nullptr;
+    in.heads = p.heads;
+    in.tiles = (p.dv + 63) / 64;
+    in.sms = multiprocessors();
+    in.tiles_per_sm = chunk_scan_tiles_per_sm(dt, p);
+    in.tma_blocks = segments_one_block_an_sm() ? chunk_scan_tma_blocks(dt, p) : 0;
+    plan = plan_segments(in);
   }
-  if (nseg <= 1) {
-    p.num_segs = 1;
-    p.seg_len = INT64_MAX;
-    launch_scan(dt, p, sl, false, st);
-    return;
-  }
-  const int64_t per = (mean + nseg - 1) / nseg;
-  p.seg_len = (per + C - 1) / C * C;
-  p.num_segs = (int)((p.seqlen + p.seg_len - 1) / p.seg_len);
+  p.num_segs = plan.num_segs;
+  p.seg_len = plan.seg_len;
   if (p.num_segs <= 1) {
-    p.num_segs = 1;
-    p.seg_len = INT64_MAX;
     launch_scan(dt, p, sl, false, st);
     return;
   }
@@ -159,7 +148,7 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st) {
   size_t local_floats = planes * p.num_segs * p.pre_split * plane;
   size_t start_floats = planes * (p.num_segs - 1) * plane;
   if (p.cu_seqlens) {
-    p.seg_rows = p.seqlen / p.seg_len + p.num_seqs;
+    p.seg_rows = varlen_segment_rows(p.seqlen, p.num_seqs, p.seg_len);
     local_floats = start_floats = (size_t)p.heads * p.seg_rows * plane;
   }
   const size_t bytes = sizeof(float) * (local_floats + start_floats);

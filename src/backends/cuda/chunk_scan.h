@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "backends/cuda/prepass_split.h"
+#include "backends/cuda/segments.h"
 #include "tnl/dtype.h"
 
 namespace tnl::cuda {
@@ -58,10 +59,9 @@ struct ScanParams {
   float beta = 1.f;           // state-update weight
   int off_upd = 0;            // 0 or 1
 
-  // Sequence segments: segment g covers scan time [g·seg_len, min(L, (g+1)·seg_len)); seg_len
-  // is a multiple of the chunk. Varlen: the lengths live on the device, so num_segs covers a
-  // sequence of all T tokens and the blocks of segments past their sequence's end do nothing
-  // (segment_runs etc. below).
+  // Sequence segments (segments.h): segment g covers scan time [g·seg_len, min(L, (g+1)·seg_len));
+  // seg_len is a multiple of the chunk. Varlen: the lengths live on the device, so num_segs covers
+  // a sequence of all T tokens and the blocks of segments past their sequence's end do nothing.
   int num_segs = 1;
   int64_t seg_len = INT64_MAX;
   // (S·H, num_segs, pre_split, dk, dv) local end states, fp32 workspace: the GEMM pre-pass
@@ -144,12 +144,10 @@ __device__ __forceinline__ bool segment_ends_sequence(const ScanParams& p, int s
 }
 
 // The varlen workspace row of segment `seg` of plane shd = s·H + h in seg_states and seg_start:
-// h·seg_rows + ⌊cu[s]/seg_len⌋ + s + seg. For segments with rows (⌈len/seg_len⌉ of them) these are
-// distinct across a batch of non-overlapping sequences and below ⌊T/seg_len⌋ + S (memory-safe for
-// any offsets within [0, T]). 32-bit division: offsets are int32 and seg_len < 2^31 there.
+// h·seg_rows + varlen_segment_row (segments.h: distinct over the segments with rows, in bounds).
 __device__ __forceinline__ int64_t segment_row(const ScanParams& p, int64_t shd, int seg) {
   const int64_t s = shd / p.heads, h = shd % p.heads;
-  const uint32_t first = (uint32_t)max(0, p.cu_seqlens[s]) / (uint32_t)p.seg_len;
+  const uint32_t first = varlen_first_row(p.cu_seqlens[s], p.seg_len);
   return h * p.seg_rows + first + s + seg;
 }
 
