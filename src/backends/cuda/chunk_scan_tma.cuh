@@ -52,6 +52,7 @@ using tc::kC;
 using tc::Ops;
 using tc::SeqLoc;
 using wg::mask_scores;
+using wg::scale_acc_rows;
 
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
@@ -180,18 +181,6 @@ __device__ __forceinline__ void zero_foreign_rows(unsigned char* dst, int halves
   for (int hf = 0; hf < halves; ++hf)
     for (int q = tid; q < pieces; q += nthreads)
       *reinterpret_cast<uint4*>(dst + hf * kHalf + r0 * 128 + q * 16) = make_uint4(0u, 0u, 0u, 0u);
-}
-
-// An m64n64 wgmma accumulator (this thread's rows 16·warp + g and + 8) times the rows' factors
-// coef[0] and coef[1].
-__device__ __forceinline__ void scale_acc_rows(float (&acc)[32], const float (&coef)[2]) {
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    acc[4 * j] *= coef[0];
-    acc[4 * j + 1] *= coef[0];
-    acc[4 * j + 2] *= coef[1];
-    acc[4 * j + 3] *= coef[1];
-  }
 }
 
 // What every block of a TMA scan does first: the decay table λ^Δ (Δ = 0..C+1) and the mbarriers

@@ -247,6 +247,18 @@ __device__ __forceinline__ void mask_factors(float (&f)[32], const float* dec, f
   }
 }
 
+// An m64n64 wgmma accumulator (this thread's rows 16·warp + g and + 8) times the rows' factors
+// coef[0] and coef[1].
+__device__ __forceinline__ void scale_acc_rows(float (&acc)[32], const float (&coef)[2]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    acc[4 * j] *= coef[0];
+    acc[4 * j + 1] *= coef[0];
+    acc[4 * j + 2] *= coef[1];
+    acc[4 * j + 3] *= coef[1];
+  }
+}
+
 // mask_scores with the factors from mask_factors: pa (and pl when SPLIT) = f ⊙ pr.
 template <class T, bool SPLIT = false>
 __device__ __forceinline__ void mask_scores_by(uint32_t (&pa)[4][4], const float (&pr)[32], const float (&f)[32],
@@ -415,13 +427,7 @@ __global__ void __launch_bounds__(128 * NWG, 1)
     mask_scores<T, false>(pa, pr, dec, p.scale, a_b0);
     wg_wait<1>();
     fence_regs(o_acc);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      o_acc[4 * j] *= out_coef[0];
-      o_acc[4 * j + 1] *= out_coef[0];
-      o_acc[4 * j + 2] *= out_coef[1];
-      o_acc[4 * j + 3] *= out_coef[1];
-    }
+    scale_acc_rows(o_acc, out_coef);
     fence_regs(o_acc);
     wg_fence();
     // Group 4: O += (mask ⊙ P) Z over the causal K slices (zero above the diagonal block).
