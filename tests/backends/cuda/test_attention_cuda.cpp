@@ -389,29 +389,38 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
 }
 
-// Packed sequences of lengths 1..3C mixed; the state resets at each boundary; per-sequence
-// S0, S_final, dS_final, dS0.
-TEST_F(AttentionCuda, Varlen) {
-  REQUIRE_GPU();
-  double worst = 0;
+// A varlen case (H = 2, per-sequence states) at each (D, E): fp32 on bnhd rows, bf16 on padded
+// rows (the mma.sync scans) and on aligned ones (on sm_90 the TMA scans and pre-pass, boxes across
+// sequences).
+void run_varlen_cases(const std::vector<int32_t>& lens, double slope_max,
+                      std::initializer_list<std::pair<int64_t, int64_t>> dims, std::mt19937_64& rng,
+                      double* worst) {
   for (DType dt : {DType::f32, DType::bf16}) {
-    for (auto de : {std::pair<int64_t, int64_t>{64, 64}, {128, 96}, {256, 128}}) {
+    for (auto de : dims) {
       Case c;
       c.dt = dt;
       c.H = 2;
       c.D = de.first;
       c.E = de.second;
-      c.lens = {1, 63, 64, 65, 2, 130, 191, 17};
+      c.lens = lens;
       c.states = true;
-      c.slope_max = 0.3;
+      c.slope_max = slope_max;
       c.lay = dt == DType::f32 ? Lay::bnhd : Lay::padded;
-      run_case(c, true, rng_, &worst);
-      if (dt == DType::bf16) {  // aligned rows: on sm_90 the TMA scans (boxes across sequences)
+      run_case(c, true, rng, worst);
+      if (dt == DType::bf16) {
         c.lay = Lay::bnhd;
-        run_case(c, true, rng_, &worst);
+        run_case(c, true, rng, worst);
       }
     }
   }
+}
+
+// Packed sequences of lengths 1..3C mixed; the state resets at each boundary; per-sequence
+// S0, S_final, dS_final, dS0.
+TEST_F(AttentionCuda, Varlen) {
+  REQUIRE_GPU();
+  double worst = 0;
+  run_varlen_cases({1, 63, 64, 65, 2, 130, 191, 17}, 0.3, {{64, 64}, {128, 96}, {256, 128}}, rng_, &worst);
   std::printf("Varlen: worst %.3g\n", worst);
 }
 
@@ -442,23 +451,7 @@ TEST_F(AttentionCuda, VarlenIsolatesNaN) {
 TEST_F(AttentionCuda, SegmentedVarlen) {
   REQUIRE_GPU();
   double worst = 0;
-  for (DType dt : {DType::f32, DType::bf16}) {
-    for (int64_t de : {64, 128}) {
-      Case c;
-      c.dt = dt;
-      c.H = 2;
-      c.D = c.E = de;
-      c.lens = {1500, 1, 0, 640, 700, 320};
-      c.states = true;
-      c.slope_max = 0.02;
-      c.lay = dt == DType::f32 ? Lay::bnhd : Lay::padded;
-      run_case(c, true, rng_, &worst);
-      if (dt == DType::bf16) {  // aligned rows: on sm_90 the TMA scans and pre-pass
-        c.lay = Lay::bnhd;
-        run_case(c, true, rng_, &worst);
-      }
-    }
-  }
+  run_varlen_cases({1500, 1, 0, 640, 700, 320}, 0.02, {{64, 64}, {128, 128}}, rng_, &worst);
   std::printf("SegmentedVarlen: worst %.3g\n", worst);
 }
 
