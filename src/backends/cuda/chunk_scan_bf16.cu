@@ -20,7 +20,7 @@ int chunk_scan_tma_blocks_bf16(const ScanParams& p) {
   return tma::serves(p, false) ? tma::column_blocks(p) : 0;
 }
 int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
-  if (chunk_scan_tma_blocks_bf16(p) > 0) return 2;  // 128 columns an SM
+  if (chunk_scan_tma_blocks_bf16(p) > 0) return tma::tiles_per_sm(p);
   return tc::tiles_per_sm<__nv_bfloat16>(p.dk, p.dv, p.compensated);
 }
 // The GEMM pre-pass's rule where it serves (64 < dk, dv; the TMA pre-pass runs there on sm_90 and

@@ -18,7 +18,7 @@ int chunk_scan_tma_blocks_f16(const ScanParams& p) {
   return tma::serves(p, false) ? tma::column_blocks(p) : 0;
 }
 int chunk_scan_tiles_per_sm_f16(const ScanParams& p) {
-  if (chunk_scan_tma_blocks_f16(p) > 0) return 2;  // 128 columns an SM
+  if (chunk_scan_tma_blocks_f16(p) > 0) return tma::tiles_per_sm(p);
   return tc::tiles_per_sm<__half>(p.dk, p.dv, p.compensated);
 }
 bool chunk_scan_fused_tma_f16(const ScanParams& p) { return tma::serves_fused(p, false); }

@@ -4,11 +4,12 @@
 // every product on wgmma. For fp16/bf16 inputs with rounded or compensated (SPLIT: hi + lo
 // parts of the derived operands) intermediates, full passes (not the pre-pass, not the fused
 // dk/dv scan), dense or packed (varlen; TNL_CUDA_TMA_VARLEN=0 keeps those on mma.sync) batches,
-// 16-byte aligned rows, and dk <= 64 (padded to 64;
-// forward time or reversed: REVERSE) or 64 < dk <= 128 (padded to 128) with dv > 64, forward
-// time (the forward and the dq scan). Chunk C = 64. The default there on sm_90 (H100/H200): 1.4-1.8x the mma.sync
-// kernel's speed when rounded (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off,
-// TNL_CUDA_TMA_SPLIT=0 for the compensated mode only. The fused dk/dv scan on the same design:
+// 16-byte aligned rows, and dk <= 64 (padded to 64), 64 < dk <= 128 (padded to 128) with
+// dv > 64, or rounded 128 < dk <= 256 (padded to 256), in forward time or reversed (REVERSE:
+// the backward's dk and dv scans where the fused one does not run). Chunk C = 64. The default
+// there on sm_90 (H100/H200): 1.4-1.8x the mma.sync kernel's speed when rounded
+// (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off, TNL_CUDA_TMA_SPLIT=0 for the compensated mode
+// only, TNL_CUDA_TMA_D256=0 for the scans D > 128 brings. The fused dk/dv scan on the same design:
 // chunk_scan_tma_bwd.cuh.
 //
 // A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
@@ -17,7 +18,9 @@
 //   S (128, 64) fp32 in registers (64 a thread) and of the output.
 // (BlockShape: with dk <= 64, X and Y are one 64-column half and the state (64, 64), 32 registers
 // a thread; with dv <= 64 too, a block is the producer and one consumer, 64 value columns, two
-// blocks a multiprocessor.)
+// blocks a multiprocessor. With dk > 128, X and Y are four halves, the state (256, 64) 128
+// registers a thread, and a block the producer and one consumer of 64 value columns, one block a
+// multiprocessor.)
 // Per chunk a consumer warpgroup (a = row of the chunk, b = column, d = key, e = value column):
 //   S rounded -> shared memory (B of X S), Zw = w_b Z(b, e) -> shared memory (B of the update),
 //   group 1: P  = X Yᵀ                   (C, C)    A = X, B = Y (swizzled, K-major)
@@ -57,18 +60,25 @@ using wg::scale_acc_rows;
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
 
-// The scan block's shape: KH 64-column halves of dk (1: dk <= 64, 2: dk <= 128) and NW consumer
-// warpgroups of 64 value columns each (1: a block of 64 columns, 2: of 128), after a producer
-// warpgroup. Blocks of one consumer run two to a multiprocessor.
+// The scan block's shape: KH 64-column halves of dk (1: dk <= 64, 2: dk <= 128, 4: dk <= 256)
+// and NW consumer warpgroups of 64 value columns each (1: a block of 64 columns, 2: of 128),
+// after a producer warpgroup. Blocks of one consumer run two to a multiprocessor, except at
+// KH = 4: its stages (72 KB each) and its state (128 registers a thread) fit once.
 template <int KH, int NW>
 struct BlockShape {
+  static_assert(KH == 1 || KH == 2 || KH == 4, "dk in 64-column halves: 1, 2 or 4");
+  static_assert(KH < 4 || NW == 1, "dk > 128: one consumer (its state is 128 registers a thread)");
   static constexpr int kThreads = 128 * (1 + NW);
   static constexpr int kCols = 64 * NW;  // value columns of a block
-  static constexpr int kMinBlocks = NW == 1 ? 2 : 1;
+  static constexpr int kMinBlocks = NW == 1 && KH < 4 ? 2 : 1;
   // setmaxnreg: what the producer gives up and the consumers take (the block's registers at
-  // launch, kMinBlocks blocks on a multiprocessor's 64K, split between the roles)
+  // launch, kMinBlocks blocks on a multiprocessor's 64K, split between the roles). KH = 4: 248,
+  // as many as the whole block may have at launch (256 threads, one block).
   static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = NW == 1 ? 216 : 232;
+  static constexpr int kConsumerRegs = KH == 4 ? 248 : NW == 1 ? 216 : 232;
+  // The scores' mask factors: in registers (32 a thread, mask_factors), or at KH = 4, where the
+  // state takes those registers, from the λ table in shared memory every chunk (mask_scores).
+  static constexpr bool kMaskInRegs = KH < 4;
 };
 
 // SPLIT (compensated): the state and the weighted rows as hi + lo tiles (the lo tile right after
@@ -133,13 +143,19 @@ __device__ __forceinline__ void tma_load_pair(unsigned char* dst, const CUtensor
   tma_load(dst, map, c0, c1, c2, c3, bar);
   tma_load(dst + kHalf, map, c0 + 64, c1, c2, c3, bar);
 }
-// N (1 or 2) such halves: columns c0..c0+64N-1.
+// N (1, 2 or 4) such halves: columns c0..c0+64N-1.
 template <int N>
 __device__ __forceinline__ void tma_load_halves(unsigned char* dst, const CUtensorMap* map, int c0, int c1, int c2,
                                                 int c3, uint64_t* bar) {
-  static_assert(N == 1 || N == 2, "one or two halves");
-  if constexpr (N == 2) tma_load_pair(dst, map, c0, c1, c2, c3, bar);
-  else tma_load(dst, map, c0, c1, c2, c3, bar);
+  static_assert(N == 1 || N == 2 || N == 4, "one, two or four halves");
+  if constexpr (N == 4) {
+    tma_load_pair(dst, map, c0, c1, c2, c3, bar);
+    tma_load_pair(dst + 2 * kHalf, map, c0 + 128, c1, c2, c3, bar);
+  } else if constexpr (N == 2) {
+    tma_load_pair(dst, map, c0, c1, c2, c3, bar);
+  } else {
+    tma_load(dst, map, c0, c1, c2, c3, bar);
+  }
 }
 
 // The block's 1024-byte aligned shared base, as an offset from smem_raw (so that the compiler
@@ -420,8 +436,8 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   const float out_coef[2] = {p.alpha * dec[(REVERSE ? 63 - r0 : r0) + p.off_out],
                              p.alpha * dec[(REVERSE ? 63 - r0 - 8 : r0 + 8) + p.off_out]};
   const int a_b0 = 16 * warp + g - 2 * t;  // r_a - r_b of score pr[0]; pr[4j + r]: + 8(r/2) - 8j - r%2
-  float mask_f[32];  // the scores' mask and decay factors, the same every chunk
-  wg::mask_factors<REVERSE>(mask_f, dec, p.scale, a_b0);
+  float mask_f[B::kMaskInRegs ? 32 : 1];  // the scores' mask and decay factors, the same every chunk
+  if constexpr (B::kMaskInRegs) wg::mask_factors<REVERSE>(mask_f, dec, p.scale, a_b0);
 
   // Rounded outputs of a chunk: rows 16·warp + g + 8·half, columns e0 + 8j + 2t (+1) in ob[8·half + j].
   uint32_t ob[16];
@@ -536,7 +552,8 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     wg::wg_wait<2>();
     wg::fence_regs(pr);
     uint32_t pa[4][4], pl[SPLIT ? 4 : 1][4];
-    wg::mask_scores_by<T, SPLIT>(pa, pr, mask_f, pl);
+    if constexpr (B::kMaskInRegs) wg::mask_scores_by<T, SPLIT>(pa, pr, mask_f, pl);
+    else wg::mask_scores<T, REVERSE, SPLIT>(pa, pr, dec, p.scale, a_b0, pl);
     wg::wg_wait<1>();
     wg::fence_regs(o_acc);
     scale_acc_rows(o_acc, out_coef);
@@ -724,6 +741,14 @@ inline bool reverse_enabled() {
   return on;
 }
 
+// TNL_CUDA_TMA_D256=0: the scans that D > 128 brings to this kernel stay on mma.sync (an A/B
+// switch): dk > 128 (the forward's and dv's scans), and reversed 64 < dk <= 128 with dv > 64
+// (dk's scan; at D, E <= 128 the fused dk/dv scan runs instead). Read once.
+inline bool d256_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_D256", '0');
+  return on;
+}
+
 // TNL_CUDA_TMA_SPLIT=0: the compensated mode on the mma.sync scans instead of the TMA ones (an A/B
 // switch). Read once.
 inline bool split_enabled() {
@@ -733,20 +758,30 @@ inline bool split_enabled() {
 
 // Whether this kernel serves the scan: a full pass, not the fused dk/dv scan (either
 // intermediates mode; the compensated one unless TNL_CUDA_TMA_SPLIT=0) over dense or varlen batches,
-// 16-byte aligned rows with positive strides, and dk <= 64 (any dv; forward time, or reversed
-// unless TNL_CUDA_TMA_REVERSE=0), or 64 < dk <= 128 with dv > 64, forward time (a block of one
-// consumer and dk > 64 would not fit twice on a multiprocessor; reversed, the fused scan runs).
+// 16-byte aligned rows with positive strides, and
+// - dk <= 64 (any dv; forward time, or reversed unless TNL_CUDA_TMA_REVERSE=0);
+// - 64 < dk <= 128 with dv > 64 (a block of one consumer and dk > 64 would not fit twice on a
+//   multiprocessor), forward time, or reversed (the dk scan when D > 128; at D, E <= 128 the
+//   fused scan runs) unless TNL_CUDA_TMA_D256=0;
+// - 128 < dk <= 256, rounded (the compensated state's hi + lo tiles do not fit), either
+//   direction, unless TNL_CUDA_TMA_D256=0.
 inline bool serves(const ScanParams& p, bool local_pass) {
-  const bool dims = p.dk <= 64 ? d64_enabled() && (!p.reverse || reverse_enabled())
-                               : p.dk <= 128 && p.dv > 64 && !p.reverse;
+  const bool dims = p.dk <= 64    ? d64_enabled() && (!p.reverse || reverse_enabled())
+                    : p.dk <= 128 ? p.dv > 64 && (!p.reverse || d256_enabled())
+                                  : p.dk <= 256 && !p.compensated && d256_enabled();
   return !local_pass && !p.fused && (!p.compensated || split_enabled()) && varlen_ok(p) && dims &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
 }
 
-// The scan's blocks per (sequence, head, segment): value columns in blocks of 64 (dv <= 64) or
-// 128 (launch_shape's BlockShape).
-inline int column_blocks(const ScanParams& p) { return p.dv <= 64 ? 1 : (p.dv + 127) / 128; }
+// The scan's blocks per (sequence, head, segment): value columns in blocks of 64 (dv <= 64, or
+// dk > 128) or 128 (launch_shape's BlockShape).
+inline int column_blocks(const ScanParams& p) {
+  return p.dv <= 64 ? 1 : p.dk > 128 ? (p.dv + 63) / 64 : (p.dv + 127) / 128;
+}
+// 64-column value tiles a multiprocessor runs at once: 128 columns (two blocks of one consumer,
+// or one of two), 64 at dk > 128 (one block of one consumer).
+inline int tiles_per_sm(const ScanParams& p) { return p.dk > 128 ? 1 : 2; }
 
 template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
 void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
@@ -769,7 +804,18 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
 
 template <class T, bool TMA_OUT, bool SPLIT>
 void launch_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (p.dk > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2>(p, sl, stream);
+  if (p.dk > 128) {  // rounded only (serves)
+    if constexpr (SPLIT) {
+      throw std::logic_error("chunk scan (TMA): dk > 128 in the compensated mode");
+    } else {
+      if (p.reverse) return launch_config<T, 2, TMA_OUT, false, 4, 1, true>(p, sl, stream);
+      return launch_config<T, 2, TMA_OUT, false, 4, 1>(p, sl, stream);
+    }
+  }
+  if (p.dk > 64) {
+    if (p.reverse) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2, true>(p, sl, stream);
+    return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2>(p, sl, stream);
+  }
   if (p.reverse) {
     if (p.dv > 64) return launch_config<T, 2, TMA_OUT, SPLIT, 1, 2, true>(p, sl, stream);
     return launch_config<T, 2, TMA_OUT, SPLIT, 1, 1, true>(p, sl, stream);

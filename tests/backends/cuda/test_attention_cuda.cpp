@@ -386,6 +386,11 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   run_case(svt, true, rng_, &worst);
   svt.D = svt.E = 64;
   run_case(svt, true, rng_, &worst);
+  Case s256 = sb;  // D = 256, E = 128 unsplit: on sm_90 the reversed TMA dk scan (compensated)
+  s256.N = 200;
+  s256.D = 256;
+  s256.E = 128;
+  run_case(s256, true, rng_, &worst);
   std::printf("SmallForSanitizers: worst %.3g\n", worst);
 }
 

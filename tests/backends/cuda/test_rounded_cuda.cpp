@@ -148,8 +148,10 @@ std::vector<NamedCase> rounded_cases() {
     }
     // Segments; with D or E = 64 on sm_90 the TMA scan's and pre-pass's blocks of one dk half
     // and/or one consumer (N = 1024: four segments of four chunks, the pre-pass's split in two;
-    // the fp64 reference's time grows as N²).
-    const int64_t seg_dims[][3] = {{128, 128, 3001}, {64, 64, 1024}, {64, 128, 1024}, {128, 64, 1024}};
+    // the fp64 reference's time grows as N²); at D = 256 the TMA scans of four dk halves
+    // (forward, dv) and the reversed one of two (dk), from the GEMM pre-pass's states.
+    const int64_t seg_dims[][3] = {{128, 128, 3001}, {64, 64, 1024}, {64, 128, 1024}, {128, 64, 1024},
+                                   {256, 128, 1024}};
     for (const auto& de : seg_dims) {
       AttnCaseConfig seg = make_config(1, de[2], 2, de[0], de[1], dt, CaseLayout::bnhd);
       seg.initial_state = seg.d_final_state = true;
@@ -182,6 +184,9 @@ std::vector<NamedCase> rounded_cases() {
     cases.push_back({d + "_segmented_varlen", segvar});
     segvar.dim_qk = segvar.dim_v = 64;  // on sm_90 the reversed D <= 64 TMA scan and the one-consumer pre-pass
     cases.push_back({d + "_segmented_varlen_D64", segvar});
+    segvar.dim_qk = 256;  // on sm_90 the TMA scans at D = 256 (four dk halves) with packed boxes
+    segvar.dim_v = 128;
+    cases.push_back({d + "_segmented_varlen_D256", segvar});
   }
   return cases;
 }
