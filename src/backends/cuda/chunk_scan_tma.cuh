@@ -94,7 +94,10 @@ struct Layout {  // byte offsets from the 1024-aligned base
   static constexpr int kSo = NB * kStage;                  // consumer w's hi at kSo + w·kParts·S::kBytes
   static constexpr int kZwo = kSo + NW * kParts * S::kBytes;
   static constexpr int kOuto = kZwo + NW * kParts * Zw::kBytes;  // TMA_OUT: 2 swizzled (C, 64) tiles per consumer
-  static constexpr int kDec = kOuto + 2 * NW * kHalf;      // λ^Δ, Δ = 0..C+1, fp32
+  // ... none in the compensated layout of four dk halves (its hi + lo tiles leave no room: the
+  // outputs are stored from registers)
+  static constexpr int kOutTiles = KH == 4 && SPLIT ? 0 : 2 * NW;
+  static constexpr int kDec = kOuto + kOutTiles * kHalf;   // λ^Δ, Δ = 0..C+1, fp32
   static constexpr int kBar = kDec + 4 * (kC + 2 + 2);     // full[NB], empty[NB]: 8 bytes each
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;  // + slack to align the base
 };
@@ -384,6 +387,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = Layout<NB, SPLIT, KH, NW>;
   using B = BlockShape<KH, NW>;
+  static_assert(!TMA_OUT || L::kOutTiles > 0, "TMA stores need the output tiles");
   using O = Ops<T>;
   using W = wg::Mma<T>;
   extern __shared__ unsigned char smem_raw[];
@@ -749,6 +753,12 @@ inline bool d256_enabled() {
   return on;
 }
 
+// TNL_CUDA_TMA_D256_SPLIT=0: the compensated mode with dk > 128 on mma.sync (an A/B switch). Read once.
+inline bool d256_split_enabled() {
+  static const bool on = !env_is("TNL_CUDA_TMA_D256_SPLIT", '0');
+  return on;
+}
+
 // TNL_CUDA_TMA_SPLIT=0: the compensated mode on the mma.sync scans instead of the TMA ones (an A/B
 // switch). Read once.
 inline bool split_enabled() {
@@ -768,7 +778,7 @@ inline bool split_enabled() {
 inline bool serves(const ScanParams& p, bool local_pass) {
   const bool dims = p.dk <= 64    ? d64_enabled() && (!p.reverse || reverse_enabled())
                     : p.dk <= 128 ? p.dv > 64 && (!p.reverse || d256_enabled())
-                                  : p.dk <= 256 && !p.compensated && d256_enabled();
+                                  : p.dk <= 256 && (!p.compensated || d256_split_enabled()) && d256_enabled();
   return !local_pass && !p.fused && (!p.compensated || split_enabled()) && varlen_ok(p) && dims &&
          p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, true) && positive_strides(p.x, p) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && device_ok();
@@ -788,6 +798,7 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   using L = Layout<NB, SPLIT, KH, NW>;
   using B = BlockShape<KH, NW>;
   static_assert(B::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the shared memory of a multiprocessor on sm_90");
+  static_assert(L::kBytes <= 227 * 1024, "the shared memory of a block on sm_90");
   const CUtensorMapDataType type =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUtensorMap mx = tile_map(p.x, map_seqs(p), p.seqlen, p.heads, p.dk, type);
@@ -804,13 +815,10 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
 
 template <class T, bool TMA_OUT, bool SPLIT>
 void launch_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
-  if (p.dk > 128) {  // rounded only (serves)
-    if constexpr (SPLIT) {
-      throw std::logic_error("chunk scan (TMA): dk > 128 in the compensated mode");
-    } else {
-      if (p.reverse) return launch_config<T, 2, TMA_OUT, false, 4, 1, true>(p, sl, stream);
-      return launch_config<T, 2, TMA_OUT, false, 4, 1>(p, sl, stream);
-    }
+  if (p.dk > 128) {  // compensated: outputs from registers (Layout::kOutTiles)
+    constexpr bool kTmaOut = TMA_OUT && !SPLIT;
+    if (p.reverse) return launch_config<T, 2, kTmaOut, SPLIT, 4, 1, true>(p, sl, stream);
+    return launch_config<T, 2, kTmaOut, SPLIT, 4, 1>(p, sl, stream);
   }
   if (p.dk > 64) {
     if (p.reverse) return launch_config<T, 2, TMA_OUT, SPLIT, 2, 2, true>(p, sl, stream);

@@ -386,7 +386,8 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
   run_case(svt, true, rng_, &worst);
   svt.D = svt.E = 64;
   run_case(svt, true, rng_, &worst);
-  Case s256 = sb;  // D = 256, E = 128 unsplit: on sm_90 the reversed TMA dk scan (compensated)
+  Case s256 = sb;  // D = 256, E = 128 unsplit, compensated: on sm_90 the TMA scans of four dk halves
+                   // (forward, dv) and the reversed one of two (dk)
   s256.N = 200;
   s256.D = 256;
   s256.E = 128;
@@ -477,8 +478,9 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     c.lay = dt == DType::f32 ? Lay::bhnd : Lay::bnhd;
     run_case(c, true, rng_, &worst);
   }
-  {
+  for (DType dt : {DType::f32, DType::bf16}) {  // bf16: on sm_90 the TMA scans of D = 256
     Case c;
+    c.dt = dt;
     c.B = 1;
     c.H = 1;
     c.N = 1500;
