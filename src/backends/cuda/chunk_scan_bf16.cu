@@ -23,10 +23,10 @@ int chunk_scan_tiles_per_sm_bf16(const ScanParams& p) {
   if (chunk_scan_tma_blocks_bf16(p) > 0) return tma::tiles_per_sm(p);
   return tc::tiles_per_sm<__nv_bfloat16>(p.dk, p.dv, p.compensated);
 }
-// The GEMM pre-pass's rule where it serves (64 < dk, dv; the TMA pre-pass runs there on sm_90 and
-// was measured with this rule), else the TMA pre-pass's own.
+// The GEMM pre-pass's rule where it serves (64 < dk, dv <= 128; the TMA pre-pass runs there on sm_90
+// and was measured with this rule), else the TMA pre-pass's own.
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms) {
-  if ((p.dk <= 64 || p.dv <= 64) && tma::prepass_shape_ok(p)) return tma::prepass_split(p, sms);
+  if ((p.dk <= 64 || p.dv <= 64 || p.dk > 128) && tma::prepass_shape_ok(p)) return tma::prepass_split(p, sms);
   return tc::prepass_split<__nv_bfloat16>(p, sms);
 }
 bool chunk_scan_fused_tma_bf16(const ScanParams& p) { return tma::serves_fused(p, false); }

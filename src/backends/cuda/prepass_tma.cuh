@@ -1,5 +1,5 @@
 // prepass_tma.cuh: the segment pre-pass (local end states, chunk_scan.h) on the TMA + wgmma design
-// of chunk_scan_tma.cuh, for bf16 scans with dk, dv <= 128 on sm_90 (rounded, or compensated:
+// of chunk_scan_tma.cuh, for bf16 scans with dk <= 256, dv <= 128 on sm_90 (rounded, or compensated:
 // SPLIT, the weighted rows as hi + lo parts, two wgmmas); the GEMM pre-pass (prepass_tc.cuh) or
 // the chain serve everything else, and TNL_CUDA_TMA_PREPASS=0 turns this one off.
 //
@@ -20,7 +20,9 @@
 // swizzled Y tile, as the scan's state update does). Two blocks fit on a multiprocessor.
 // PreShape: with dk <= 64 (KH = 1) Y is one 64-column half and the state 64 rows; with dv <= 64
 // (NW = 1) a block has one consumer; smaller blocks run more to a multiprocessor, and the
-// sub-segment count (chunk_scan_prepass_split_bf16) fills them.
+// sub-segment count (chunk_scan_prepass_split_bf16) fills them. With dk > 128 (KH = 4) Y is four
+// halves and the state 128 registers a thread: one block a multiprocessor with two consumers
+// (three stages, 48 KB each), two with one.
 #pragma once
 
 #include "backends/cuda/chunk_scan_tma.cuh"
@@ -33,7 +35,8 @@ template <int KH, int NW>
 struct PreShape {
   static constexpr int kConsumers = 128 * NW;       // threads 0..kConsumers-1
   static constexpr int kThreads = kConsumers + 32;  // and the producer warp
-  static constexpr int kMinBlocks = NW == 2 ? 2 : KH == 1 ? 4 : 3;  // a multiprocessor's
+  static constexpr int kMinBlocks = KH == 4 ? 3 - NW : NW == 2 ? 2 : KH == 1 ? 4 : 3;  // a multiprocessor's
+  static constexpr int kStages = KH == 4 && NW == 2 ? 3 : 2;  // a lone block keeps more copies in flight
 };
 
 template <int NB, bool SPLIT, int KH = 2, int NW = 2>
@@ -144,10 +147,12 @@ inline bool prepass_enabled() {
 }
 
 // Whether this kernel would serve the pre-pass of p's shape: bf16 (the caller's dtype; fp16 keeps
-// the chain, see prepass_tc.cuh), dense or varlen batches, dk, dv <= 128 (dk <= 64 and dv <= 64 only when
-// TNL_CUDA_TMA_D64 leaves the scan on TMA), 16-byte aligned rows of Y and Z with positive strides.
+// the chain, see prepass_tc.cuh), dense or varlen batches, dk <= 256 and dv <= 128 (dk <= 64 and dv <= 64 only when
+// TNL_CUDA_TMA_D64 leaves the scan on TMA, dk > 128 only when TNL_CUDA_TMA_D256 does), 16-byte
+// aligned rows of Y and Z with positive strides.
 inline bool prepass_shape_ok(const ScanParams& p) {
-  return p.num_segs > 1 && varlen_ok(p) && p.dk <= 128 && p.dv <= 128 && (d64_enabled() || (p.dk > 64 && p.dv > 64)) &&
+  return p.num_segs > 1 && varlen_ok(p) && p.dk <= 256 && p.dv <= 128 && (p.dk <= 128 || d256_enabled()) &&
+         (d64_enabled() || (p.dk > 64 && p.dv > 64)) &&
          p.seg_len % kC == 0 && p.seqlen < (int64_t{1} << 31) && tc::vec_rows(p, false) &&
          positive_strides(p.y, p) && positive_strides(p.z, p) && prepass_enabled() && device_ok();
 }
@@ -161,6 +166,8 @@ template <class F>
 decltype(auto) with_pre_shape(const ScanParams& p, F f) {
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
+  if (p.dk > 128) return p.dv > 64 ? f(Four{}, Two{}) : f(Four{}, One{});
   if (p.dk > 64) return p.dv > 64 ? f(Two{}, Two{}) : f(Two{}, One{});
   return p.dv > 64 ? f(One{}, Two{}) : f(One{}, One{});
 }
@@ -182,9 +189,9 @@ inline int prepass_split(const ScanParams& p, int sms) {
 template <class T, bool SPLIT, int KH, int NW>
 void launch_prepass_shape(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 only: fp16 weights would underflow");
-  constexpr int NB = 2;
-  using L = PreLayout<NB, SPLIT, KH, NW>;
   using Sh = PreShape<KH, NW>;
+  constexpr int NB = Sh::kStages;
+  using L = PreLayout<NB, SPLIT, KH, NW>;
   static_assert(Sh::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the blocks a multiprocessor holds");
   const CUtensorMap my = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const CUtensorMap mz = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);

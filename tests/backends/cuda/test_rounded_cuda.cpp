@@ -149,9 +149,10 @@ std::vector<NamedCase> rounded_cases() {
     // Segments; with D or E = 64 on sm_90 the TMA scan's and pre-pass's blocks of one dk half
     // and/or one consumer (N = 1024: four segments of four chunks, the pre-pass's split in two;
     // the fp64 reference's time grows as N²); at D = 256 the TMA scans of four dk halves
-    // (forward, dv) and the reversed one of two (dk), from the GEMM pre-pass's states.
+    // (forward, dv) and the reversed one of two (dk), and (bf16) the TMA pre-pass of four dk halves
+    // with two consumers (E = 128) or one (E = 64).
     const int64_t seg_dims[][3] = {{128, 128, 3001}, {64, 64, 1024}, {64, 128, 1024}, {128, 64, 1024},
-                                   {256, 128, 1024}};
+                                   {256, 128, 1024}, {256, 64, 1024}};
     for (const auto& de : seg_dims) {
       AttnCaseConfig seg = make_config(1, de[2], 2, de[0], de[1], dt, CaseLayout::bnhd);
       seg.initial_state = seg.d_final_state = true;
