@@ -88,6 +88,11 @@ struct AttnForwardParams {
   float scale = 1.0f;          // c
   const int32_t* cu_seqlens = nullptr;  // (num_seqs + 1) or null; memory of `device`
   int64_t num_seqs = 0;
+  // With cu_seqlens: the longest sequence's length when the caller knows it (FlashAttention's
+  // max_seqlen), 0 when not. A hint only, results never depend on it: the CUDA backend then
+  // splits a sequence much longer than the others into segments even when the batch fills the
+  // GPU (the offsets live on the device, where the host cannot see them without a sync).
+  int64_t max_seqlen = 0;
   const void* initial_state = nullptr;  // (S, H, D, E) or null (zeros)
   void* final_state = nullptr;          // (S, H, D, E) or null (not written)
   int num_threads = 0;         // CPU: 0 = all hardware threads
@@ -110,6 +115,7 @@ struct AttnBackwardParams {
   float scale = 1.0f;
   const int32_t* cu_seqlens = nullptr;
   int64_t num_seqs = 0;
+  int64_t max_seqlen = 0;  // as in AttnForwardParams
   const void* initial_state = nullptr;    // (S, H, D, E) S0 used by the forward, or null
   const void* d_final_state = nullptr;    // (S, H, D, E) gradient of S_final, or null (zero)
   void* d_initial_state = nullptr;        // (S, H, D, E) gradient of S0, or null (not written)

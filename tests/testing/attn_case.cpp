@@ -232,7 +232,7 @@ AttnForwardParams AttnCase::forward_params() {
   p.q = q.view(), p.k = k.view(), p.v = v.view(), p.o = o.view();
   p.slopes = slopes_.data();
   p.scale = cfg_.scale;
-  if (!cu_seqlens_.empty()) p.cu_seqlens = cu_seqlens_.data(), p.num_seqs = num_seqs();
+  if (!cu_seqlens_.empty()) p.cu_seqlens = cu_seqlens_.data(), p.num_seqs = num_seqs(), p.max_seqlen = max_seq_len();
   p.initial_state = cfg_.initial_state ? initial_state.data() : nullptr;
   p.final_state = cfg_.final_state ? final_state.data() : nullptr;
   p.num_threads = cfg_.num_threads;
@@ -247,7 +247,7 @@ AttnBackwardParams AttnCase::backward_params() {
   p.dq = dq.view(), p.dk = dk.view(), p.dv = dv.view();
   p.slopes = slopes_.data();
   p.scale = cfg_.scale;
-  if (!cu_seqlens_.empty()) p.cu_seqlens = cu_seqlens_.data(), p.num_seqs = num_seqs();
+  if (!cu_seqlens_.empty()) p.cu_seqlens = cu_seqlens_.data(), p.num_seqs = num_seqs(), p.max_seqlen = max_seq_len();
   p.initial_state = cfg_.initial_state ? initial_state.data() : nullptr;
   p.d_final_state = cfg_.d_final_state ? d_final_state.data() : nullptr;
   p.d_initial_state = cfg_.d_initial_state ? d_initial_state.data() : nullptr;

@@ -12,6 +12,7 @@
 // copy the outputs back into the host output buffers, then call fast_*_outputs().
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -113,6 +114,7 @@ class AttnCase {
   uint64_t seed() const { return seed_; }
   int64_t num_seqs() const { return (int64_t)seq_len_.size(); }     // S
   int64_t seq_len(int64_t s) const { return seq_len_[s]; }
+  int64_t max_seq_len() const { return seq_len_.empty() ? 0 : *std::max_element(seq_len_.begin(), seq_len_.end()); }
   int64_t seq_begin(int64_t s) const { return seq_begin_[s]; }      // first token row
   int64_t seq_batch(int64_t s) const { return cfg_.varlen.empty() ? s : 0; }
   int64_t state_numel() const { return num_seqs() * cfg_.heads * cfg_.dim_qk * cfg_.dim_v; }

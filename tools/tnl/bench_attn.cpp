@@ -27,6 +27,7 @@ struct Config {
   std::vector<int64_t> seqlens;
   bool fwd = true, fwdbwd = true, decode = true, validate = true;
   bool varlen = false;  // the batch packed as one varlen batch (cu_seqlens)
+  bool skew = false;    // varlen: the first sequence half of the tokens, the others sharing the rest
   int reps = 5;
   int threads = 0;
   int64_t decode_batch = 8192;
@@ -69,15 +70,27 @@ std::string seqlen_label(int64_t n) {
 }
 
 // How the op sees a batch of B sequences of N tokens: (B, N) tensors, or with --varlen one packed
-// batch (1, T = B·N) with cu_seqlens on the device (and on the host for the reference).
+// batch (1, T = B·N) with cu_seqlens on the device (and on the host for the reference); with
+// --varlen-skew the same T tokens, the first sequence ⌈T/2⌉ of them and the other B - 1 the rest
+// in equal parts (the last one the remainder).
 struct Packing {
   int64_t batch, seqlen, num_seqs;
+  int64_t max_seqlen = 0;  // the longest sequence (the hint a varlen caller passes)
   std::vector<int32_t> cu;  // host offsets, varlen only
   Buffer cu_dev;
   Packing(const Config& c, int64_t B, int64_t N)
       : batch(c.varlen ? 1 : B), seqlen(c.varlen ? B * N : N), num_seqs(c.varlen ? B : 0) {
     if (!c.varlen) return;
-    for (int64_t s = 0; s <= B; ++s) cu.push_back((int32_t)(s * N));
+    const int64_t T = B * N;
+    if (c.skew && B > 1) {
+      const int64_t first = (T + 1) / 2, each = (T - first) / (B - 1);
+      cu.push_back(0);
+      for (int64_t s = 1; s < B; ++s) cu.push_back((int32_t)(first + (s - 1) * each));
+      cu.push_back((int32_t)T);
+    } else {
+      for (int64_t s = 0; s <= B; ++s) cu.push_back((int32_t)(s * N));
+    }
+    for (size_t s = 0; s + 1 < cu.size(); ++s) max_seqlen = std::max<int64_t>(max_seqlen, cu[s + 1] - cu[s]);
     cu_dev = Buffer(c.device, cu.size() * sizeof(int32_t));
     cu_dev.upload(cu.data(), cu.size() * sizeof(int32_t));
   }
@@ -154,6 +167,7 @@ bool validate(const Config& c) {
     f.shape = {pk.batch, pk.seqlen, H, D, E};
     f.cu_seqlens = pk.offsets(ref);
     f.num_seqs = pk.num_seqs;
+    f.max_seqlen = pk.max_seqlen;
     f.q = view(q, D, ref, q.f64);
     f.k = view(k, D, ref, k.f64);
     f.v = view(v, E, ref, v.f64);
@@ -170,6 +184,7 @@ bool validate(const Config& c) {
     b.shape = f.shape;
     b.cu_seqlens = f.cu_seqlens;
     b.num_seqs = f.num_seqs;
+    b.max_seqlen = f.max_seqlen;
     b.q = f.q;
     b.k = f.k;
     b.v = f.v;
@@ -293,6 +308,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   f.shape = {vb, vn, H, D, E};
   f.cu_seqlens = pk.offsets(false);
   f.num_seqs = pk.num_seqs;
+  f.max_seqlen = pk.max_seqlen;
   f.q = seq_tensor(q.data(), c.layout, vb, vn, H, D);
   f.k = seq_tensor(k.data(), c.layout, vb, vn, H, D);
   f.v = seq_tensor(v.data(), c.layout, vb, vn, H, E);
@@ -304,7 +320,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   const double fl_fwd = fwd_flops(c) * tokens * H, by_fwd = fwd_bytes(c) * tokens * H;
   if (c.fwd) {
     const Timing t = time_median(dev, c.reps, [&] { attention_forward(f); });
-    print_row(c, fl, {c.varlen ? "fwd varlen" : "fwd", seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
+    print_row(c, fl, {c.skew ? "fwd varlen-skew" : c.varlen ? "fwd varlen" : "fwd", seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
   }
   if (c.fwdbwd) {
     Buffer d_o(dev, nv * es), dq(dev, nqk * es), dk(dev, nqk * es), dv(dev, nv * es);
@@ -315,6 +331,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
     b.shape = f.shape;
     b.cu_seqlens = f.cu_seqlens;
     b.num_seqs = f.num_seqs;
+    b.max_seqlen = f.max_seqlen;
     b.q = f.q;
     b.k = f.k;
     b.v = f.v;
@@ -330,7 +347,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
       attention_backward(b);
     });
     const double bytes = by_fwd + bwd_bytes(c) * tokens * H;
-    print_row(c, fl, {c.varlen ? "fwd+bwd varlen" : "fwd+bwd", seqlen_label(N), t.median_ms, tokens, bytes,
+    print_row(c, fl, {c.skew ? "fwd+bwd varlen-skew" : c.varlen ? "fwd+bwd varlen" : "fwd+bwd", seqlen_label(N), t.median_ms, tokens, bytes,
                       3.5 * fl_fwd, t.reps}, B);
   }
 }
@@ -376,7 +393,7 @@ int bench_attn(int argc, char** argv) {
   const Args a(argc, argv,
                {"device", "dtype", "batch", "heads", "dim", "dim-v", "seqlens", "layout", "mode",
                 "reps", "threads", "decode-batch", "intermediates"},
-               {"no-decode", "no-validate", "hugepages", "varlen"});
+               {"no-decode", "no-validate", "hugepages", "varlen", "varlen-skew"});
   Config c;
   const std::string device = a.str("device", "cpu");
   if (device == "cuda") c.device = Device::cuda;
@@ -416,7 +433,8 @@ int bench_attn(int argc, char** argv) {
   else if (inter != "compensated")
     throw ArgumentError("flag '--intermediates': expected compensated or rounded, got '" + inter + "'");
   set_cpu_hugepages(a.flag("hugepages"));
-  c.varlen = a.flag("varlen");
+  c.skew = a.flag("varlen-skew");
+  c.varlen = a.flag("varlen") || c.skew;
   for (int64_t n : c.seqlens) {
     if (n < 1) throw ArgumentError("flag '--seqlens': expected lengths >= 1");
     if (c.varlen && c.batch * n >= (int64_t{1} << 31))
@@ -433,7 +451,7 @@ int bench_attn(int argc, char** argv) {
     std::printf(" (%d threads)", c.threads > 0 ? c.threads : cpu_thread_count());
   }
   std::printf(", layout %s", layout.c_str());
-  if (c.varlen) std::printf(", varlen (the batch packed, cu_seqlens)");
+  if (c.varlen) std::printf(", varlen (the batch packed, cu_seqlens%s)", c.skew ? "; the first sequence half the tokens" : "");
   if (gpu && c.dtype != DType::f32) std::printf(", %s intermediates", inter.c_str());
   std::printf("\n");
   if (c.validate && !validate(c)) {

@@ -36,6 +36,7 @@ const char* kUsage =
     "                      --mode fwd|fwdbwd|both  --reps R  --threads T  --decode-batch B\n"
     "                      --no-decode  --no-validate  --intermediates compensated|rounded (cuda)\n"
     "                      --varlen (the B sequences packed as one batch with cu_seqlens)\n"
+    "                      --varlen-skew (packed, the first sequence half of the B x N tokens)\n"
     "  bench generate  random weights in a released shape: prefill and decode tokens/s by prompt\n"
     "               length, state size, memory: --shape 385m|1b|7b|small|tiny --prompt-lens 1k,4k\n"
     "                      --decode-tokens N --batch B  --report-every N (cpu)  --device cpu|cuda (cuda: --batches 1,16,64)\n"

@@ -87,6 +87,18 @@ struct ScanParams {
   Rows x2;
   void* out2 = nullptr;
   int64_t out2_sb = 0, out2_sn = 0, out2_sh = 0;
+
+  // Varlen with segments: split_segs (pre_rows = ⌊T/seg_len⌋ entries), built on the device from
+  // cu_seqlens (launch_split_segs), lists the (sequence s, segment g) of every segment that is
+  // not its sequence's last, in order, {-1, -1} past them (at most ⌊T/seg_len⌋ for sequences that
+  // do not overlap). The pre-pass computes the local end state of each entry's segment g, the
+  // main pass runs each entry's segment g + 1 besides every sequence's segment 0, and the
+  // segment prefix runs each split sequence's chain (its entry with g = 0). So the grids are
+  // bounded by the tokens and the sequences, whatever the lengths (scan_grid, prepass_grid).
+  const int2* split_segs = nullptr;
+  int64_t pre_rows = 0;
+  // (Last in the struct, so that the other fields' offsets, and the kernels' code, stay as they
+  // were before it.)
 };
 
 // Launchers, one per dtype (one instantiation group per file). `local_pass` runs only the
@@ -126,7 +138,59 @@ bool chunk_scan_fused_tma_bf16(const ScanParams& p);
 int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms);
 int chunk_scan_prepass_split_bf16(const ScanParams& p, int sms);  // the rule: prepass_split.h
 
+// The blocks (along x) of the main pass over (sequence, head, segment), and of the pre-pass over
+// the (sub-)segments whose local end states are needed (dense: all but each sequence's last).
+// Varlen with segments: S·H blocks of segment 0, then H·pre_rows of the split_segs entries.
+inline int64_t scan_grid(const ScanParams& p) {
+  return p.split_segs ? p.num_seqs * p.heads + p.heads * p.pre_rows : p.num_seqs * p.heads * p.num_segs;
+}
+inline int64_t prepass_grid(const ScanParams& p) {
+  return p.split_segs ? p.heads * p.pre_rows : p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split;
+}
+
 #ifdef __CUDACC__
+// The plane shd = s·H + h and segment of main-pass block `bid` (blockIdx.x, scan_grid). Dense
+// (and varlen unsplit), bid = shd·num_segs + seg. LIST (varlen with segments: split_segs set),
+// bid = shd (segment 0) for bid < S·H, else S·H + h·pre_rows + k for segment g + 1 of entry k of
+// split_segs; past the list, plane 0 and kNoSegment (the block returns: segment_runs). The
+// kernels take LIST as a template parameter: a run-time branch here moved the code ptxas made
+// of the dense kernels' loops, and the D = 128 forward scan lost 12% (H200, 4x32x32K).
+constexpr int kNoSegment = 1 << 30;  // no sequence has it (segment_runs is false)
+template <bool LIST>
+__device__ __forceinline__ void scan_block(const ScanParams& p, int64_t bid, int64_t& shd, int& seg) {
+  if constexpr (LIST) {
+    const int64_t firsts = p.num_seqs * p.heads;
+    if (bid < firsts) {
+      shd = bid;
+      seg = 0;
+    } else {
+      const int64_t k = bid - firsts;
+      const int2 e = p.split_segs[k % p.pre_rows];
+      shd = e.x < 0 ? 0 : (int64_t)e.x * p.heads + k / p.pre_rows;
+      seg = e.x < 0 ? kNoSegment : e.y + 1;
+    }
+  } else {
+    seg = (int)(bid % p.num_segs);
+    shd = bid / p.num_segs;
+  }
+}
+// ... and the sub-segment of pre-pass block `bid` (prepass_grid): dense, bid = shd·subs + sub,
+// subs = (num_segs - 1)·pre_split. LIST (pre_split 1, sub = the segment g of entry k of
+// split_segs), bid = h·pre_rows + k; past the list, plane 0 and kNoSegment
+// (segment_state_needed is false).
+template <bool LIST>
+__device__ __forceinline__ void prepass_block(const ScanParams& p, int64_t bid, int64_t& shd, int& sub) {
+  if constexpr (LIST) {
+    const int2 e = p.split_segs[bid % p.pre_rows];
+    shd = e.x < 0 ? 0 : (int64_t)e.x * p.heads + bid / p.pre_rows;
+    sub = e.x < 0 ? kNoSegment : e.y;
+  } else {  // 32-bit: blocks along x are fewer than 2^31
+    const int subs = (p.num_segs - 1) * p.pre_split;
+    sub = (int)((unsigned)bid % subs);
+    shd = (unsigned)bid / subs;
+  }
+}
+
 // Whether segment `seg` of a sequence of `len` scan rows has a main-pass block with work: segment
 // 0 always (it writes the final state, even of an empty sequence), the others when they start
 // inside the sequence (varlen grids have segments for the longest sequence T could hold).
@@ -182,6 +246,9 @@ __device__ __forceinline__ StartState segment_start(const ScanParams& p, int64_t
 // The short scan between the pre-pass and the main pass: seg_start from seg_states and init
 // (segment_prefix.cu).
 void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t stream);
+// Varlen: split_segs (pre_rows entries of the caller's workspace) from cu_seqlens, before the
+// pre-pass (segment_prefix.cu).
+void launch_split_segs(const ScanParams& p, int2* split_segs, cudaStream_t stream);
 
 // Decode step (decode.cu).
 struct DecodeParams {

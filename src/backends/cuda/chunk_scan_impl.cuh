@@ -87,7 +87,8 @@ __device__ __forceinline__ void load_tile(float* dst, int ld, const Rows& r, con
 }
 
 // The scan kernel. kLocal: segment pre-pass (state update only, from zero, into seg_states).
-template <class T, int DK, int C, bool kLocal>
+// LIST: varlen with segments (scan_block, prepass_block).
+template <class T, int DK, int C, bool kLocal, bool LIST = false>
 __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p,
                                                               const Slopes sl) {
   using L = Smem<DK, C>;
@@ -100,9 +101,10 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
   float* dec = smem + L::kDec;  // (C + 2)
 
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t bid = blockIdx.x;
-  const int g = (int)(bid % p.num_segs);
-  const int64_t sh = bid / p.num_segs;  // s·H + h
+  int64_t sh;  // s·H + h
+  int g;
+  if constexpr (kLocal && LIST) prepass_block<true>(p, blockIdx.x, sh, g);  // the pre-pass's grid
+  else scan_block<LIST>(p, blockIdx.x, sh, g);
   const int h = (int)(sh % p.heads);
   const int64_t s = sh / p.heads;
   const int e0 = blockIdx.y * kET;
@@ -273,15 +275,15 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ScanParams p
 template <class T, int DK, int C>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
   using L = Smem<DK, C>;
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + kET - 1) / kET));
+  const dim3 grid((unsigned)(local_pass && p.split_segs ? prepass_grid(p) : scan_grid(p)), (unsigned)((p.dv + kET - 1) / kET));
   if (local_pass) {
-    auto kern = chunk_scan_kernel<T, DK, C, true>;
+    auto kern = p.split_segs ? chunk_scan_kernel<T, DK, C, true, true> : chunk_scan_kernel<T, DK, C, true>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl);
     TNL_CUDA_CHECK_LAUNCH();
   } else {
-    auto kern = chunk_scan_kernel<T, DK, C, false>;
+    auto kern = p.split_segs ? chunk_scan_kernel<T, DK, C, false, true> : chunk_scan_kernel<T, DK, C, false>;
     TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)L::kBytes));
     kern<<<grid, kThreads, L::kBytes, stream>>>(p, sl);

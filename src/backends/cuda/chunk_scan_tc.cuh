@@ -407,7 +407,8 @@ inline bool pairs_aligned4(const void* out, int64_t sb, int64_t sn, int64_t sh, 
 // R and its Y, Z are the dv scan's Z, Y, so one pass computes both outputs with one state
 // update: warps 0-7 build A = c (K Qᵀ ⊙ M) and warps 8-15 A2 = c (V dOᵀ ⊙ M) in phase 1,
 // phase 2 writes dv = A dO + α K R and then dk = A2 Q + α V Rᵀ, phase 3 updates R once.
-template <class T, int DK, int NB, int WG, bool SPLIT, bool kLocal, bool FUSED = false>
+// LIST: varlen with segments (scan_block, prepass_block).
+template <class T, int DK, int NB, int WG, bool SPLIT, bool kLocal, bool FUSED = false, bool LIST = false>
 __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED>::kMinBlocks))
     chunk_scan_tc_kernel(const ScanParams p, const Slopes sl, bool vec, bool out_vec2) {
   static_assert(!FUSED || (!SPLIT && WG == 2 && DK == WG * kET),
@@ -429,9 +430,10 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
   // warp: within its column tile; ec: the tile's first column within the block.
   const int warp = (threadIdx.x / 32) % 8, grp = threadIdx.x / 256, ec = kET * grp;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int64_t bid = blockIdx.x;
-  const int seg = (int)(bid % p.num_segs);
-  const int64_t shd = bid / p.num_segs;  // s·H + h
+  int64_t shd;  // s·H + h
+  int seg;
+  if constexpr (kLocal && LIST) prepass_block<true>(p, blockIdx.x, shd, seg);  // the pre-pass's grid
+  else scan_block<LIST>(p, blockIdx.x, shd, seg);
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
   const int e0 = blockIdx.y * WG * kET;
@@ -735,15 +737,17 @@ __global__ void __launch_bounds__(kThreadsOf<WG>, (Smem<DK, NB, WG, SPLIT, FUSED
 template <class T, int DK, int NB, int WG, bool SPLIT, bool FUSED = false>
 void launch_dk(const ScanParams& p, const Slopes& sl, bool local_pass, cudaStream_t stream) {
   using L = Smem<DK, NB, WG, SPLIT, FUSED>;
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs),
+  const dim3 grid((unsigned)(local_pass && p.split_segs ? prepass_grid(p) : scan_grid(p)),
                   (unsigned)((p.dv + WG * kET - 1) / (WG * kET)));
   // 16-byte loads when every row of X, Y, Z starts 16-byte aligned and the dims are full vectors.
   const bool vec = vec_rows(p, !local_pass) && (local_pass || !FUSED || rows_aligned16(p.x2));
   // 4-byte output stores of column pairs when every pair is aligned (both outputs when FUSED).
   const bool out_vec2 = pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv) &&
                         (!FUSED || pairs_aligned4(p.out2, p.out2_sb, p.out2_sn, p.out2_sh, p.dk));
-  auto kern = local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true, FUSED>
-                         : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false, FUSED>;
+  auto kern = p.split_segs ? (local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true, FUSED, true>
+                                        : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false, FUSED, true>)
+                           : (local_pass ? chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, true, FUSED>
+                                        : chunk_scan_tc_kernel<T, DK, NB, WG, SPLIT, false, FUSED>);
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)L::kBytes));
   kern<<<grid, kThreadsOf<WG>, L::kBytes, stream>>>(p, sl, vec, out_vec2);

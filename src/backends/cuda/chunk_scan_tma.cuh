@@ -167,14 +167,13 @@ __device__ __forceinline__ unsigned char* aligned_base(unsigned char* smem_raw) 
   return smem_raw + ((1024u - (tc::smem_addr(smem_raw) & 1023u)) & 1023u);
 }
 
-// The block's sequence s, head h and segment seg (blockIdx.x = shd·segments + seg, shd = s·H + h).
+// The block's sequence s, head h and segment seg (scan_block<LIST>, shd = s·H + h).
+template <bool LIST>
 struct BlockIndex {
   int seg, h;
   int64_t shd, s;
   __device__ __forceinline__ explicit BlockIndex(const ScanParams& p) {
-    const int64_t bid = blockIdx.x;
-    seg = (int)(bid % p.num_segs);
-    shd = bid / p.num_segs;
+    scan_block<LIST>(p, blockIdx.x, shd, seg);
     h = (int)(shd % p.heads);
     s = shd / p.heads;
   }
@@ -379,7 +378,8 @@ __device__ __forceinline__ void store_state_rounded(const float (&st)[KH][32], u
 // Varlen: boxes at the sequence's offset in the packed rows; a partial chunk's box covers rows
 // of the neighbouring sequence, which the mask and the update weights drop (as they drop the
 // zeros of a dense batch's partial chunk), and it is stored from registers in either direction.
-template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false>
+// LIST: varlen with segments (scan_block).
+template <class T, int NB, bool TMA_OUT, bool SPLIT, int KH, int NW, bool REVERSE = false, bool LIST = false>
 __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, NW>::kMinBlocks)
     chunk_scan_tma_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_y,
                           const __grid_constant__ CUtensorMap map_z, const __grid_constant__ CUtensorMap map_o,
@@ -396,7 +396,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
 
-  const BlockIndex blk(p);
+  const BlockIndex<LIST> blk(p);
   const int seg = blk.seg, h = blk.h;
   const int64_t shd = blk.shd, s = blk.s;
   const SeqLoc sq = tc::seq_loc(p, s);
@@ -805,9 +805,10 @@ void launch_config(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const CUtensorMap my = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, p.dk, type);
   const CUtensorMap mz = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, p.dv, type);
   const CUtensorMap mo = TMA_OUT ? tile_map(out_rows(p), map_seqs(p), p.seqlen, p.heads, p.dv, type) : mz;
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs), (unsigned)((p.dv + B::kCols - 1) / B::kCols));
+  const dim3 grid((unsigned)scan_grid(p), (unsigned)((p.dv + B::kCols - 1) / B::kCols));
   const bool out_vec2 = tc::pairs_aligned4(p.out, p.out_sb, p.out_sn, p.out_sh, p.dv);
-  auto kern = chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW, REVERSE>;
+  auto kern = p.split_segs ? chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW, REVERSE, true>
+                           : chunk_scan_tma_kernel<T, NB, TMA_OUT, SPLIT, KH, NW, REVERSE, false>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, B::kThreads, L::kBytes, stream>>>(mx, my, mz, mo, p, sl, out_vec2);
   TNL_CUDA_CHECK_LAUNCH();

@@ -383,7 +383,7 @@ __device__ __forceinline__ void fused_consumer(unsigned char* sm, const CUtensor
   store_final_state(st, p, part, shd, seg, len);
 }
 
-template <class T, int NB, bool SPLIT, bool HALVES>
+template <class T, int NB, bool SPLIT, bool HALVES, bool LIST = false>
 __global__ void __launch_bounds__(kThreads, 1)
     chunk_scan_tma_fused_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_q,
                                 const __grid_constant__ CUtensorMap map_do, const __grid_constant__ CUtensorMap map_v,
@@ -397,7 +397,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
 
-  const BlockIndex blk(p);
+  const BlockIndex<LIST> blk(p);
   const int seg = blk.seg, h = blk.h;
   const int64_t shd = blk.shd, s = blk.s;
   const SeqLoc sq = tc::seq_loc(p, s);
@@ -478,8 +478,9 @@ void launch_fused_split(const ScanParams& p, const Slopes& sl, cudaStream_t stre
   const CUtensorMap mv = tile_map(p.x2, map_seqs(p), p.seqlen, p.heads, E, type);
   const CUtensorMap mdv = tile_map(out_rows(p), map_seqs(p), p.seqlen, p.heads, E, type);
   const CUtensorMap mdk = tile_map(out2_rows(p), map_seqs(p), p.seqlen, p.heads, D, type);
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * p.num_segs));
-  auto kern = chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES>;
+  const dim3 grid((unsigned)scan_grid(p));
+  auto kern = p.split_segs ? chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES, true>
+                           : chunk_scan_tma_fused_kernel<T, NB, SPLIT, HALVES, false>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, kThreads, L::kBytes, stream>>>(mk, mq, mdo, mv, mdv, mdk, p, sl);
   TNL_CUDA_CHECK_LAUNCH();

@@ -499,9 +499,10 @@ inline bool device_ok() {
 
 // Whether the wgmma kernel serves this scan: a full pass (not the pre-pass, not the fused dk/dv
 // scan) with rounded intermediates, dk <= 128, dk and dv whole 16-byte pieces and 16-byte
-// aligned rows of X, Y and Z, on a device that runs it.
+// aligned rows of X, Y and Z, on a device that runs it; not varlen batches with segments (their
+// grid, split_segs).
 inline bool serves(const ScanParams& p, bool local_pass) {
-  return !local_pass && !p.fused && !p.compensated && p.dk <= 128 && tc::vec_rows(p, true) &&
+  return !local_pass && !p.fused && !p.compensated && !p.split_segs && p.dk <= 128 && tc::vec_rows(p, true) &&
          device_ok();
 }
 

@@ -51,7 +51,8 @@ struct PreLayout {  // byte offsets from the 1024-aligned base
   static constexpr size_t kBytes = kBar + 16 * NB + 1024;
 };
 
-template <class T, int NB, bool SPLIT, int KH, int NW>
+// LIST: varlen with segments (prepass_block).
+template <class T, int NB, bool SPLIT, int KH, int NW, bool LIST = false>
 __global__ void __launch_bounds__(PreShape<KH, NW>::kThreads, PreShape<KH, NW>::kMinBlocks)
     prepass_tma_kernel(const __grid_constant__ CUtensorMap map_y, const __grid_constant__ CUtensorMap map_z,
                        const ScanParams p, const Slopes sl) {
@@ -64,9 +65,9 @@ __global__ void __launch_bounds__(PreShape<KH, NW>::kThreads, PreShape<KH, NW>::
   uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::kBar);
   uint64_t* empty = full + NB;
 
-  const int subs = (p.num_segs - 1) * p.pre_split;  // the last segment's state is never needed
-  const int sub = (int)(blockIdx.x % subs);
-  const int64_t shd = blockIdx.x / subs;  // s·H + h
+  int64_t shd;  // s·H + h
+  int sub;      // the last segment's state is never needed
+  prepass_block<LIST>(p, blockIdx.x, shd, sub);
   const int h = (int)(shd % p.heads);
   const int64_t s = shd / p.heads;
   const SeqLoc sq = tc::seq_loc(p, s);
@@ -195,8 +196,8 @@ void launch_prepass_shape(const ScanParams& p, const Slopes& sl, cudaStream_t st
   static_assert(Sh::kMinBlocks * (L::kBytes + 1024) <= 228 * 1024, "the blocks a multiprocessor holds");
   const CUtensorMap my = tile_map(p.y, map_seqs(p), p.seqlen, p.heads, p.dk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
   const CUtensorMap mz = tile_map(p.z, map_seqs(p), p.seqlen, p.heads, p.dv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
-  const dim3 grid((unsigned)(p.num_seqs * p.heads * (p.num_segs - 1) * p.pre_split), 1);
-  auto kern = prepass_tma_kernel<T, NB, SPLIT, KH, NW>;
+  const dim3 grid((unsigned)prepass_grid(p), 1);
+  auto kern = p.split_segs ? prepass_tma_kernel<T, NB, SPLIT, KH, NW, true> : prepass_tma_kernel<T, NB, SPLIT, KH, NW, false>;
   TNL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::kBytes));
   kern<<<grid, Sh::kThreads, L::kBytes, stream>>>(my, mz, p, sl);
   TNL_CUDA_CHECK_LAUNCH();

@@ -12,8 +12,13 @@
 // kernel's time is that of its slowest block).
 //
 // One thread per state element (d, e); a block covers 256 consecutive elements of one
-// (sequence, head) plane. fp32 throughout: λ^sub_len underflows to zero for long sub-segments
-// and fast decays, which is the true value to fp32 precision.
+// (sequence, head) plane (varlen: of each sequence with more than one segment). fp32 throughout:
+// λ^sub_len underflows to zero for long sub-segments and fast decays, which is the true value to
+// fp32 precision.
+//
+// Also here: the varlen segment list (split_segs_kernel), built before the pre-pass.
+#include <cub/block/block_scan.cuh>
+
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
 
@@ -23,7 +28,12 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads) segment_prefix_kernel(const ScanParams p, const Slopes sl) {
-  const int64_t shd = blockIdx.y;  // s·H + h
+  int64_t shd = blockIdx.y;  // s·H + h
+  if (p.split_segs) {  // varlen: blockIdx.y = h·pre_rows + k; the sequence of entry k, if its first
+    const int2 entry = p.split_segs[blockIdx.y % p.pre_rows];
+    if (entry.x < 0 || entry.y != 0) return;
+    shd = (int64_t)entry.x * p.heads + blockIdx.y / p.pre_rows;
+  }
   const int plane = p.dk * p.dv;
   const int el = blockIdx.x * kThreads + threadIdx.x;  // d·dv + e
   if (el >= plane) return;
@@ -67,12 +77,44 @@ __global__ void __launch_bounds__(kThreads) segment_prefix_kernel(const ScanPara
   }
 }
 
+// split_segs (chunk_scan.h) from cu_seqlens, by one block: sequence s has varlen_segments of them
+// and one entry {s, g} for each but the last, at the exclusive prefix sum of those counts; {-1,
+// -1} past them. Entries beyond n_out (only for overlapping offsets) are dropped. The same list
+// as segments.h's split_segs_host.
+constexpr int kListThreads = 1024;
+__global__ void __launch_bounds__(kListThreads)
+    split_segs_kernel(const int32_t* __restrict__ cu, int64_t num_seqs, int64_t seg_len, int2* out, int64_t n_out) {
+  using Scan = cub::BlockScan<long long, kListThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  long long base = 0;  // entries of the sequences before this round's
+  for (int64_t s0 = 0; s0 < num_seqs; s0 += kListThreads) {
+    const int64_t s = s0 + threadIdx.x;
+    long long count = 0;
+    if (s < num_seqs) count = varlen_segments(max(0, cu[s + 1] - cu[s]), seg_len) - 1;
+    long long first = 0, round_total = 0;
+    Scan(scan_tmp).ExclusiveSum(count, first, round_total);
+    __syncthreads();  // scan_tmp is reused next round
+    for (long long g = 0; g < count; ++g) {
+      const long long k = base + first + g;
+      if (k < n_out) out[k] = make_int2((int)s, (int)g);
+    }
+    base += round_total;
+  }
+  for (long long k = base + threadIdx.x; k < n_out; k += kListThreads) out[k] = make_int2(-1, -1);
+}
+
 }  // namespace
 
 void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const int plane = p.dk * p.dv;
-  const dim3 grid((unsigned)((plane + kThreads - 1) / kThreads), (unsigned)(p.num_seqs * p.heads));
+  const int64_t planes = p.split_segs ? p.heads * p.pre_rows : p.num_seqs * p.heads;
+  const dim3 grid((unsigned)((plane + kThreads - 1) / kThreads), (unsigned)planes);
   segment_prefix_kernel<<<grid, kThreads, 0, stream>>>(p, sl);
+  TNL_CUDA_CHECK_LAUNCH();
+}
+
+void launch_split_segs(const ScanParams& p, int2* split_segs, cudaStream_t stream) {
+  split_segs_kernel<<<1, kListThreads, 0, stream>>>(p.cu_seqlens, p.num_seqs, p.seg_len, split_segs, p.pre_rows);
   TNL_CUDA_CHECK_LAUNCH();
 }
 

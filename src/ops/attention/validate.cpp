@@ -85,13 +85,18 @@ void check_threads(int num_threads, const ValidateOptions& opt) {
                 num_threads);
 }
 
-void check_varlen(const AttnShape& s, const int32_t* cu, int64_t num_seqs, Device device,
+void check_varlen(const AttnShape& s, const int32_t* cu, int64_t num_seqs, int64_t max_seqlen, Device device,
                   const ValidateOptions& opt) {
   if (cu == nullptr) {
     TNL_ARG_CHECK(num_seqs == 0, opt.fn, "num_seqs",
                   "expected 0 without cu_seqlens, got ", num_seqs);
+    TNL_ARG_CHECK(max_seqlen == 0, opt.fn, "max_seqlen",
+                  "expected 0 without cu_seqlens, got ", max_seqlen);
     return;
   }
+  TNL_ARG_CHECK(max_seqlen >= 0 && max_seqlen <= s.seqlen, opt.fn, "max_seqlen",
+                "expected 0 (unknown) or the longest sequence's length, at most seqlen = ", s.seqlen,
+                ", got ", max_seqlen);
   TNL_ARG_CHECK(s.batch == 1, opt.fn, "batch",
                 "expected 1 with cu_seqlens (sequences are packed along seqlen), got ", s.batch);
   TNL_ARG_CHECK(num_seqs >= 1, opt.fn, "num_seqs", "expected >= 1 with cu_seqlens, got ",
@@ -124,7 +129,7 @@ void validate(const AttnForwardParams& p, const ValidateOptions& opt) {
   const AttnShape& s = p.shape;
   check_dtype_device(p.dtype, p.device, opt);
   check_dims(s.batch, s.seqlen, s.heads, s.dim_qk, s.dim_v, opt);
-  check_varlen(s, p.cu_seqlens, p.num_seqs, p.device, opt);
+  check_varlen(s, p.cu_seqlens, p.num_seqs, p.max_seqlen, p.device, opt);
   check_tensor(p.q, "q", p.dtype, s.batch, s.seqlen, s.heads, s.dim_qk, false, opt);
   check_tensor(p.k, "k", p.dtype, s.batch, s.seqlen, s.heads, s.dim_qk, false, opt);
   check_tensor(p.v, "v", p.dtype, s.batch, s.seqlen, s.heads, s.dim_v, false, opt);
@@ -141,7 +146,7 @@ void validate(const AttnBackwardParams& p, const ValidateOptions& opt) {
   const AttnShape& s = p.shape;
   check_dtype_device(p.dtype, p.device, opt);
   check_dims(s.batch, s.seqlen, s.heads, s.dim_qk, s.dim_v, opt);
-  check_varlen(s, p.cu_seqlens, p.num_seqs, p.device, opt);
+  check_varlen(s, p.cu_seqlens, p.num_seqs, p.max_seqlen, p.device, opt);
   check_tensor(p.q, "q", p.dtype, s.batch, s.seqlen, s.heads, s.dim_qk, false, opt);
   check_tensor(p.k, "k", p.dtype, s.batch, s.seqlen, s.heads, s.dim_qk, false, opt);
   check_tensor(p.v, "v", p.dtype, s.batch, s.seqlen, s.heads, s.dim_v, false, opt);

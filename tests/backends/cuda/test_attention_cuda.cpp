@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -171,6 +172,7 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   if (!cu.empty()) {
     rp.cu_seqlens = cu.data();
     rp.num_seqs = S;
+    rp.max_seqlen = *std::max_element(c.lens.begin(), c.lens.end());  // the hint, as FlashAttention's callers give it
   }
   if (c.states) {
     rp.initial_state = s064.data();
@@ -245,6 +247,7 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   b.dk = st(ddk.ptr, vq);
   b.dv = st(ddv.ptr, vv);
   b.cu_seqlens = p.cu_seqlens;
+  b.max_seqlen = p.max_seqlen;
   b.initial_state = c.states ? ds0.ptr : nullptr;
   b.d_final_state = c.states ? ddsf.ptr : nullptr;
   b.d_initial_state = c.states ? dds0.ptr : nullptr;
@@ -459,6 +462,21 @@ TEST_F(AttentionCuda, SegmentedVarlen) {
   double worst = 0;
   run_varlen_cases({1500, 1, 0, 640, 700, 320}, 0.02, {{64, 64}, {128, 128}}, rng_, &worst);
   std::printf("SegmentedVarlen: worst %.3g\n", worst);
+}
+
+// A packed batch whose S·H (140) fills the GPU, with one sequence far longer than the others:
+// the mean length (74) does not split it, the tail rule does, given max_seqlen (plan_segments:
+// segments of 256 rows on any GPU of 52 to 520 multiprocessors): 2500 rows take ten, 512 two
+// ending on a boundary, 257 two with a one-row last; 67 short ones (empty included) stay whole.
+TEST_F(AttentionCuda, VarlenTail) {
+  REQUIRE_GPU();
+  double worst = 0;
+  std::vector<int32_t> lens{2500};
+  for (int i = 0; i < 67; ++i) lens.push_back((i * 37) % 61);
+  lens.push_back(512);
+  lens.push_back(257);
+  run_varlen_cases(lens, 0.02, {{64, 64}, {128, 128}}, rng_, &worst);
+  std::printf("VarlenTail: worst %.3g\n", worst);
 }
 
 // Few (sequence, head) pairs and long N: the segmented path (local states, combine, finish).

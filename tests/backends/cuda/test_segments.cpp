@@ -66,6 +66,39 @@ TEST(Segments, PlanFollowsTheRule) {
   EXPECT_EQ(p.num_segs, 10);
   v.seqlen = 3000;  // mean 500: under 8 chunks, no split
   EXPECT_EQ(plan_segments(v).num_segs, 1);
+  // Varlen whose mean does not split (S·H fills the GPU), the tail rule: 64 sequences of 2K
+  // mean, H = 16, D = E = 128 on TMA: a wave's share is ⌈131072·16/132⌉ = 15888 rows, 5/4 of it
+  // 19860, in chunks 19904; 7 segments of a 131072-row sequence. Only when the caller's
+  // max_seqlen is longer than that.
+  SegmentInputs t = dense(64, 131072, 16, 128, 2, 1);
+  t.varlen = true;
+  EXPECT_EQ(plan_segments(t).num_segs, 1);  // max_seqlen unknown
+  t.max_seqlen = 19904;                     // no sequence longer than a segment
+  EXPECT_EQ(plan_segments(t).num_segs, 1);
+  t.max_seqlen = 65536;
+  p = plan_segments(t);
+  EXPECT_EQ(p.seg_len, 19904);
+  EXPECT_EQ(p.num_segs, 7);
+  EXPECT_TRUE(p.tail);
+  // ... off TMA (4 tiles an SM, 2 a pair): ⌈131072·16·2/528⌉ = 7944, 9930 -> 9984.
+  t.tma_blocks = 0;
+  t.tiles_per_sm = 4;
+  EXPECT_EQ(plan_segments(t).seg_len, 9984);
+  // The mean rule first where it splits (a longer sequence then gets more segments of its length).
+  SegmentInputs m = dense(6, 3161, 2, 64, 2, 1);
+  m.varlen = true;
+  m.max_seqlen = 1500;
+  p = plan_segments(m);
+  EXPECT_EQ(p.seg_len, 320);
+  EXPECT_FALSE(p.tail);
+  // Segments of at least 4 chunks (test_attention_cuda's VarlenTail), and none when no sequence
+  // can be longer than one (T).
+  SegmentInputs small = dense(70, 3900, 2, 64, 2, 1);  // share 60 rows
+  small.varlen = true;
+  small.max_seqlen = 2500;
+  EXPECT_EQ(plan_segments(small).seg_len, 256);
+  small.seqlen = small.max_seqlen = 256;
+  EXPECT_EQ(plan_segments(small).num_segs, 1);
   // Nothing to split, and no division by zero.
   EXPECT_EQ(plan_segments(dense(0, 131072, 16, 128, 2, 1)).num_segs, 1);
   EXPECT_EQ(plan_segments(dense(1, 131072, 0, 128, 2, 1)).num_segs, 1);
@@ -108,6 +141,51 @@ TEST(Segments, VarlenRowsAreDistinctAndInBounds) {
         }
       }
     }
+  }
+}
+
+// The varlen segment list over random packed batches: every segment of every sequence is run by
+// exactly one main-pass block (segment 0 by the sequence's own, segment g + 1 by entry {s, g}),
+// the pre-pass computes exactly the segments before each sequence's last, and ⌊T/seg_len⌋
+// entries always suffice.
+TEST(Segments, SplitListCoversEverySegmentOnce) {
+  const uint64_t seed = tnl::testing::test_seed();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int64_t seg_len = 64 * (1 + (int64_t)(rng() % 16));
+    const int64_t S = 1 + (int64_t)(rng() % 40);
+    std::vector<int32_t> cu{0};
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t len = rng() % 3 == 0 ? (int64_t)(rng() % (30 * seg_len)) : (int64_t)(rng() % (seg_len + 2));
+      cu.push_back(cu.back() + (int32_t)len);
+    }
+    const int64_t T = cu.back(), n_out = std::max<int64_t>(1, T / seg_len);
+    const auto list = tnl::cuda::split_segs_host(cu, seg_len, n_out);
+    ASSERT_EQ((int64_t)list.size(), n_out);
+    std::set<std::pair<int64_t, int64_t>> run, pre;
+    for (int64_t s = 0; s < S; ++s) run.insert({s, 0});
+    int64_t used = 0;
+    for (const auto& e : list) {
+      if (e.first < 0) continue;
+      ++used;
+      ASSERT_TRUE(run.insert({e.first, e.second + 1}).second);
+      ASSERT_TRUE(pre.insert({e.first, e.second}).second);
+    }
+    int64_t want = S;
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t segs = tnl::cuda::varlen_segments(cu[s + 1] - cu[s], seg_len);
+      want += segs - 1;
+      for (int64_t g = 0; g < segs; ++g) {
+        ASSERT_TRUE(run.count({s, g})) << "s=" << s << " g=" << g << " never runs";
+        if (g + 1 < segs) {
+          ASSERT_TRUE(pre.count({s, g})) << "s=" << s << " g=" << g << " has no local state";
+        }
+      }
+    }
+    ASSERT_EQ((int64_t)run.size(), want) << "a segment past its sequence runs";
+    ASSERT_EQ((int64_t)pre.size(), used);
+    ASSERT_EQ(used, want - S) << "the list was too short: T=" << T << " seg_len=" << seg_len;
   }
 }
 

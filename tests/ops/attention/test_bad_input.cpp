@@ -124,6 +124,9 @@ std::vector<BadArg<P>> common_bad_args() {
        [](P& p) { p.cu_seqlens = misalign(kCuGood, 2); }, true},
       {"batch 2 with cu_seqlens", "batch", [](P& p) { p.shape.batch = 2; }, true},
       {"num_seqs 0 with cu_seqlens", "num_seqs", [](P& p) { p.num_seqs = 0; }, true},
+      {"max_seqlen without cu_seqlens", "max_seqlen", [](P& p) { p.max_seqlen = 4; }},
+      {"max_seqlen -1", "max_seqlen", [](P& p) { p.max_seqlen = -1; }, true},
+      {"max_seqlen over seqlen", "max_seqlen", [](P& p) { p.max_seqlen = p.shape.seqlen + 1; }, true},
   };
   if (cuda_device_count() == 0)  // with a GPU, device = cuda on host buffers is not an error
     v.push_back({"device cuda, no CUDA device", "device", [](P& p) { p.device = Device::cuda; }});

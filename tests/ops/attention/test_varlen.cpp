@@ -104,14 +104,14 @@ void check_against_alone(DType dt) {
       continue;
     }
     AttnForwardParams f = alone.forward_params();
-    f.cu_seqlens = nullptr, f.num_seqs = 0, f.shape.seqlen = c.seq_len(s);
+    f.cu_seqlens = nullptr, f.num_seqs = 0, f.max_seqlen = 0, f.shape.seqlen = c.seq_len(s);
     f.q = rows_from(f.q, first, dt), f.k = rows_from(f.k, first, dt);
     f.v = rows_from(f.v, first, dt), f.o = rows_from(f.o, first, dt);
     f.initial_state = advance(f.initial_state, s * hde, DType::f32);
     f.final_state = advance(f.final_state, s * hde, DType::f32);
     attention_forward(f);
     AttnBackwardParams b = alone.backward_params();
-    b.cu_seqlens = nullptr, b.num_seqs = 0, b.shape.seqlen = c.seq_len(s);
+    b.cu_seqlens = nullptr, b.num_seqs = 0, b.max_seqlen = 0, b.shape.seqlen = c.seq_len(s);
     b.q = rows_from(b.q, first, dt), b.k = rows_from(b.k, first, dt);
     b.v = rows_from(b.v, first, dt), b.d_o = rows_from(b.d_o, first, dt);
     b.dq = rows_from(b.dq, first, dt), b.dk = rows_from(b.dk, first, dt);
