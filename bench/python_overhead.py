@@ -96,11 +96,11 @@ def breakdown(q, k, v, s, args):
         ("tnl.lightning_attn", call),
         ("tnl.lightning_attn through the custom op (TNL_CUSTOM_OP=1)", forced_op),
         ("custom op tnl::lightning_attn_fwd", lambda: torch.ops.tnl.lightning_attn_fwd(
-            q, k, v, st, 1.0, lay, None, False, None, it)),
+            q, k, v, st, 1.0, lay, None, False, None, 0, it)),
         ("autograd.Function, sizes passed", lambda: _torch_ops.LightningAttnFunction.apply(
-            q, k, v, st, 1.0, lay, None, False, None, it, sz)),
+            q, k, v, st, 1.0, lay, None, False, None, 0, it, sz)),
         ("autograd.Function, sizes checked again", lambda: _torch_ops.LightningAttnFunction.apply(
-            q, k, v, st, 1.0, lay, None, False, None, it, None)),
+            q, k, v, st, 1.0, lay, None, False, None, 0, it, None)),
         ("_core.forward (Python glue + binding)", lambda: _core.forward(
             "x", q, k, v, st, 1.0, lay, None, False, None, it)),
         ("_C.forward (binding + launch)", lambda: _core._C.forward(

@@ -55,7 +55,7 @@ void forward(const std::string& dtype, const std::string& device, const Shape& s
              const View& q, const View& k, const View& v, const View& o, uintptr_t slopes,
              float scale, uintptr_t cu_seqlens, int64_t num_seqs, uintptr_t initial_state,
              uintptr_t final_state, int num_threads, uintptr_t stream, bool reference,
-             const std::string& intermediates) {
+             const std::string& intermediates, int64_t max_seqlen) {
   tnl::AttnForwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -68,6 +68,7 @@ void forward(const std::string& dtype, const std::string& device, const Shape& s
   p.scale = scale;
   p.cu_seqlens = ptr<const int32_t>(cu_seqlens);
   p.num_seqs = num_seqs;
+  p.max_seqlen = max_seqlen;
   p.initial_state = ptr<const void>(initial_state);
   p.final_state = ptr<void>(final_state);
   p.num_threads = num_threads;
@@ -82,7 +83,7 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
               const View& dk, const View& dv, uintptr_t slopes, float scale, uintptr_t cu_seqlens,
               int64_t num_seqs, uintptr_t initial_state, uintptr_t d_final_state,
               uintptr_t d_initial_state, int num_threads, uintptr_t stream, bool reference,
-              const std::string& intermediates) {
+              const std::string& intermediates, int64_t max_seqlen) {
   tnl::AttnBackwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -98,6 +99,7 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
   p.scale = scale;
   p.cu_seqlens = ptr<const int32_t>(cu_seqlens);
   p.num_seqs = num_seqs;
+  p.max_seqlen = max_seqlen;
   p.initial_state = ptr<const void>(initial_state);
   p.d_final_state = ptr<const void>(d_final_state);
   p.d_initial_state = ptr<void>(d_initial_state);
@@ -149,14 +151,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("slopes"),
         py::arg("scale"), py::arg("cu_seqlens"), py::arg("num_seqs"), py::arg("initial_state"),
         py::arg("final_state"), py::arg("num_threads"), py::arg("stream"), py::arg("reference"),
-        py::arg("intermediates") = "compensated",
+        py::arg("intermediates") = "compensated", py::arg("max_seqlen") = 0,
         "tnl::attention_forward (or tnl::reference::attention_forward when reference=True)");
   m.def("backward", &backward, nogil, py::arg("dtype"), py::arg("device"), py::arg("shape"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_o"), py::arg("dq"), py::arg("dk"),
         py::arg("dv"), py::arg("slopes"), py::arg("scale"), py::arg("cu_seqlens"),
         py::arg("num_seqs"), py::arg("initial_state"), py::arg("d_final_state"),
         py::arg("d_initial_state"), py::arg("num_threads"), py::arg("stream"),
-        py::arg("reference"), py::arg("intermediates") = "compensated",
+        py::arg("reference"), py::arg("intermediates") = "compensated", py::arg("max_seqlen") = 0,
         "tnl::attention_backward (or the reference's when reference=True)");
   m.def("decode", &decode, nogil, py::arg("dtype"), py::arg("device"), py::arg("sizes"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("state"),

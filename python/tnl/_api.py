@@ -13,7 +13,8 @@ def _torch_ops():
 
 
 def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=None,
-                   output_final_state=False, cu_seqlens=None, intermediates="compensated"):
+                   output_final_state=False, cu_seqlens=None, max_seqlen=None,
+                   intermediates="compensated"):
     """Lightning attention: S_t = λ S_{t-1} + k_tᵀ v_t, o_t = scale · q_t S_t, λ = exp(-slope).
 
     q, k: (B, H, N, D) with layout="bhnd" (default, the paper's / Triton's), or (B, N, H, D)
@@ -26,6 +27,9 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
         the number of sequences with cu_seqlens. Differentiable.
     cu_seqlens: (num_seqs + 1) int32 offsets (int64 is converted) of sequences packed along N
         of a batch of 1; the state resets at each boundary.
+    max_seqlen: with cu_seqlens, the longest sequence's length when known (FlashAttention's
+        hint; an int, None = unknown). On CUDA it lets a batch with one sequence much longer
+        than the others split that one into segments; results never depend on it.
     intermediates: float16/bfloat16 on CUDA only (ignored on the CPU and for float32, which
         compute in fp32 either way); the backward uses the forward's mode.
         "compensated" (default): fp32-level error.
@@ -35,16 +39,18 @@ def lightning_attn(q, k, v, slope, *, scale=1.0, layout="bhnd", initial_state=No
     (S, H, D, E) float32, differentiable.
     """
     _core.check_intermediates(_ATTN, intermediates)
+    max_seqlen = _core.check_max_seqlen(_ATTN, max_seqlen)
     if not _core.is_torch(q):  # NumPy (or an error naming q)
         o, sf = _core.forward(_ATTN, q, k, v, slope, scale, layout, initial_state,
-                              bool(output_final_state), cu_seqlens, intermediates)
+                              bool(output_final_state), cu_seqlens, intermediates,
+                              max_seqlen=max_seqlen)
         return (o, sf) if output_final_state else o
     ops = _torch_ops()
     cu_seqlens = ops.int32_offsets(cu_seqlens)
     sz = _core.check_inputs_fast(_ATTN, q, k, v, layout, initial_state, cu_seqlens)
     slopes = ops.slopes_tensor(_ATTN, slope, sz.H)
     o, sf = ops.attn(q, k, v, slopes, float(scale), layout, initial_state,
-                     bool(output_final_state), cu_seqlens, intermediates, sz)
+                     bool(output_final_state), cu_seqlens, max_seqlen, intermediates, sz)
     return (o, sf) if output_final_state else o
 
 

@@ -4,6 +4,7 @@
 # must agree, a contiguous innermost dim); everything else (head dims, slopes, scale, cu_seqlens
 # values, strides) is checked by the C++ library, whose messages reach Python unchanged as
 # tnl.ArgumentError. Nothing here records autograd: see _torch_ops.py.
+import numbers
 from array import array
 from collections import namedtuple
 
@@ -153,6 +154,17 @@ def check_intermediates(fn, intermediates):
     if not (isinstance(intermediates, str) and intermediates in INTERMEDIATES):
         raise arg_error(fn, "intermediates", f"expected 'compensated' or 'rounded', got "
                                              f"{intermediates!r}")
+
+
+def check_max_seqlen(fn, max_seqlen):
+    """max_seqlen: None (unknown) or a non-negative int; returns it as an int (0: unknown). Its
+    range against the batch (0 without cu_seqlens, at most the packed tokens) is the C++ side's."""
+    if max_seqlen is None:
+        return 0
+    if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, numbers.Integral) or max_seqlen < 0:
+        raise arg_error(fn, "max_seqlen", f"expected None or an int >= 0 (the longest sequence with "
+                                          f"cu_seqlens), got {max_seqlen!r}")
+    return int(max_seqlen)
 
 
 def state_dtype(dtype):
@@ -312,11 +324,12 @@ def _empty_like_kind(x, shape, dtype_name):
 
 
 def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,
-            intermediates="compensated", sz=None):
+            intermediates="compensated", sz=None, max_seqlen=0):
     """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
 
     `slopes` is anything slopes_array() takes. sz: the Sizes of a caller that has already run
     check_intermediates and check_inputs on these arguments (they are then not run again).
+    max_seqlen: the longest sequence with cu_seqlens, 0 when unknown (a hint; check_max_seqlen).
     """
     if sz is None:
         check_intermediates(fn, intermediates)
@@ -331,15 +344,15 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
                    seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
                    seq_view(o, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                    address(initial_state), address(sf) if want_final_state else 0,
-                   threads, stream, use_reference(sz), intermediates)
+                   threads, stream, use_reference(sz), intermediates, max_seqlen)
     del owner
     return o, sf
 
 
 def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-             need_initial_grad, intermediates="compensated", sz=None):
+             need_initial_grad, intermediates="compensated", sz=None, max_seqlen=0):
     """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,)).
-    sz: as for forward()."""
+    sz, max_seqlen: as for forward()."""
     if sz is None:
         check_intermediates(fn, intermediates)
         sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
@@ -365,7 +378,7 @@ def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_stat
                     seq_view(dv, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                     address(initial_state), address(d_final_state),
                     address(ds0) if want_ds0 else 0, threads, stream, use_reference(sz),
-                    intermediates)
+                    intermediates, max_seqlen)
     del owner
     return dq, dk, dv, ds0
 

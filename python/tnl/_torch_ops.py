@@ -32,12 +32,13 @@ class LightningAttnFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                cu_seqlens, intermediates, sz):
+                cu_seqlens, max_seqlen, intermediates, sz):
         # sz: the Sizes from lightning_attn's checks of these very arguments
         o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                              output_final_state, cu_seqlens, intermediates, sz)
+                              output_final_state, cu_seqlens, intermediates, sz, max_seqlen)
         ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
         ctx.sz, ctx.scale, ctx.layout, ctx.want_final = sz, scale, layout, output_final_state
+        ctx.max_seqlen = max_seqlen
         ctx.intermediates = intermediates  # the backward rounds like the forward did
         ctx.set_materialize_grads(False)
         if not output_final_state:
@@ -53,8 +54,9 @@ class LightningAttnFunction(torch.autograd.Function):
         dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
                                          q, k, v, slopes, ctx.scale, ctx.layout,
                                          initial_state, cu_seqlens, need_s0,
-                                         ctx.intermediates, ctx.sz)
-        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None
+                                         ctx.intermediates, ctx.sz, ctx.max_seqlen)
+        return (dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None,
+                None)
 
 
 def _plain_eager(*tensors):
@@ -82,14 +84,14 @@ if HAS_CUSTOM_OP:
     @torch.library.custom_op("tnl::lightning_attn_fwd", mutates_args=())
     def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
                 scale: float, layout: str, initial_state: Optional[torch.Tensor],
-                output_final_state: bool, cu_seqlens: Optional[torch.Tensor], intermediates: str
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+                output_final_state: bool, cu_seqlens: Optional[torch.Tensor], max_seqlen: int,
+                intermediates: str) -> Tuple[torch.Tensor, torch.Tensor]:
         return _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                             output_final_state, cu_seqlens, intermediates)
+                             output_final_state, cu_seqlens, intermediates, max_seqlen=max_seqlen)
 
     @_fwd_op.register_fake
     def _fwd_fake(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-                  intermediates):
+                  max_seqlen, intermediates):
         _core.check_intermediates(FN, intermediates)
         sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
         o = torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
@@ -100,14 +102,15 @@ if HAS_CUSTOM_OP:
     def _bwd_op(do: torch.Tensor, d_final_state: Optional[torch.Tensor], q: torch.Tensor,
                 k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, scale: float, layout: str,
                 initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
-                need_initial_grad: bool, intermediates: str
+                max_seqlen: int, need_initial_grad: bool, intermediates: str
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return _core.backward(FN, do, d_final_state, q, k, v, slopes, scale, layout,
-                              initial_state, cu_seqlens, need_initial_grad, intermediates)
+                              initial_state, cu_seqlens, need_initial_grad, intermediates,
+                              max_seqlen=max_seqlen)
 
     @_bwd_op.register_fake
     def _bwd_fake(do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-                  need_initial_grad, intermediates):
+                  max_seqlen, need_initial_grad, intermediates):
         _core.check_intermediates(FN, intermediates)
         ds0 = (tuple(initial_state.shape) if need_initial_grad and initial_state is not None
                else (0,))
@@ -117,9 +120,10 @@ if HAS_CUSTOM_OP:
 
     def _setup_context(ctx, inputs, output):
         (q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-         intermediates) = inputs
+         max_seqlen, intermediates) = inputs
         ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
         ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
+        ctx.max_seqlen = max_seqlen
         ctx.intermediates = intermediates  # the backward rounds like the forward did
 
     def _backward(ctx, do, d_final_state):
@@ -128,9 +132,9 @@ if HAS_CUSTOM_OP:
             do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
         need_s0 = initial_state is not None and ctx.needs_input_grad[6]
         dq, dk, dv, ds0 = _bwd_op(do, d_final_state if ctx.want_final else None, q, k, v, slopes,
-                                  ctx.scale, ctx.layout, initial_state, cu_seqlens, need_s0,
-                                  ctx.intermediates)
-        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None
+                                  ctx.scale, ctx.layout, initial_state, cu_seqlens,
+                                  ctx.max_seqlen, need_s0, ctx.intermediates)
+        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None
 
     _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
@@ -145,12 +149,13 @@ if HAS_CUSTOM_OP:
         return torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-             intermediates, sz):
+             max_seqlen, intermediates, sz):
         if _plain_eager(q, k, v, initial_state):
             return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
-                                               output_final_state, cu_seqlens, intermediates, sz)
+                                               output_final_state, cu_seqlens, max_seqlen,
+                                               intermediates, sz)
         return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                       cu_seqlens, intermediates)
+                       cu_seqlens, max_seqlen, intermediates)
 
     def decode(q, k, v, state, slopes, scale):
         if _plain_eager(q, k, v, state):
@@ -161,9 +166,10 @@ if HAS_CUSTOM_OP:
 else:
 
     def attn(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-             intermediates, sz):
+             max_seqlen, intermediates, sz):
         return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
-                                           output_final_state, cu_seqlens, intermediates, sz)
+                                           output_final_state, cu_seqlens, max_seqlen,
+                                           intermediates, sz)
 
     def decode(q, k, v, state, slopes, scale):
         with torch.no_grad():

@@ -20,7 +20,7 @@ def test_opcheck(intermediates):
     s0 = torch.randn(1, 2, 4, 4)
     args = [x.requires_grad_() for x in (q, k, v)]
     torch.library.opcheck(torch.ops.tnl.lightning_attn_fwd.default,
-                          (*args, s, 1.0, "bhnd", s0.requires_grad_(), True, None, intermediates))
+                          (*args, s, 1.0, "bhnd", s0.requires_grad_(), True, None, 0, intermediates))
 
 
 @pytest.mark.parametrize("intermediates", ["compensated", "rounded"])

@@ -39,6 +39,13 @@ def test_cpp_messages():
             [0, 0], cu_seqlens=torch.tensor([0, 5], dtype=torch.int32))
     _raises(r"argument 'batch': expected 1 with cu_seqlens", q, k, v, [0, 0],
             cu_seqlens=torch.tensor([0, 8], dtype=torch.int32))
+    _raises(r"argument 'max_seqlen': expected 0 without cu_seqlens", q1, k1, v1, [0, 0], max_seqlen=8)
+    _raises(r"argument 'max_seqlen': expected 0 \(unknown\) or the longest", q1, k1, v1, [0, 0],
+            cu_seqlens=torch.tensor([0, 8], dtype=torch.int32), max_seqlen=9)
+    _raises(r"argument 'max_seqlen': expected None or an int >= 0", q1, k1, v1, [0, 0],
+            cu_seqlens=torch.tensor([0, 8], dtype=torch.int32), max_seqlen=-1)
+    _raises(r"argument 'max_seqlen': expected None or an int >= 0", q1, k1, v1, [0, 0],
+            cu_seqlens=torch.tensor([0, 8], dtype=torch.int32), max_seqlen=8.0)
 
 
 def test_dtype_errors():

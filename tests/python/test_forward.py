@@ -73,6 +73,10 @@ def test_varlen(layout):
     # int64 offsets (FLA's convention) are accepted too.
     o64 = tnl.lightning_attn(q, k, v, s, layout=layout, initial_state=s0, cu_seqlens=cu.long())
     assert torch.equal(o64, o)
+    # The max_seqlen hint changes nothing in the results.
+    oh = tnl.lightning_attn(q, k, v, s, layout=layout, initial_state=s0, cu_seqlens=cu,
+                            max_seqlen=max(lens))
+    assert torch.equal(oh, o)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
