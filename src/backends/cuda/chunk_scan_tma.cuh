@@ -5,11 +5,12 @@
 // parts of the derived operands) intermediates, full passes (not the pre-pass, not the fused
 // dk/dv scan), dense or packed (varlen; TNL_CUDA_TMA_VARLEN=0 keeps those on mma.sync) batches,
 // 16-byte aligned rows, and dk <= 64 (padded to 64), 64 < dk <= 128 (padded to 128) with
-// dv > 64, or rounded 128 < dk <= 256 (padded to 256), in forward time or reversed (REVERSE:
+// dv > 64, or 128 < dk <= 256 (padded to 256), in forward time or reversed (REVERSE:
 // the backward's dk and dv scans where the fused one does not run). Chunk C = 64. The default
 // there on sm_90 (H100/H200): 1.4-1.8x the mma.sync kernel's speed when rounded
 // (bench/RESULTS.md); TNL_CUDA_TMA=0 turns it off, TNL_CUDA_TMA_SPLIT=0 for the compensated mode
-// only, TNL_CUDA_TMA_D256=0 for the scans D > 128 brings. The fused dk/dv scan on the same design:
+// only, TNL_CUDA_TMA_D256=0 for the scans D > 128 brings (TNL_CUDA_TMA_D256_SPLIT=0 for their
+// compensated mode). The fused dk/dv scan on the same design:
 // chunk_scan_tma_bwd.cuh.
 //
 // A block is 3 warpgroups over one (sequence, head, segment) and 128 value columns:
@@ -773,8 +774,9 @@ inline bool split_enabled() {
 // - 64 < dk <= 128 with dv > 64 (a block of one consumer and dk > 64 would not fit twice on a
 //   multiprocessor), forward time, or reversed (the dk scan when D > 128; at D, E <= 128 the
 //   fused scan runs) unless TNL_CUDA_TMA_D256=0;
-// - 128 < dk <= 256, rounded (the compensated state's hi + lo tiles do not fit), either
-//   direction, unless TNL_CUDA_TMA_D256=0.
+// - 128 < dk <= 256, either direction, unless TNL_CUDA_TMA_D256=0; compensated (its outputs
+//   from registers: the hi + lo tiles leave no room for output tiles) unless
+//   TNL_CUDA_TMA_D256_SPLIT=0.
 inline bool serves(const ScanParams& p, bool local_pass) {
   const bool dims = p.dk <= 64    ? d64_enabled() && (!p.reverse || reverse_enabled())
                     : p.dk <= 128 ? p.dv > 64 && (!p.reverse || d256_enabled())
