@@ -61,6 +61,11 @@ std::string human_count(double n) {
   return s;
 }
 
+// A row's mode: `base`, with " varlen" or " varlen-skew" for packed batches.
+std::string mode_label(const Config& c, const std::string& base) {
+  return base + (c.skew ? " varlen-skew" : c.varlen ? " varlen" : "");
+}
+
 std::string seqlen_label(int64_t n) {
   char s[32];
   if (n % (1 << 20) == 0) std::snprintf(s, sizeof s, "%lldM", (long long)(n >> 20));
@@ -320,7 +325,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   const double fl_fwd = fwd_flops(c) * tokens * H, by_fwd = fwd_bytes(c) * tokens * H;
   if (c.fwd) {
     const Timing t = time_median(dev, c.reps, [&] { attention_forward(f); });
-    print_row(c, fl, {c.skew ? "fwd varlen-skew" : c.varlen ? "fwd varlen" : "fwd", seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
+    print_row(c, fl, {mode_label(c, "fwd"), seqlen_label(N), t.median_ms, tokens, by_fwd, fl_fwd, t.reps}, B);
   }
   if (c.fwdbwd) {
     Buffer d_o(dev, nv * es), dq(dev, nqk * es), dk(dev, nqk * es), dv(dev, nv * es);
@@ -347,7 +352,7 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
       attention_backward(b);
     });
     const double bytes = by_fwd + bwd_bytes(c) * tokens * H;
-    print_row(c, fl, {c.skew ? "fwd+bwd varlen-skew" : c.varlen ? "fwd+bwd varlen" : "fwd+bwd", seqlen_label(N), t.median_ms, tokens, bytes,
+    print_row(c, fl, {mode_label(c, "fwd+bwd"), seqlen_label(N), t.median_ms, tokens, bytes,
                       3.5 * fl_fwd, t.reps}, B);
   }
 }

@@ -130,7 +130,7 @@ TEST(Segments, VarlenRowsAreDistinctAndInBounds) {
     std::set<int64_t> seen;
     for (int64_t s = 0; s < S; ++s) {
       const int64_t len = cu[s + 1] - cu[s];
-      const int64_t with_rows = len == 0 ? 1 : (len + seg_len - 1) / seg_len;
+      const int64_t with_rows = tnl::cuda::varlen_segments(len, seg_len);
       for (int g = 0; g < with_rows; ++g) {
         const int64_t r = tnl::cuda::varlen_segment_row(cu[s], s, g, seg_len);
         ASSERT_GE(r, 0);
