@@ -51,11 +51,11 @@ tnl::Intermediates parse_intermediates(const std::string& name) {
 template <class T>
 T* ptr(uintptr_t a) { return reinterpret_cast<T*>(a); }
 
-void forward(const std::string& dtype, const std::string& device, const Shape& shape,
-             const View& q, const View& k, const View& v, const View& o, uintptr_t slopes,
-             float scale, uintptr_t cu_seqlens, int64_t num_seqs, uintptr_t initial_state,
-             uintptr_t final_state, int num_threads, uintptr_t stream, bool reference,
-             const std::string& intermediates, int64_t max_seqlen) {
+tnl::AttnForwardParams forward_params(const std::string& dtype, const std::string& device, const Shape& shape,
+                                      const View& q, const View& k, const View& v, const View& o,
+                                      uintptr_t slopes, float scale, uintptr_t cu_seqlens, int64_t num_seqs,
+                                      uintptr_t initial_state, uintptr_t final_state, int num_threads,
+                                      uintptr_t stream, const std::string& intermediates, int64_t max_seqlen) {
   tnl::AttnForwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -74,8 +74,31 @@ void forward(const std::string& dtype, const std::string& device, const Shape& s
   p.num_threads = num_threads;
   p.stream = ptr<void>(stream);
   p.intermediates = parse_intermediates(intermediates);
+  return p;
+}
+
+void forward(const std::string& dtype, const std::string& device, const Shape& shape,
+             const View& q, const View& k, const View& v, const View& o, uintptr_t slopes,
+             float scale, uintptr_t cu_seqlens, int64_t num_seqs, uintptr_t initial_state,
+             uintptr_t final_state, int num_threads, uintptr_t stream, bool reference,
+             const std::string& intermediates, int64_t max_seqlen, uintptr_t segment_starts,
+             size_t segment_starts_bytes) {
+  tnl::AttnForwardParams p = forward_params(dtype, device, shape, q, k, v, o, slopes, scale, cu_seqlens, num_seqs,
+                                            initial_state, final_state, num_threads, stream, intermediates,
+                                            max_seqlen);
+  p.segment_starts = ptr<void>(segment_starts);
+  p.segment_starts_bytes = segment_starts_bytes;
   if (reference) tnl::reference::attention_forward(p);
   else tnl::attention_forward(p);
+}
+
+size_t segment_starts_bytes(const std::string& dtype, const std::string& device, const Shape& shape,
+                            const View& q, const View& k, const View& v, const View& o, uintptr_t slopes,
+                            float scale, uintptr_t cu_seqlens, int64_t num_seqs, uintptr_t initial_state,
+                            uintptr_t final_state, const std::string& intermediates, int64_t max_seqlen) {
+  return tnl::attention_segment_starts_bytes(forward_params(dtype, device, shape, q, k, v, o, slopes, scale,
+                                                            cu_seqlens, num_seqs, initial_state, final_state, 0,
+                                                            0, intermediates, max_seqlen));
 }
 
 void backward(const std::string& dtype, const std::string& device, const Shape& shape,
@@ -83,7 +106,8 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
               const View& dk, const View& dv, uintptr_t slopes, float scale, uintptr_t cu_seqlens,
               int64_t num_seqs, uintptr_t initial_state, uintptr_t d_final_state,
               uintptr_t d_initial_state, int num_threads, uintptr_t stream, bool reference,
-              const std::string& intermediates, int64_t max_seqlen) {
+              const std::string& intermediates, int64_t max_seqlen, uintptr_t segment_starts,
+              size_t segment_starts_bytes) {
   tnl::AttnBackwardParams p;
   p.dtype = parse_dtype(dtype);
   p.device = parse_device(device);
@@ -106,6 +130,8 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
   p.num_threads = num_threads;
   p.stream = ptr<void>(stream);
   p.intermediates = parse_intermediates(intermediates);
+  p.segment_starts = ptr<const void>(segment_starts);
+  p.segment_starts_bytes = segment_starts_bytes;
   if (reference) tnl::reference::attention_backward(p);
   else tnl::attention_backward(p);
 }
@@ -152,13 +178,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("scale"), py::arg("cu_seqlens"), py::arg("num_seqs"), py::arg("initial_state"),
         py::arg("final_state"), py::arg("num_threads"), py::arg("stream"), py::arg("reference"),
         py::arg("intermediates") = "compensated", py::arg("max_seqlen") = 0,
+        py::arg("segment_starts") = 0, py::arg("segment_starts_bytes") = 0,
         "tnl::attention_forward (or tnl::reference::attention_forward when reference=True)");
+  m.def("segment_starts_bytes", &segment_starts_bytes, nogil, py::arg("dtype"), py::arg("device"),
+        py::arg("shape"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("slopes"),
+        py::arg("scale"), py::arg("cu_seqlens"), py::arg("num_seqs"), py::arg("initial_state"),
+        py::arg("final_state"), py::arg("intermediates") = "compensated", py::arg("max_seqlen") = 0,
+        "tnl::attention_segment_starts_bytes of the forward with these arguments");
   m.def("backward", &backward, nogil, py::arg("dtype"), py::arg("device"), py::arg("shape"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_o"), py::arg("dq"), py::arg("dk"),
         py::arg("dv"), py::arg("slopes"), py::arg("scale"), py::arg("cu_seqlens"),
         py::arg("num_seqs"), py::arg("initial_state"), py::arg("d_final_state"),
         py::arg("d_initial_state"), py::arg("num_threads"), py::arg("stream"),
         py::arg("reference"), py::arg("intermediates") = "compensated", py::arg("max_seqlen") = 0,
+        py::arg("segment_starts") = 0, py::arg("segment_starts_bytes") = 0,
         "tnl::attention_backward (or the reference's when reference=True)");
   m.def("decode", &decode, nogil, py::arg("dtype"), py::arg("device"), py::arg("sizes"),
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("state"),

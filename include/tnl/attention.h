@@ -10,6 +10,7 @@
 // tnl::ArgumentError naming the bad argument.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -98,6 +99,11 @@ struct AttnForwardParams {
   int num_threads = 0;         // CPU: 0 = all hardware threads
   void* stream = nullptr;      // CUDA: a cudaStream_t; null = the default stream
   Intermediates intermediates = Intermediates::compensated;  // CUDA, fp16/bf16
+  // Training: where the forward keeps the state each sequence segment starts from, for the
+  // backward (attention_segment_starts_bytes says how many bytes; memory of `device`, 16-byte
+  // aligned), or null. Ignored when that size is 0.
+  void* segment_starts = nullptr;
+  size_t segment_starts_bytes = 0;
 };
 
 struct AttnBackwardParams {
@@ -122,6 +128,12 @@ struct AttnBackwardParams {
   int num_threads = 0;
   void* stream = nullptr;
   Intermediates intermediates = Intermediates::compensated;  // CUDA, fp16/bf16
+  // The forward's segment_starts, unchanged since a forward of the same q, k, v, slopes, scale,
+  // initial_state, cu_seqlens and max_seqlen, or null: the backward then skips its dq scan's
+  // pre-pass (a read of K and V). Not checked against the inputs: a buffer from another
+  // forward gives a wrong dq.
+  const void* segment_starts = nullptr;
+  size_t segment_starts_bytes = 0;
 };
 
 // One recurrent step per (sequence, head), in place on the state:
@@ -145,6 +157,14 @@ struct AttnDecodeParams {
 void attention_forward(const AttnForwardParams& p);
 void attention_backward(const AttnBackwardParams& p);
 void attention_decode(const AttnDecodeParams& p);
+
+// Segment starts, for training on the CUDA backend. A long sequence that would leave
+// multiprocessors idle runs as segments: a pre-pass computes each segment's local state from K
+// and V, a short scan turns those into the state each segment starts from, and every segment
+// runs from its true start. The backward's dq scan needs the same states (transposed). The
+// bytes a forward with these parameters keeps for its backward (segment_starts), or 0 when it
+// keeps none (CPU, no split, or the dq scan splits differently): then pass null.
+size_t attention_segment_starts_bytes(const AttnForwardParams& p);
 
 // Largest head dim the operator accepts.
 constexpr int64_t kMaxHeadDim = 256;

@@ -324,12 +324,16 @@ def _empty_like_kind(x, shape, dtype_name):
 
 
 def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,
-            intermediates="compensated", sz=None, max_seqlen=0):
+            intermediates="compensated", sz=None, max_seqlen=0, keep_starts=False,
+            backward_follows=True):
     """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
 
     `slopes` is anything slopes_array() takes. sz: the Sizes of a caller that has already run
     check_intermediates and check_inputs on these arguments (they are then not run again).
     max_seqlen: the longest sequence with cu_seqlens, 0 when unknown (a hint; check_max_seqlen).
+    keep_starts: returns (o, final_state, starts), starts the segment starts the forward kept
+    for its backward (PyTorch CUDA tensors, when backward_follows: a uint8 tensor for
+    backward(starts=...)) or None.
     """
     if sz is None:
         check_intermediates(fn, intermediates)
@@ -339,20 +343,31 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
     sdt = state_dtype(sz.dtype)
     sf = _empty_like_kind(q, (sz.S, sz.H, sz.D, sz.E) if want_final_state else (0,), sdt)
     num_seqs = sz.S if cu_seqlens is not None else 0
+    shape, views = (sz.B, sz.N, sz.H, sz.D, sz.E), [seq_view(t, layout) for t in (q, k, v, o)]
+    sf_addr = address(sf) if want_final_state else 0
+    starts = None
+    # Only a sequence (or packed batch) of more than 4 chunks can split (segments.h).
+    if (keep_starts and backward_follows and sz.device == "cuda" and not use_reference(sz)
+            and sz.N > 256):
+        n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, *views, slopes_ptr, float(scale),
+                                    address(cu_seqlens), num_seqs, address(initial_state), sf_addr,
+                                    intermediates, max_seqlen)
+        if n > 0:
+            import torch
+            starts = torch.empty(n, dtype=torch.uint8, device=q.device)
     with _Call(q) as (threads, stream):
-        _C.forward(sz.dtype, sz.device, (sz.B, sz.N, sz.H, sz.D, sz.E),
-                   seq_view(q, layout), seq_view(k, layout), seq_view(v, layout),
-                   seq_view(o, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
-                   address(initial_state), address(sf) if want_final_state else 0,
-                   threads, stream, use_reference(sz), intermediates, max_seqlen)
+        _C.forward(sz.dtype, sz.device, shape, *views, slopes_ptr, float(scale),
+                   address(cu_seqlens), num_seqs, address(initial_state), sf_addr,
+                   threads, stream, use_reference(sz), intermediates, max_seqlen,
+                   address(starts), starts.numel() if starts is not None else 0)
     del owner
-    return o, sf
+    return (o, sf, starts) if keep_starts else (o, sf)
 
 
 def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-             need_initial_grad, intermediates="compensated", sz=None, max_seqlen=0):
+             need_initial_grad, intermediates="compensated", sz=None, max_seqlen=0, starts=None):
     """Runs the backward (PyTorch tensors); returns (dq, dk, dv, d_initial_state or empty (0,)).
-    sz, max_seqlen: as for forward()."""
+    sz, max_seqlen: as for forward(); starts: what forward(keep_starts=True) kept, or None."""
     if sz is None:
         check_intermediates(fn, intermediates)
         sz = check_inputs(fn, q, k, v, layout, initial_state, cu_seqlens)
@@ -378,7 +393,8 @@ def backward(fn, do, d_final_state, q, k, v, slopes, scale, layout, initial_stat
                     seq_view(dv, layout), slopes_ptr, float(scale), address(cu_seqlens), num_seqs,
                     address(initial_state), address(d_final_state),
                     address(ds0) if want_ds0 else 0, threads, stream, use_reference(sz),
-                    intermediates, max_seqlen)
+                    intermediates, max_seqlen, address(starts),
+                    starts.numel() if starts is not None else 0)
     del owner
     return dq, dk, dv, ds0
 

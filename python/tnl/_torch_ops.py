@@ -33,9 +33,13 @@ class LightningAttnFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, slopes, scale, layout, initial_state, output_final_state,
                 cu_seqlens, max_seqlen, intermediates, sz):
-        # sz: the Sizes from lightning_attn's checks of these very arguments
-        o, sf = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                              output_final_state, cu_seqlens, intermediates, sz, max_seqlen)
+        # sz: the Sizes from lightning_attn's checks of these very arguments. A forward that
+        # will have a backward keeps its segment starts for it (the backward then skips one
+        # pre-pass over K and V).
+        o, sf, ctx.starts = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
+                                          output_final_state, cu_seqlens, intermediates, sz,
+                                          max_seqlen, keep_starts=True,
+                                          backward_follows=any(ctx.needs_input_grad[:3]))
         ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
         ctx.sz, ctx.scale, ctx.layout, ctx.want_final = sz, scale, layout, output_final_state
         ctx.max_seqlen = max_seqlen
@@ -54,7 +58,7 @@ class LightningAttnFunction(torch.autograd.Function):
         dq, dk, dv, ds0 = _core.backward(FN, do, d_final_state if ctx.want_final else None,
                                          q, k, v, slopes, ctx.scale, ctx.layout,
                                          initial_state, cu_seqlens, need_s0,
-                                         ctx.intermediates, ctx.sz, ctx.max_seqlen)
+                                         ctx.intermediates, ctx.sz, ctx.max_seqlen, ctx.starts)
         return (dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None,
                 None)
 

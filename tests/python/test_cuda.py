@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tnl
+from tnl import _core
 from conftest import make_qkv, make_slopes
 from reference_torch import lightning_attn_ref, rel_err
 
@@ -76,6 +77,53 @@ def test_cuda_varlen_and_stream():
     o_ref, sf_ref = lightning_attn_ref(q.cpu(), k.cpu(), v.cpu(), s, layout="bnhd",
                                        cu_seqlens=cu.cpu())
     assert rel_err(o.cpu(), o_ref) <= 1e-2 and rel_err(sf.cpu(), sf_ref) <= 1e-2
+
+
+def _grads_vs_reference(q, k, v, s, s0, layout, cu=None, max_seqlen=None, bound=1e-2):
+    """Forward + backward of tnl and of the fp64 reference; asserts o, S_final and every
+    gradient within `bound`."""
+    w_o = torch.randn(v.shape, device="cuda")
+    ours = [x.clone().requires_grad_() for x in (q, k, v, s0)]
+    o, sf = tnl.lightning_attn(*ours[:3], s, layout=layout, initial_state=ours[3],
+                               output_final_state=True, cu_seqlens=cu, max_seqlen=max_seqlen)
+    w_s = torch.randn(sf.shape, device="cuda")
+    ((o.float() * w_o).sum() + (sf * w_s).sum()).backward()
+    ref = [x.detach().cpu().double().requires_grad_() for x in (q, k, v, s0)]
+    o_ref, sf_ref = lightning_attn_ref(*ref[:3], s, layout=layout, initial_state=ref[3],
+                                       cu_seqlens=None if cu is None else cu.cpu())
+    ((o_ref * w_o.cpu().double()).sum() + (sf_ref * w_s.cpu().double()).sum()).backward()
+    assert rel_err(o.cpu(), o_ref) <= bound and rel_err(sf.cpu(), sf_ref) <= bound
+    for name, a, r in zip(["dq", "dk", "dv", "d_initial_state"], ours, ref):
+        assert rel_err(a.grad.cpu(), r.grad) <= bound, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_backward_reuses_segment_starts(dtype):
+    # One (sequence, head) pair of 3000 rows splits into segments; a forward that will have a
+    # backward keeps the state each segment starts from, and the backward's dq scan starts from
+    # them instead of a pre-pass.
+    B, H, N, D = 1, 2, 3000, 64
+    q, k, v = make_qkv(B, H, N, D, D, "bnhd", dtype=dtype, device="cuda")
+    s = [0.02, 0.005]
+    s0 = torch.randn(B, H, D, D, device="cuda")
+    sz = _core.check_inputs("t", q, k, v, "bnhd", s0, None)
+    *_, starts = _core.forward("t", q, k, v, s, 1.0, "bnhd", s0, True, None, sz=sz,
+                               keep_starts=True)
+    assert starts is not None and starts.numel() > 0 and starts.device.type == "cuda"
+    _grads_vs_reference(q, k, v, s, s0, "bnhd", bound=BOUND[dtype])
+
+
+def test_cuda_varlen_tail_split_through_python():
+    # Enough packed sequences to fill the GPU, one far longer than the rest: with the max_seqlen
+    # hint the scans split it (the varlen tail); with or without, the reference's results.
+    H, D = 4, 64
+    lens = [2000, 256, 257, 0] + [int(x) for x in torch.randint(1, 130, (60,))]
+    cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+    q, k, v = make_qkv(1, H, int(cu[-1]), D, D, "bnhd", dtype=torch.bfloat16, device="cuda")
+    s = tnl.slopes_transnormer(H, 0, 2)
+    s0 = torch.randn(len(lens), H, D, D, device="cuda")
+    for hint in (None, max(lens)):
+        _grads_vs_reference(q, k, v, s, s0, "bnhd", cu=cu, max_seqlen=hint)
 
 
 def test_cuda_decode_and_slopes_on_device():

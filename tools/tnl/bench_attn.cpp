@@ -347,8 +347,17 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
     b.slopes = f.slopes;
     b.num_threads = c.threads;
     b.intermediates = c.intermediates;
+    // As training does: the forward keeps its segment starts for the backward.
+    AttnForwardParams ft = f;
+    const size_t starts_bytes = attention_segment_starts_bytes(f);
+    Buffer starts(dev, std::max<size_t>(starts_bytes, 16));
+    if (starts_bytes > 0) {
+      ft.segment_starts = starts.data();
+      b.segment_starts = starts.data();
+      ft.segment_starts_bytes = b.segment_starts_bytes = starts_bytes;
+    }
     const Timing t = time_median(dev, c.reps, [&] {
-      attention_forward(f);
+      attention_forward(ft);
       attention_backward(b);
     });
     const double bytes = by_fwd + bwd_bytes(c) * tokens * H;

@@ -114,6 +114,60 @@ bool segments_one_block_an_sm() {
   return on;
 }
 
+// How run_scan (below) splits scan p: no split, or plan_segments on the scan's inputs.
+SegmentPlan scan_plan(DType dt, const ScanParams& p, int64_t max_seqlen) {
+  const bool varlen = p.cu_seqlens != nullptr, tail = varlen && varlen_tail_enabled() && max_seqlen > 0;
+  if ((varlen && !varlen_segments_enabled()) || !(may_split(p.seqlen, p.num_seqs, varlen) || tail)) return {};
+  SegmentInputs in;
+  in.seqlen = p.seqlen;
+  in.num_seqs = p.num_seqs;
+  in.varlen = varlen;
+  in.max_seqlen = tail ? max_seqlen : 0;
+  in.heads = p.heads;
+  in.tiles = (p.dv + 63) / 64;
+  in.sms = multiprocessors();
+  in.tiles_per_sm = chunk_scan_tiles_per_sm(dt, p);
+  in.tma_blocks = segments_one_block_an_sm() ? chunk_scan_tma_blocks(dt, p) : 0;
+  return plan_segments(in);
+}
+
+// The floats of seg_start of scan p split by `plan` (num_segs > 1): (S·H, num_segs - 1, dk, dv),
+// varlen (H, seg_rows, dk, dv).
+size_t start_floats(const ScanParams& p, const SegmentPlan& plan) {
+  const size_t plane = (size_t)p.dk * p.dv;
+  if (p.cu_seqlens) return (size_t)p.heads * varlen_segment_rows(p.seqlen, p.num_seqs, plan.seg_len) * plane;
+  return (size_t)(p.num_seqs * p.heads) * (plan.num_segs - 1) * plane;
+}
+
+// Segment starts handed from the forward to the backward (AttnForwardParams::segment_starts):
+// `keep`, the forward's scan writes its seg_start there (its own (d, e) layout) instead of into
+// the workspace; `reuse`, the backward's dq scan, whose state is the forward's transposed (same
+// segments: segment_starts_bytes), transposes them into its workspace instead of running a
+// pre-pass over K and V and the segment prefix.
+struct StartsHandoff {
+  float* keep = nullptr;
+  const float* reuse = nullptr;
+};
+
+// TNL_CUDA_KEEP_STARTS=0: the forward keeps no segment starts (attention_segment_starts_bytes
+// says 0, a buffer given is not used) and the backward's dq scan runs its own pre-pass (an A/B
+// switch). Read once.
+bool keep_starts_enabled() {
+  static const bool on = !env_is("TNL_CUDA_KEEP_STARTS", '0');
+  return on;
+}
+
+// The bytes of the forward's segment starts, `fwd` its scan's planning inputs, `dq` the dq
+// scan's: 0 when the forward does not split or the dq scan splits differently.
+size_t segment_starts_bytes(DType dt, const ScanParams& fwd, const ScanParams& dq, int64_t max_seqlen) {
+  if (!keep_starts_enabled()) return 0;
+  const SegmentPlan a = scan_plan(dt, fwd, max_seqlen);
+  if (a.num_segs <= 1) return 0;
+  const SegmentPlan b = scan_plan(dt, dq, max_seqlen);
+  if (b.num_segs != a.num_segs || b.seg_len != a.seg_len || b.tail != a.tail) return 0;
+  return sizeof(float) * start_floats(fwd, a);
+}
+
 // Runs one scan, splitting sequences into segments when the (sequence, head, column tile)
 // blocks alone would leave multiprocessors idle: a pre-pass of local end states, the short scan
 // of those into each segment's start state, then the main pass.
@@ -133,47 +187,38 @@ bool segments_one_block_an_sm() {
 // segment plus one per list entry, at most ⌊T/seg_len⌋ a head (a grid over T for every sequence
 // would be mostly empty blocks). H200, 64 sequences x 16 heads, D = 128, the first sequence half
 // of 128K tokens: forward 1.97 -> 1.40 ms, fwd+bwd 5.1 -> 3.9 (rounded).
-// max_seqlen: AttnForwardParams'.
-void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st, int64_t max_seqlen) {
-  SegmentPlan plan;  // none
-  const bool varlen = p.cu_seqlens != nullptr, tail = varlen && varlen_tail_enabled() && max_seqlen > 0;
-  if ((!varlen || varlen_segments_enabled()) && (may_split(p.seqlen, p.num_seqs, varlen) || tail)) {
-    SegmentInputs in;
-    in.seqlen = p.seqlen;
-    in.num_seqs = p.num_seqs;
-    in.varlen = varlen;
-    in.max_seqlen = tail ? max_seqlen : 0;
-    in.heads = p.heads;
-    in.tiles = (p.dv + 63) / 64;
-    in.sms = multiprocessors();
-    in.tiles_per_sm = chunk_scan_tiles_per_sm(dt, p);
-    in.tma_blocks = segments_one_block_an_sm() ? chunk_scan_tma_blocks(dt, p) : 0;
-    plan = plan_segments(in);
-  }
+// max_seqlen: AttnForwardParams'. handoff: segment starts kept for, or reused from, another scan.
+void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st, int64_t max_seqlen,
+              StartsHandoff handoff = {}) {
+  const SegmentPlan plan = scan_plan(dt, p, max_seqlen);
   p.num_segs = plan.num_segs;
   p.seg_len = plan.seg_len;
   if (p.num_segs <= 1) {
     launch_scan(dt, p, sl, false, st);
     return;
   }
-  p.pre_split = p.cu_seqlens ? 1 : chunk_scan_prepass_split(dt, p, multiprocessors());  // varlen: 1 (segment_row)
+  const bool varlen = p.cu_seqlens != nullptr, reuse = handoff.reuse != nullptr, keep = handoff.keep && !reuse;
+  p.pre_split = varlen || reuse ? 1 : chunk_scan_prepass_split(dt, p, multiprocessors());  // varlen: 1 (segment_row)
   p.sub_len = p.seg_len / p.pre_split;
-  // seg_states (S·H, num_segs, pre_split, dk, dv), then seg_start (S·H, num_segs - 1, dk, dv);
-  // varlen: (H, seg_rows, dk, dv) each (segment_row), then by the tail rule split_segs (pre_rows
-  // int2)
+  // The workspace: seg_states (S·H, num_segs, pre_split, dk, dv) unless reused starts make the
+  // pre-pass unneeded, then seg_start (S·H, num_segs - 1, dk, dv) unless kept in the caller's
+  // buffer; varlen: (H, seg_rows, dk, dv) each (segment_row); then by the tail rule split_segs
+  // (pre_rows int2, 8-byte aligned: an even count of floats before it).
   const size_t plane = (size_t)p.dk * p.dv, planes = (size_t)(p.num_seqs * p.heads);
+  const size_t start_n = start_floats(p, plan);
   size_t local_floats = planes * p.num_segs * p.pre_split * plane;
-  size_t start_floats = planes * (p.num_segs - 1) * plane;
-  size_t list_bytes = 0;
   if (varlen) {
     p.seg_rows = varlen_segment_rows(p.seqlen, p.num_seqs, p.seg_len);
-    local_floats = start_floats = (size_t)p.heads * p.seg_rows * plane;
+    local_floats = start_n;
   }
+  if (reuse) local_floats = 0;
+  const size_t ws_floats = (local_floats + (keep ? 0 : start_n) + 1) & ~size_t{1};
+  size_t list_bytes = 0;
   if (plan.tail) {
     p.pre_rows = p.seqlen / p.seg_len;  // >= 1: seg_len < T
     list_bytes = sizeof(int2) * (size_t)p.pre_rows;
   }
-  const size_t bytes = sizeof(float) * (local_floats + start_floats) + list_bytes;
+  const size_t bytes = sizeof(float) * ws_floats + list_bytes;
   void* ws = nullptr;
   if (cudaMemPool_t pool = workspace_pool(st)) {
     TNL_CUDA_CHECK(cudaMallocFromPoolAsync(&ws, bytes, pool, st));
@@ -181,15 +226,19 @@ void run_scan(DType dt, ScanParams p, const Slopes& sl, cudaStream_t st, int64_t
     TNL_CUDA_CHECK(cudaMallocAsync(&ws, bytes, st));
   }
   p.seg_states = static_cast<float*>(ws);
-  p.seg_start = p.seg_states + local_floats;
+  p.seg_start = keep ? handoff.keep : p.seg_states + local_floats;
   if (plan.tail) {
-    int2* list = reinterpret_cast<int2*>(p.seg_start + start_floats);  // 8-byte aligned: floats before it are
-    launch_split_segs(p, list, st);                                     // pairs (local = start)
+    int2* list = reinterpret_cast<int2*>(p.seg_states + ws_floats);
+    launch_split_segs(p, list, st);
     p.split_segs = list;
   }
-  launch_scan(dt, p, sl, true, st);     // local end states of the (sub-)segments
-  launch_segment_prefix(p, sl, st);     // the state each segment starts from
-  launch_scan(dt, p, sl, false, st);    // every segment from its true start
+  if (reuse) {  // the forward's (D, E) states, this scan's (E, D) = (p.dk, p.dv)
+    launch_transpose_states(handoff.reuse, p.seg_start, (int64_t)(start_n / plane), p.dv, p.dk, st);
+  } else {
+    launch_scan(dt, p, sl, true, st);  // local end states of the (sub-)segments
+    launch_segment_prefix(p, sl, st);  // the state each segment starts from
+  }
+  launch_scan(dt, p, sl, false, st);   // every segment from its true start
   TNL_CUDA_CHECK(cudaFreeAsync(ws, st));
 }
 
@@ -263,7 +312,44 @@ ScanParams base_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs)
   return sp;
 }
 
+// The fields that choose a scan's segments (scan_plan): base_params, the inputs x, y, z and
+// the state's (dk, dv).
+ScanParams plan_params(const AttnShape& sh, const int32_t* cu, int64_t num_seqs, const ConstSeqTensor& x,
+                       const ConstSeqTensor& y, const ConstSeqTensor& z, int64_t dk, int64_t dv,
+                       Intermediates im) {
+  ScanParams sp = base_params(sh, cu, num_seqs);
+  sp.x = rows(x);
+  sp.y = rows(y);
+  sp.z = rows(z);
+  sp.dk = (int)dk;
+  sp.dv = (int)dv;
+  sp.compensated = im == Intermediates::compensated;
+  return sp;
+}
+
+// The forward's segment starts in bytes (segment_starts_bytes) from a forward's or a backward's
+// parameters: the forward scan x = q, y = k, z = v, state (D, E); the dq scan x = dO (`d_o`; the
+// forward passes o, the same shape), y = v, z = k, state (E, D).
+template <class P>
+size_t starts_bytes(const P& p, const ConstSeqTensor& d_o) {
+  const int64_t D = p.shape.dim_qk, E = p.shape.dim_v;
+  const ScanParams fwd = plan_params(p.shape, p.cu_seqlens, p.num_seqs, p.q, p.k, p.v, D, E, p.intermediates);
+  const ScanParams dq = plan_params(p.shape, p.cu_seqlens, p.num_seqs, d_o, p.v, p.k, E, D, p.intermediates);
+  return segment_starts_bytes(p.dtype, fwd, dq, p.max_seqlen);
+}
+
+// The caller's segment starts buffer when it is to be used (`need` > 0 bytes): large enough and
+// 16-byte aligned, else an ArgumentError.
+void check_starts(const char* fn, const void* buf, size_t bytes, size_t need) {
+  TNL_ARG_CHECK(bytes >= need, fn, "segment_starts_bytes", "expected at least ", need,
+                " bytes (attention_segment_starts_bytes), got ", bytes);
+  TNL_ARG_CHECK(reinterpret_cast<uintptr_t>(buf) % 16 == 0, fn, "segment_starts",
+                "expected device memory aligned to 16 bytes");
+}
+
 }  // namespace
+
+size_t attention_segment_starts_bytes(const AttnForwardParams& p) { return starts_bytes(p, p.o); }
 
 int chunk_scan_prepass_split(DType dt, const ScanParams& p, int sms) {
   return dt == DType::bf16 ? chunk_scan_prepass_split_bf16(p, sms) : 1;
@@ -292,16 +378,12 @@ int chunk_scan_tiles_per_sm(DType dt, const ScanParams& p) {
 
 void attention_forward(const AttnForwardParams& p) {
   const Slopes sl = make_slopes("tnl::attention_forward", p.slopes, p.shape.heads);
-  ScanParams sp = base_params(p.shape, p.cu_seqlens, p.num_seqs);
-  sp.x = rows(p.q);
-  sp.y = rows(p.k);
-  sp.z = rows(p.v);
+  ScanParams sp =
+      plan_params(p.shape, p.cu_seqlens, p.num_seqs, p.q, p.k, p.v, p.shape.dim_qk, p.shape.dim_v, p.intermediates);
   sp.out = p.o.data;
   sp.out_sb = p.o.stride_batch;
   sp.out_sn = p.o.stride_seq;
   sp.out_sh = p.o.stride_head;
-  sp.dk = (int)p.shape.dim_qk;
-  sp.dv = (int)p.shape.dim_v;
   sp.init = static_cast<const float*>(p.initial_state);
   sp.final_state = static_cast<float*>(p.final_state);
   sp.scale = p.scale;
@@ -309,8 +391,17 @@ void attention_forward(const AttnForwardParams& p) {
   sp.off_out = 1;
   sp.beta = 1.f;
   sp.off_upd = 0;
-  sp.compensated = p.intermediates == Intermediates::compensated;
-  run_scan(p.dtype, sp, sl, stream_of(p.stream), p.max_seqlen);
+  StartsHandoff handoff;
+  if (p.segment_starts && keep_starts_enabled()) {  // kept whenever this scan splits (the backward
+                                                    // checks the dq scan's split)
+    const SegmentPlan plan = scan_plan(p.dtype, sp, p.max_seqlen);
+    if (plan.num_segs > 1) {
+      check_starts("tnl::attention_forward", p.segment_starts, p.segment_starts_bytes,
+                   sizeof(float) * start_floats(sp, plan));
+      handoff.keep = static_cast<float*>(p.segment_starts);
+    }
+  }
+  run_scan(p.dtype, sp, sl, stream_of(p.stream), p.max_seqlen, handoff);
 }
 
 void attention_backward(const AttnBackwardParams& p) {
@@ -390,6 +481,14 @@ void attention_backward(const AttnBackwardParams& p) {
     side[0] = &fused;
     num_side = 1;
   }
+  // dq from the forward's segment starts, when it kept them and dq splits the same way.
+  StartsHandoff dq_starts;
+  if (p.segment_starts) {
+    if (const size_t need = starts_bytes(p, p.d_o)) {
+      check_starts("tnl::attention_backward", p.segment_starts, p.segment_starts_bytes, need);
+      dq_starts.reuse = static_cast<const float*>(p.segment_starts);
+    }
+  }
   if (backward_streams_enabled()) {
     std::lock_guard<std::mutex> guard(side_lock);
     if (SideStreams* ss = side_streams(st)) {  // beside dq: fork, run, join
@@ -399,12 +498,12 @@ void attention_backward(const AttnBackwardParams& p) {
         run_scan(p.dtype, *side[i], sl, ss->stream[i], p.max_seqlen);
         TNL_CUDA_CHECK(cudaEventRecord(ss->join[i], ss->stream[i]));
       }
-      run_scan(p.dtype, sq, sl, st, p.max_seqlen);
+      run_scan(p.dtype, sq, sl, st, p.max_seqlen, dq_starts);
       for (int i = 0; i < num_side; ++i) TNL_CUDA_CHECK(cudaStreamWaitEvent(st, ss->join[i], 0));
       return;
     }
   }
-  run_scan(p.dtype, sq, sl, st, p.max_seqlen);
+  run_scan(p.dtype, sq, sl, st, p.max_seqlen, dq_starts);
   for (int i = 0; i < num_side; ++i) run_scan(p.dtype, *side[i], sl, st, p.max_seqlen);
 }
 

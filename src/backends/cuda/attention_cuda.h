@@ -9,5 +9,6 @@ namespace tnl::cuda {
 void attention_forward(const AttnForwardParams& p);
 void attention_backward(const AttnBackwardParams& p);
 void attention_decode(const AttnDecodeParams& p);
+size_t attention_segment_starts_bytes(const AttnForwardParams& p);
 
 }  // namespace tnl::cuda

@@ -249,6 +249,9 @@ void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t s
 // Varlen: split_segs (pre_rows entries of the caller's workspace) from cu_seqlens, before the
 // pre-pass (segment_prefix.cu).
 void launch_split_segs(const ScanParams& p, int2* split_segs, cudaStream_t stream);
+// The backward's dq scan from the forward's segment starts: `count` fp32 (rows, cols) matrices
+// of src, each transposed into dst (segment_prefix.cu).
+void launch_transpose_states(const float* src, float* dst, int64_t count, int rows, int cols, cudaStream_t stream);
 
 // Decode step (decode.cu).
 struct DecodeParams {

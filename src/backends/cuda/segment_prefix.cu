@@ -16,8 +16,11 @@
 // λ^sub_len underflows to zero for long sub-segments and fast decays, which is the true value to
 // fp32 precision.
 //
-// Also here: the varlen segment list (split_segs_kernel), built before the pre-pass.
+// Also here: the varlen segment list (split_segs_kernel), built before the pre-pass, and the
+// transpose of the forward's segment starts that the backward's dq scan reuses.
 #include <cub/block/block_scan.cuh>
+
+#include <algorithm>
 
 #include "backends/cuda/chunk_scan.h"
 #include "backends/cuda/cuda_check.h"
@@ -103,7 +106,39 @@ __global__ void __launch_bounds__(kListThreads)
   for (long long k = base + threadIdx.x; k < n_out; k += kListThreads) out[k] = make_int2(-1, -1);
 }
 
+// dst[m] = src[m]ᵀ for `count` (rows, cols) matrices: 32 x 32 tiles through shared memory
+// (coalesced reads and writes), matrices m = blockIdx.z, + gridDim.z, ...
+constexpr int kTile = 32, kTileRows = 8;
+__global__ void __launch_bounds__(kTile * kTileRows)
+    transpose_states_kernel(const float* __restrict__ src, float* __restrict__ dst, int64_t count, int rows, int cols) {
+  __shared__ float tile[kTile][kTile + 1];
+  const int r0 = blockIdx.y * kTile, c0 = blockIdx.x * kTile;
+  const int64_t plane = (int64_t)rows * cols;
+  for (int64_t m = blockIdx.z; m < count; m += gridDim.z) {
+    const float* a = src + m * plane;  // (rows, cols)
+    float* b = dst + m * plane;        // (cols, rows)
+    for (int i = threadIdx.y; i < kTile; i += kTileRows) {
+      const int r = r0 + i, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) tile[i][threadIdx.x] = a[(int64_t)r * cols + c];
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < kTile; i += kTileRows) {
+      const int c = c0 + i, r = r0 + threadIdx.x;
+      if (c < cols && r < rows) b[(int64_t)c * rows + r] = tile[threadIdx.x][i];
+    }
+    __syncthreads();  // the tile is refilled for the next matrix
+  }
+}
+
 }  // namespace
+
+void launch_transpose_states(const float* src, float* dst, int64_t count, int rows, int cols, cudaStream_t stream) {
+  if (count <= 0) return;
+  const dim3 grid((unsigned)((cols + kTile - 1) / kTile), (unsigned)((rows + kTile - 1) / kTile),
+                  (unsigned)std::min<int64_t>(count, 65535));
+  transpose_states_kernel<<<grid, dim3(kTile, kTileRows), 0, stream>>>(src, dst, count, rows, cols);
+  TNL_CUDA_CHECK_LAUNCH();
+}
 
 void launch_segment_prefix(const ScanParams& p, const Slopes& sl, cudaStream_t stream) {
   const int plane = p.dk * p.dv;

@@ -41,6 +41,17 @@ void attention_backward(const AttnBackwardParams& p) {
 #endif
 }
 
+size_t attention_segment_starts_bytes(const AttnForwardParams& p) {
+  attn::validate(p, {"tnl::attention_segment_starts_bytes"});
+  if (p.device == Device::cpu) return 0;  // the CPU backend does not split into segments
+#ifdef TNL_WITH_CUDA
+  require_cuda_device("tnl::attention_segment_starts_bytes");
+  return cuda::attention_segment_starts_bytes(p);
+#else
+  no_cuda("tnl::attention_segment_starts_bytes");
+#endif
+}
+
 void attention_decode(const AttnDecodeParams& p) {
   attn::validate(p, {"tnl::attention_decode"});
   if (p.device == Device::cpu) return cpu::attention_decode(p);

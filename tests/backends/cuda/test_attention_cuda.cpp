@@ -95,10 +95,13 @@ struct Case {
   std::vector<int32_t> lens;    // varlen when non-empty (B = 1, N = T)
   int poison = -1;              // varlen: this sequence's q, k, v, dO are NaN; no other output may see them
   float scale = 1.0f;
+  // The forward keeps its segment starts (attention_segment_starts_bytes, a NaN-filled buffer)
+  // and the backward reuses them; a case that splits at D = E must get a size > 0.
+  bool keep_starts = false;
   std::string name() const {
     return detail::cat(dtype_name(dt), " lay=", (int)lay, " B=", B, " N=", N, " H=", H, " D=", D,
                        " E=", E, " s=", slope_max, " states=", states, " varlen=", lens.size(),
-                       " c=", scale, poison >= 0 ? " poisoned" : "");
+                       " c=", scale, poison >= 0 ? " poisoned" : "", keep_starts ? " keep_starts" : "");
   }
 };
 
@@ -197,6 +200,17 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   if (!cu.empty()) p.cu_seqlens = static_cast<const int32_t*>(dcu.ptr);
   p.initial_state = c.states ? ds0.ptr : nullptr;
   p.final_state = c.states ? dfs.ptr : nullptr;
+  const size_t starts_bytes = c.keep_starts ? attention_segment_starts_bytes(p) : 0;
+  if (c.keep_starts && c.D == c.E) {
+    EXPECT_GT(starts_bytes, 0u) << "a split case keeps its segment starts";
+  }
+  HostTensor starts_h(DType::f32, (int64_t)(starts_bytes / 4));
+  starts_h.poison();
+  DevBuf starts(starts_h);
+  if (starts_bytes > 0) {
+    p.segment_starts = starts.ptr;
+    p.segment_starts_bytes = starts_bytes;
+  }
   attention_forward(p);
   CK(cudaDeviceSynchronize());
   do_.download(o);
@@ -251,6 +265,8 @@ void run_case(const Case& c0, bool backward, std::mt19937_64& rng, double* worst
   b.initial_state = c.states ? ds0.ptr : nullptr;
   b.d_final_state = c.states ? ddsf.ptr : nullptr;
   b.d_initial_state = c.states ? dds0.ptr : nullptr;
+  b.segment_starts = p.segment_starts;
+  b.segment_starts_bytes = p.segment_starts_bytes;
   attention_backward(b);
   CK(cudaDeviceSynchronize());
   ddq.download(dqh);
@@ -401,9 +417,11 @@ TEST_F(AttentionCuda, SmallForSanitizers) {
 // A varlen case (H = 2, per-sequence states) at each (D, E): fp32 on bnhd rows, bf16 on padded
 // rows (the mma.sync scans) and on aligned ones (on sm_90 the TMA scans and pre-pass, boxes across
 // sequences).
+// `split`: the batch splits into segments, and each (dt, D, E) runs once more with the backward
+// reusing the forward's segment starts.
 void run_varlen_cases(const std::vector<int32_t>& lens, double slope_max,
                       std::initializer_list<std::pair<int64_t, int64_t>> dims, std::mt19937_64& rng,
-                      double* worst) {
+                      double* worst, bool split = false) {
   for (DType dt : {DType::f32, DType::bf16}) {
     for (auto de : dims) {
       Case c;
@@ -418,6 +436,10 @@ void run_varlen_cases(const std::vector<int32_t>& lens, double slope_max,
       run_case(c, true, rng, worst);
       if (dt == DType::bf16) {
         c.lay = Lay::bnhd;
+        run_case(c, true, rng, worst);
+      }
+      if (split) {  // the backward's dq scan from the forward's segment starts
+        c.keep_starts = true;
         run_case(c, true, rng, worst);
       }
     }
@@ -460,7 +482,7 @@ TEST_F(AttentionCuda, VarlenIsolatesNaN) {
 TEST_F(AttentionCuda, SegmentedVarlen) {
   REQUIRE_GPU();
   double worst = 0;
-  run_varlen_cases({1500, 1, 0, 640, 700, 320}, 0.02, {{64, 64}, {128, 128}}, rng_, &worst);
+  run_varlen_cases({1500, 1, 0, 640, 700, 320}, 0.02, {{64, 64}, {128, 128}}, rng_, &worst, true);
   std::printf("SegmentedVarlen: worst %.3g\n", worst);
 }
 
@@ -475,11 +497,12 @@ TEST_F(AttentionCuda, VarlenTail) {
   for (int i = 0; i < 67; ++i) lens.push_back((i * 37) % 61);
   lens.push_back(512);
   lens.push_back(257);
-  run_varlen_cases(lens, 0.02, {{64, 64}, {128, 128}}, rng_, &worst);
+  run_varlen_cases(lens, 0.02, {{64, 64}, {128, 128}}, rng_, &worst, true);
   std::printf("VarlenTail: worst %.3g\n", worst);
 }
 
-// Few (sequence, head) pairs and long N: the segmented path (local states, combine, finish).
+// Few (sequence, head) pairs and long N: the segmented path (local states, combine, finish);
+// each case also with the backward's dq scan from the forward's segment starts.
 TEST_F(AttentionCuda, SegmentedSmallBatch) {
   REQUIRE_GPU();
   double worst = 0;
@@ -494,7 +517,10 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     c.states = true;
     c.slope_max = 0.02;
     c.lay = dt == DType::f32 ? Lay::bhnd : Lay::bnhd;
-    run_case(c, true, rng_, &worst);
+    for (bool keep : {false, true}) {  // the second: dq from the forward's segment starts
+      c.keep_starts = keep;
+      run_case(c, true, rng_, &worst);
+    }
   }
   for (DType dt : {DType::f32, DType::bf16}) {  // bf16: on sm_90 the TMA scans of D = 256
     Case c;
@@ -506,7 +532,10 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     c.E = 128;
     c.states = true;
     c.slope_max = 0.001;
-    run_case(c, true, rng_, &worst);
+    for (bool keep : {false, true}) {  // the second: dq from the forward's segment starts
+      c.keep_starts = keep;
+      run_case(c, true, rng_, &worst);
+    }
   }
   {  // one (sequence, head), 16 segments of 4 chunks: bf16's GEMM pre-pass splits them in two
     Case c;
@@ -519,9 +548,78 @@ TEST_F(AttentionCuda, SegmentedSmallBatch) {
     c.states = true;
     c.slope_max = 0.003;
     c.lay = Lay::bnhd;
-    run_case(c, true, rng_, &worst);
+    for (bool keep : {false, true}) {  // the second: dq from the forward's segment starts
+      c.keep_starts = keep;
+      run_case(c, true, rng_, &worst);
+    }
   }
   std::printf("SegmentedSmallBatch: worst %.3g\n", worst);
+}
+
+// The segment starts buffer: its size is what a split forward needs, a smaller or misaligned one
+// is an ArgumentError naming it (forward and backward), and a forward that does not split keeps
+// nothing (size 0).
+TEST_F(AttentionCuda, SegmentStartsArguments) {
+  REQUIRE_GPU();
+  const int64_t N = 4096, H = 1, D = 64;
+  const AttnShape shape{1, N, H, D, D};
+  HostTensor x(DType::bf16, N * H * D), s0(DType::f32, 4096);
+  x.fill_normal(rng_, 0.1);
+  DevBuf dx(x), dbuf(s0);
+  const float slope = 0.01f;
+  AttnForwardParams p;
+  p.dtype = DType::bf16;
+  p.device = Device::cuda;
+  p.shape = shape;
+  p.q = p.k = p.v = seq_tensor(static_cast<const void*>(dx.ptr), Layout::bnhd, 1, N, H, D);
+  HostTensor o(DType::bf16, N * H * D);
+  DevBuf dout(o);
+  p.o = seq_tensor(dout.ptr, Layout::bnhd, 1, N, H, D);
+  p.slopes = &slope;
+  const size_t need = attention_segment_starts_bytes(p);
+  ASSERT_GT(need, 0u) << "one (sequence, head) of 4096 rows splits";
+  HostTensor big(DType::f32, (int64_t)need / 4 + 4);
+  DevBuf dbig(big);
+  p.segment_starts = dbig.ptr;
+  p.segment_starts_bytes = need - 4;
+  EXPECT_THROW(
+      {
+        try {
+          attention_forward(p);
+        } catch (const ArgumentError& e) {
+          EXPECT_NE(std::string(e.what()).find("'segment_starts_bytes'"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      ArgumentError);
+  p.segment_starts = static_cast<char*>(dbig.ptr) + 4;
+  p.segment_starts_bytes = need;
+  EXPECT_THROW(
+      {
+        try {
+          attention_forward(p);
+        } catch (const ArgumentError& e) {
+          EXPECT_NE(std::string(e.what()).find("'segment_starts'"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      ArgumentError);
+  AttnBackwardParams b;
+  b.dtype = DType::bf16;
+  b.device = Device::cuda;
+  b.shape = shape;
+  b.q = b.k = b.v = b.d_o = p.q;
+  b.dq = b.dk = b.dv = p.o;
+  b.slopes = &slope;
+  b.segment_starts = dbig.ptr;
+  b.segment_starts_bytes = need - 4;
+  EXPECT_THROW(attention_backward(b), ArgumentError);
+  CK(cudaDeviceSynchronize());
+  AttnForwardParams small = p;  // 64 rows: no split, nothing kept
+  small.shape.seqlen = 64;
+  small.q = small.k = small.v = seq_tensor(static_cast<const void*>(dx.ptr), Layout::bnhd, 1, 64, H, D);
+  small.o = seq_tensor(dout.ptr, Layout::bnhd, 1, 64, H, D);
+  EXPECT_EQ(attention_segment_starts_bytes(small), 0u);
 }
 
 // Long sequences: N = 10^5 against the fp64 recurrence, N = 10^6 finite and against it too.

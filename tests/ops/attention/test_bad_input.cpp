@@ -223,6 +223,26 @@ TEST(BadInput, UnbrokenParamsAreAccepted) {
   }
 }
 
+// The CPU backend keeps no segment starts (size 0), and ignores a buffer it is given: the
+// results equal a run without one, and the buffer is untouched.
+TEST(BadInput, CpuKeepsNoSegmentStarts) {
+  AttnCase c(base_config(false), test_seed());
+  AttnForwardParams p = c.forward_params();
+  EXPECT_EQ(attention_segment_starts_bytes(p), 0u);
+  attention_forward(p);
+  const std::vector<double> o = c.o.buf.to_f64();
+  std::vector<float> buf(64, 7.f);
+  p.segment_starts = buf.data();
+  p.segment_starts_bytes = buf.size() * 4;
+  attention_forward(p);
+  EXPECT_EQ(c.o.buf.to_f64(), o);
+  AttnBackwardParams b = c.backward_params();
+  b.segment_starts = buf.data();
+  b.segment_starts_bytes = buf.size() * 4;
+  EXPECT_NO_THROW(attention_backward(b));
+  for (float x : buf) EXPECT_EQ(x, 7.f);
+}
+
 // The oracle runs on the CPU only: device cuda is refused there too, naming 'device'.
 TEST(BadInput, ReferenceRefusesCuda) {
   AttnCase c(base_config(false), test_seed());
