@@ -323,9 +323,58 @@ def _empty_like_kind(x, shape, dtype_name):
     return np.empty(shape, dtype=dt)
 
 
+# An address standing in for a tensor's allocation when a plan is made from sizes alone (a fake
+# tensor has none): 4 KiB-aligned, as the CUDA caching allocator's blocks are (the segment plan
+# looks at addresses only for their 16-byte alignment).
+_STAND_IN_BASE = 1 << 40
+
+
+def _contiguous_view(shape, layout, base):
+    """seq_view of a fresh contiguous tensor of `shape` at address `base` (forward()'s o)."""
+    strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1)
+    b, n, h = seq_dims(layout)
+    return (base, strides[b], strides[n], strides[h])
+
+
+def starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens, intermediates,
+                 max_seqlen, stand_in=False):
+    """The bytes of the segment starts a CUDA forward with these arguments keeps (0: none).
+
+    stand_in: plan from sizes, strides and storage offsets alone, every allocation at an aligned
+    stand-in address (what a fake tensor allows; the custom op's fake and real forward agree on
+    it). Either way o is the fresh contiguous tensor that forward() allocates."""
+    # Only a sequence (or packed batch) of more than 4 chunks can split (segments.h).
+    if sz.device != "cuda" or use_reference(sz) or int(sz.N) <= 256:
+        return 0
+    shape = tuple(int(x) for x in (sz.B, sz.N, sz.H, sz.D, sz.E))  # symbolic sizes: specialized
+    if stand_in:
+        def view(t):
+            st = t.stride()
+            b, n, h = seq_dims(layout)
+            return (_STAND_IN_BASE + int(t.storage_offset()) * t.element_size(), int(st[b]),
+                    int(st[n]), int(st[h]))
+
+        def addr(t):
+            return 0 if t is None else _STAND_IN_BASE
+        slopes_owner = array("f", [0.0] * sz.H)  # the plan does not depend on the values
+        slopes_ptr = slopes_owner.buffer_info()[0]
+    else:
+        def view(t):
+            return seq_view(t, layout)
+        addr = address
+        slopes_owner, slopes_ptr = slopes_array("tnl.lightning_attn", slopes, sz.H)
+    o_view = _contiguous_view(tuple(int(x) for x in v.shape), layout, _STAND_IN_BASE)
+    num_seqs = int(sz.S) if cu_seqlens is not None else 0
+    n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, view(q),
+                                view(k), view(v), o_view, slopes_ptr, float(scale), addr(cu_seqlens),
+                                num_seqs, addr(initial_state), 0, intermediates, max_seqlen)
+    del slopes_owner
+    return n
+
+
 def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state, cu_seqlens,
             intermediates="compensated", sz=None, max_seqlen=0, keep_starts=False,
-            backward_follows=True):
+            backward_follows=True, starts_buffer=None):
     """Runs the forward; returns (o, final_state), final_state an empty (0,) tensor unless asked.
 
     `slopes` is anything slopes_array() takes. sz: the Sizes of a caller that has already run
@@ -333,7 +382,10 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
     max_seqlen: the longest sequence with cu_seqlens, 0 when unknown (a hint; check_max_seqlen).
     keep_starts: returns (o, final_state, starts), starts the segment starts the forward kept
     for its backward (PyTorch CUDA tensors, when backward_follows: a uint8 tensor for
-    backward(starts=...)) or None.
+    backward(starts=...)) or None. starts_buffer: a uint8 tensor to keep them in instead (the
+    custom op's, sized by starts_bytes(stand_in=True)); filled only when starts_bytes() of
+    these very tensors is its size (the custom op's backward checks the same), returned as
+    starts either way.
     """
     if sz is None:
         check_intermediates(fn, intermediates)
@@ -345,21 +397,28 @@ def forward(fn, q, k, v, slopes, scale, layout, initial_state, want_final_state,
     num_seqs = sz.S if cu_seqlens is not None else 0
     shape, views = (sz.B, sz.N, sz.H, sz.D, sz.E), [seq_view(t, layout) for t in (q, k, v, o)]
     sf_addr = address(sf) if want_final_state else 0
-    starts = None
+    starts, kept = starts_buffer, None
     # Only a sequence (or packed batch) of more than 4 chunks can split (segments.h).
     if (keep_starts and backward_follows and sz.device == "cuda" and not use_reference(sz)
             and sz.N > 256):
-        n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, *views, slopes_ptr, float(scale),
-                                    address(cu_seqlens), num_seqs, address(initial_state), sf_addr,
-                                    intermediates, max_seqlen)
+        if starts_buffer is not None:  # the custom op's: the rule its backward checks too
+            if starts_buffer.numel() > 0 and starts_buffer.numel() == starts_bytes(
+                    sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens, intermediates,
+                    max_seqlen):
+                kept = starts_buffer
+            n = 0
+        else:
+            n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, *views, slopes_ptr,
+                                        float(scale), address(cu_seqlens), num_seqs,
+                                        address(initial_state), sf_addr, intermediates, max_seqlen)
         if n > 0:
             import torch
-            starts = torch.empty(n, dtype=torch.uint8, device=q.device)
+            starts = kept = torch.empty(n, dtype=torch.uint8, device=q.device)
     with _Call(q) as (threads, stream):
         _C.forward(sz.dtype, sz.device, shape, *views, slopes_ptr, float(scale),
                    address(cu_seqlens), num_seqs, address(initial_state), sf_addr,
                    threads, stream, use_reference(sz), intermediates, max_seqlen,
-                   address(starts), starts.numel() if starts is not None else 0)
+                   address(kept), kept.numel() if kept is not None else 0)
     del owner
     return (o, sf, starts) if keep_starts else (o, sf)
 

@@ -6,7 +6,11 @@
 # through them without a graph break. Older PyTorch gets a plain torch.autograd.Function that
 # calls the same C++ kernels (torch.compile, where it exists, then breaks the graph around it).
 # Either way the backward runs tnl's backward kernels, with the forward's `intermediates` mode;
-# the slope gets no gradient.
+# the slope gets no gradient; and a CUDA forward that has a backward keeps its segment starts
+# for it (the backward's dq scan then skips a pre-pass over K and V). Through the custom op the
+# starts are a third output, sized from sizes, strides and storage offsets alone
+# (_core.starts_bytes(stand_in=True)) so that the fake agrees; with symbolic shapes none are
+# kept.
 #
 # A custom op's dispatch costs host time on every call (python_overhead.py measures it), which
 # an eager caller pays while the GPU waits whenever the kernels are short. So plain eager calls
@@ -85,36 +89,63 @@ if _dispatch_modes is None or _function_modes is None:  # cannot tell: always th
 
 if HAS_CUSTOM_OP:
 
+    def _op_starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens, max_seqlen,
+                         intermediates, stand_in):
+        """The custom op's segment starts in bytes (see the header): the fake and the real
+        forward call it with stand_in=True, the real backward with False to learn whether the
+        forward filled them (it fills them when both agree)."""
+        return _core.starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
+                                  intermediates, max_seqlen, stand_in=stand_in)
+
     @torch.library.custom_op("tnl::lightning_attn_fwd", mutates_args=())
     def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
                 scale: float, layout: str, initial_state: Optional[torch.Tensor],
                 output_final_state: bool, cu_seqlens: Optional[torch.Tensor], max_seqlen: int,
-                intermediates: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        return _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
-                             output_final_state, cu_seqlens, intermediates, max_seqlen=max_seqlen)
+                intermediates: str, keep_starts: bool = False
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # (o, final state or (0,), segment starts (bytes,) uint8 or (0,))
+        _core.check_intermediates(FN, intermediates)
+        sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
+        n = _op_starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
+                             max_seqlen, intermediates, True) if keep_starts else 0
+        starts = torch.empty(n, dtype=torch.uint8, device=q.device)
+        o, sf, _ = _core.forward(FN, q, k, v, slopes, scale, layout, initial_state,
+                                 output_final_state, cu_seqlens, intermediates, sz, max_seqlen,
+                                 keep_starts=True, starts_buffer=starts)
+        return o, sf, starts
 
     @_fwd_op.register_fake
     def _fwd_fake(q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-                  max_seqlen, intermediates):
+                  max_seqlen, intermediates, keep_starts=False):
         _core.check_intermediates(FN, intermediates)
         sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
         o = torch.empty(tuple(v.shape), dtype=v.dtype, device=v.device)
         shape = (sz.S, sz.H, sz.D, sz.E) if output_final_state else (0,)
-        return o, torch.empty(shape, dtype=_state_dtype(q), device=q.device)
+        n = _op_starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
+                             max_seqlen, intermediates, True) if keep_starts else 0
+        return (o, torch.empty(shape, dtype=_state_dtype(q), device=q.device),
+                torch.empty(n, dtype=torch.uint8, device=q.device))
 
     @torch.library.custom_op("tnl::lightning_attn_bwd", mutates_args=())
     def _bwd_op(do: torch.Tensor, d_final_state: Optional[torch.Tensor], q: torch.Tensor,
                 k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, scale: float, layout: str,
                 initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
-                max_seqlen: int, need_initial_grad: bool, intermediates: str
+                max_seqlen: int, need_initial_grad: bool, intermediates: str,
+                starts: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        _core.check_intermediates(FN, intermediates)
+        sz = _core.check_inputs(FN, q, k, v, layout, initial_state, cu_seqlens)
+        if starts is not None and (starts.numel() == 0 or starts.numel() != _op_starts_bytes(
+                sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens, max_seqlen,
+                intermediates, False)):
+            starts = None  # none kept, or the forward did not fill them
         return _core.backward(FN, do, d_final_state, q, k, v, slopes, scale, layout,
-                              initial_state, cu_seqlens, need_initial_grad, intermediates,
-                              max_seqlen=max_seqlen)
+                              initial_state, cu_seqlens, need_initial_grad, intermediates, sz,
+                              max_seqlen, starts)
 
     @_bwd_op.register_fake
     def _bwd_fake(do, d_final_state, q, k, v, slopes, scale, layout, initial_state, cu_seqlens,
-                  max_seqlen, need_initial_grad, intermediates):
+                  max_seqlen, need_initial_grad, intermediates, starts=None):
         _core.check_intermediates(FN, intermediates)
         ds0 = (tuple(initial_state.shape) if need_initial_grad and initial_state is not None
                else (0,))
@@ -124,21 +155,22 @@ if HAS_CUSTOM_OP:
 
     def _setup_context(ctx, inputs, output):
         (q, k, v, slopes, scale, layout, initial_state, output_final_state, cu_seqlens,
-         max_seqlen, intermediates) = inputs
-        ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens)
+         max_seqlen, intermediates) = inputs[:11]
+        ctx.save_for_backward(q, k, v, slopes, initial_state, cu_seqlens, output[2])
         ctx.scale, ctx.layout, ctx.want_final = scale, layout, output_final_state
         ctx.max_seqlen = max_seqlen
         ctx.intermediates = intermediates  # the backward rounds like the forward did
 
-    def _backward(ctx, do, d_final_state):
-        q, k, v, slopes, initial_state, cu_seqlens = ctx.saved_tensors
+    def _backward(ctx, do, d_final_state, d_starts):
+        q, k, v, slopes, initial_state, cu_seqlens, starts = ctx.saved_tensors
         if do is None:
             do = torch.zeros(tuple(v.shape), dtype=v.dtype, device=v.device)
         need_s0 = initial_state is not None and ctx.needs_input_grad[6]
         dq, dk, dv, ds0 = _bwd_op(do, d_final_state if ctx.want_final else None, q, k, v, slopes,
                                   ctx.scale, ctx.layout, initial_state, cu_seqlens,
-                                  ctx.max_seqlen, need_s0, ctx.intermediates)
-        return dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None
+                                  ctx.max_seqlen, need_s0, ctx.intermediates, starts)
+        return (dq, dk, dv, None, None, None, (ds0 if need_s0 else None), None, None, None, None,
+                None)
 
     _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
@@ -158,8 +190,13 @@ if HAS_CUSTOM_OP:
             return LightningAttnFunction.apply(q, k, v, slopes, scale, layout, initial_state,
                                                output_final_state, cu_seqlens, max_seqlen,
                                                intermediates, sz)
-        return _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
-                       cu_seqlens, max_seqlen, intermediates)
+        # Starts only for a backward, and not with symbolic sizes (their byte count is a plan).
+        keep = (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+                and all(type(d) is int for d in (*q.shape, *q.stride(), *k.stride(),
+                                                 *v.shape, *v.stride())))
+        o, sf, _ = _fwd_op(q, k, v, slopes, scale, layout, initial_state, output_final_state,
+                           cu_seqlens, max_seqlen, intermediates, keep)
+        return o, sf
 
     def decode(q, k, v, state, slopes, scale):
         if _plain_eager(q, k, v, state):

@@ -16,7 +16,11 @@
 // So the bars, with the error split into its two parts:
 //   activations: GPU vs the CPU fp32 model on the GPU's own bf16 weights (a bf16-rounded copy
 //     of the checkpoint):  ‖gpu − cpu‖₂/‖cpu‖₂ ≤ 4e-2,  max |gpu − cpu| ≤ 0.12·max |cpu|
-//     (about three times the weights-only error above; observed on the H200: see the log);
+//     (about three times the weights-only error above; observed on the H200: see the log).
+//     The fixtures are drawn afresh each run, and a draw that amplifies rounding more amplifies
+//     both parts alike (once a draw's weights-only error was 8.6e-2 of max |logit|, its
+//     activation error 0.19), so each bar is at least three times that draw's own
+//     weights-only error, measured here on the CPU;
 //   total: GPU vs the CPU fp32 model on the stored weights: at most the weights-only error
 //     (CPU vs CPU, measured here) plus the activation bar.
 // On the tiny preset at the init scale (N(0, 0.02²)) the errors are ten times smaller: bars
@@ -50,6 +54,7 @@ namespace {
 
 constexpr double kRelBar = 4e-2;      // relative L2, GPU vs CPU fp32 on the same bf16 weights
 constexpr double kMaxBar = 0.12;      // max abs error over max |logit|, same
+constexpr double kDrawGain = 3;       // activation bars ≥ this × the draw's weights-only error
 constexpr double kInitBar = 1e-2;     // both, on the tiny preset at the init scale
 constexpr double kSelfBar = 1e-2;     // relative L2, GPU vs GPU, the same kernels
 // Relative L2 of one decoded row against the GPU forward's row: the decode step rounds its
@@ -209,9 +214,12 @@ TEST_F(CudaModelFixtures, LogitsMatchCpuModel) {
     const Err w = compare(want_bf16.data(), want.data(), n);
     std::printf("  %-52s rel %.2e  max/max|logit| %.2e\n", (std::string(name) + ": weights to bf16 only (cpu)").c_str(),
                 w.rel, w.max_rel);
-    expect_cpu_bar(got.data(), want_bf16.data(), n, std::string(name) + ": gpu vs cpu, same bf16 weights");
-    expect_cpu_bar(got.data(), want.data(), n, std::string(name) + ": gpu vs cpu, stored weights", w.rel + kRelBar,
-                   w.max_rel + kMaxBar);
+    // The draw's conditioning (see the header): bars scale with its weights-only error.
+    const double rel_bar = std::max(kRelBar, kDrawGain * w.rel), max_bar = std::max(kMaxBar, kDrawGain * w.max_rel);
+    expect_cpu_bar(got.data(), want_bf16.data(), n, std::string(name) + ": gpu vs cpu, same bf16 weights", rel_bar,
+                   max_bar);
+    expect_cpu_bar(got.data(), want.data(), n, std::string(name) + ": gpu vs cpu, stored weights", w.rel + rel_bar,
+                   w.max_rel + max_bar);
   }
 }
 

@@ -138,11 +138,16 @@ struct GradCase {
   const char* name;
 };
 
+constexpr size_t kSplitCase = 3;  // grad_cases()[kSplitCase] splits the attention into segments
+
 std::vector<GradCase> grad_cases() {
   return {
       {make_config(64, 4, 2, 96, 97, {1, 0}), 2, 150, 5, "d64 H4 lrpe{1,0} N150 (3 attention blocks)"},
       {make_config(48, 3, 2, 80, 61, {1, 1}), 3, 70, 3, "d48 H3 lrpe{1,1} N70"},
       {make_config(32, 2, 3, 64, 50, {0, 0, 0}), 1, 257, 0, "d32 H2 no lrpe N257"},
+      // One sequence, two heads: the attention splits into segments, and the backward starts
+      // from the forward's segment starts (kSplitCase).
+      {make_config(32, 2, 2, 64, 50, {0, 0}), 1, 1500, 4, "d32 H2 no lrpe N1500 (segments)"},
   };
 }
 
@@ -155,7 +160,9 @@ TEST(CudaTrainer, BuildWithoutCudaThrowsOrNoDeviceSkips) {
 TEST(CudaTrainer, LossAndGradientMatchCpuOnBf16Weights) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 11;
-  for (const GradCase& gc : grad_cases()) {
+  const std::vector<GradCase> cases = grad_cases();
+  for (size_t ci = 0; ci < cases.size(); ++ci) {
+    const GradCase& gc = cases[ci];
     SCOPED_TRACE(gc.name);
     std::printf("%s\n", gc.name);
     const ParamSet p = random_params(gc.cfg, seed, 0.1, true);
@@ -166,6 +173,10 @@ TEST(CudaTrainer, LossAndGradientMatchCpuOnBf16Weights) {
     CudaTrainer t(p, AdamWConfig{});
     const double loss_gpu = t.loss_and_grad(b.ids.data(), b.targets.data(), b.B, b.N);
     t.get_grads(g_gpu.data());
+    std::printf("  attention segment starts kept: %zu bytes a layer\n", t.attention_starts_bytes());
+    if (ci == kSplitCase) {
+      EXPECT_GT(t.attention_starts_bytes(), 0u) << "expected this case to split";
+    }
     std::printf("  loss cpu %.6f gpu %.6f (rel %.2e, bar %.0e)\n", loss_cpu, loss_gpu,
                 std::fabs(loss_gpu - loss_cpu) / loss_cpu, kLossBar);
     EXPECT_LE(std::fabs(loss_gpu - loss_cpu), kLossBar * loss_cpu);
@@ -196,9 +207,10 @@ TEST(CudaTrainer, TotalErrorWithinWeightsOnlyPlusBar) {
     EXPECT_LE(tot[i], w[i] + (p.infos()[i].weight_decay ? kGradBar : kThetaBar)) << p.infos()[i].name;
 }
 
-TEST(CudaTrainer, RecomputeLossScaleAccumulationAndDeterminism) {
-  SKIP_WITHOUT_GPU();
-  const GradCase gc = grad_cases()[1];
+// Two trainers give the same bits; recompute (the starts kept in one slot, refilled per layer)
+// gives the same bits too; loss_scale adds its share of the gradient.
+void check_recompute_scale_determinism(const GradCase& gc) {
+  SCOPED_TRACE(gc.name);
   const ParamSet p = random_params(gc.cfg, 21, 0.1, true);
   const Batch b = random_batch(gc.B, gc.N, gc.cfg.vocab_size, 22, gc.ignored);
   const int64_t n = p.size();
@@ -224,6 +236,12 @@ TEST(CudaTrainer, RecomputeLossScaleAccumulationAndDeterminism) {
   std::vector<float> want(n);
   for (int64_t i = 0; i < n; ++i) want[i] = 1.5f * g1[i];
   EXPECT_LE(rel_l2(g4.data(), want.data(), n), 1e-6);
+}
+
+TEST(CudaTrainer, RecomputeLossScaleAccumulationAndDeterminism) {
+  SKIP_WITHOUT_GPU();
+  check_recompute_scale_determinism(grad_cases()[1]);
+  check_recompute_scale_determinism(grad_cases()[kSplitCase]);
 }
 
 TEST(CudaTrainer, AdamWAndClippingMatchCpu) {

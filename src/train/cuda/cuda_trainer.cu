@@ -96,6 +96,11 @@ struct CudaTrainer::Impl {
   // Per-call buffers, sized for cap_rows rows and cap_acts activation sets.
   DevMem scratch_mem, acts_mem, inputs_mem;
   int64_t cap_rows = 0, cap_acts = 0, cap_inputs = 0;
+  // The attention forward's segment starts, one slot of starts_slot bytes per activation set
+  // (acts): the backward's dq scan starts from them (tnl::attention_segment_starts_bytes; 0 when
+  // this call's attention does not split into segments).
+  DevMem starts_mem;
+  size_t starts_slot = 0;
   std::vector<Acts> acts;
   float* inputs = nullptr;  // (L, R, d) fp32, recompute only
   struct Scratch {
@@ -275,10 +280,23 @@ struct CudaTrainer::Impl {
       cap_inputs = cap_rows;
     }
   }
+  // Sizes the segment starts' slots for a call of B sequences of N tokens with nacts activation
+  // sets (after prepare: the planning reads the scratch tensors' strides and alignment).
+  void prepare_starts(int64_t B, int64_t N, int64_t nacts) {
+    size_t need = 0;
+    for (int64_t l = 0; l < cfg.num_layers; ++l) need = std::max(need, attention_segment_starts_bytes(attn_forward_params(l, B, N, acts[0])));
+    starts_slot = (need + 255) / 256 * 256;
+    starts_mem.ensure(starts_slot * (size_t)nacts);
+  }
+  // The segment starts of activation set i, or null (no splitting, or no backward follows).
+  void* starts_of(int64_t i) const { return starts_slot ? starts_mem.as<char>() + starts_slot * (size_t)i : nullptr; }
+
   void release() {
     scratch_mem.release();
     acts_mem.release();
     inputs_mem.release();
+    starts_mem.release();
+    starts_slot = 0;
     cap_rows = cap_acts = cap_inputs = 0;
     acts.clear();
     inputs = nullptr;
@@ -287,15 +305,10 @@ struct CudaTrainer::Impl {
   // ---- the model ----
   int64_t qk_dim(int64_t l) const { return cfg.use_lrpe[l] ? 2 * cfg.head_dim() : cfg.head_dim(); }
 
-  // h (R, d) ← the layer's output, from its input; fills A.
-  void layer_forward(int64_t l, int64_t B, int64_t N, float* h, const Acts& A) {
-    const LayerOffsets& Lo = layers[l];
-    const int64_t R = B * N, d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
-    const int64_t dh = cfg.head_dim(), D = qk_dim(l);
-    const float* theta = Lo.theta >= 0 ? master.as<float>() + Lo.theta : nullptr;
-    cuda::srms_forward(h, R, d, A.x1, A.r1, stream);
-    gemm_xwT(A.x1, R, d, W(Lo.qkvu), 4 * hid, A.pre, true, 0.0f);
-    cuda::qk_forward(A.pre, R, N, H, dh, theta, s.q, s.k, stream);
+  // Layer l's attention forward: q, k (B, N, H, D) from the scratch, v a view of A.pre's
+  // (R, 4·hid) columns, o (B, N, H, dh) into A.o.
+  AttnForwardParams attn_forward_params(int64_t l, int64_t B, int64_t N, const Acts& A) const {
+    const int64_t hid = cfg.hidden_dim, H = cfg.num_heads, dh = cfg.head_dim(), D = qk_dim(l);
     AttnForwardParams p;
     p.dtype = DType::bf16;
     p.device = Device::cuda;
@@ -306,6 +319,22 @@ struct CudaTrainer::Impl {
     p.o = SeqTensor(A.o, N * hid, hid, dh);
     p.slopes = slopes[l].data();
     p.stream = stream;
+    return p;
+  }
+
+  // h (R, d) ← the layer's output, from its input; fills A (and `starts`, the attention's
+  // segment starts, when not null).
+  void layer_forward(int64_t l, int64_t B, int64_t N, float* h, const Acts& A, void* starts) {
+    const LayerOffsets& Lo = layers[l];
+    const int64_t R = B * N, d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
+    const int64_t dh = cfg.head_dim();
+    const float* theta = Lo.theta >= 0 ? master.as<float>() + Lo.theta : nullptr;
+    cuda::srms_forward(h, R, d, A.x1, A.r1, stream);
+    gemm_xwT(A.x1, R, d, W(Lo.qkvu), 4 * hid, A.pre, true, 0.0f);
+    cuda::qk_forward(A.pre, R, N, H, dh, theta, s.q, s.k, stream);
+    AttnForwardParams p = attn_forward_params(l, B, N, A);
+    p.segment_starts = starts;
+    p.segment_starts_bytes = starts ? starts_slot : 0;
     attention_forward(p);
     cuda::gate_forward(A.o, A.pre, R, hid, A.r2, true, s.p16, stream);
     gemm_xwT(s.p16, R, hid, W(Lo.out), d, h, false, 1.0f);
@@ -316,7 +345,8 @@ struct CudaTrainer::Impl {
   }
 
   // dh (R, d): gradient of the layer's output in, of its input out; weight gradients added.
-  void layer_backward(int64_t l, int64_t B, int64_t N, const Acts& A, float* dh) {
+  // starts: what layer_forward kept, or null.
+  void layer_backward(int64_t l, int64_t B, int64_t N, const Acts& A, const void* starts, float* dh) {
     const LayerOffsets& Lo = layers[l];
     const int64_t R = B * N, d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh_ = cfg.head_dim(), D = qk_dim(l);
@@ -357,6 +387,8 @@ struct CudaTrainer::Impl {
     p.dv = SeqTensor(s.dpre + 2 * hid, N * 4 * hid, 4 * hid, dh_);
     p.slopes = slopes[l].data();
     p.stream = stream;
+    p.segment_starts = starts;
+    p.segment_starts_bytes = starts ? starts_slot : 0;
     attention_backward(p);
     cuda::qk_backward(A.pre, R, N, H, dh_, theta, s.dqe, s.dke, s.dpre, s.theta_partial, kThetaChunks,
                       lrpe ? G(Lo.theta) : nullptr, stream);
@@ -382,6 +414,7 @@ struct CudaTrainer::Impl {
     const bool grad = grad_wanted && valid > 0 && loss_scale != 0.0;
     const bool keep_all = grad && !recompute;
     prepare(R, keep_all ? L : 1, grad && recompute);
+    if (grad) prepare_starts(B, N, keep_all ? L : 1);  // after prepare: it plans on the scratch tensors
     TNL_CUDA_CHECK(cudaMemcpyAsync(s.ids, ids, sizeof(int32_t) * R, cudaMemcpyHostToDevice, stream));
     TNL_CUDA_CHECK(cudaMemcpyAsync(s.targets, targets, sizeof(int32_t) * R, cudaMemcpyHostToDevice, stream));
     std::vector<int32_t> order, seg, uid;
@@ -407,7 +440,8 @@ struct CudaTrainer::Impl {
     for (int64_t l = 0; l < L; ++l) {
       if (grad && recompute)
         TNL_CUDA_CHECK(cudaMemcpyAsync(inputs + l * R * d, s.h, sizeof(float) * R * d, cudaMemcpyDeviceToDevice, stream));
-      layer_forward(l, B, N, s.h, acts[keep_all ? l : 0]);
+      const int64_t set = keep_all ? l : 0;
+      layer_forward(l, B, N, s.h, acts[set], keep_all ? starts_of(set) : nullptr);  // recompute: kept later
     }
     // Head and loss in chunks of rows.
     const bf16* E16 = W(embed_off);
@@ -428,9 +462,10 @@ struct CudaTrainer::Impl {
       for (int64_t l = L - 1; l >= 0; --l) {
         if (recompute) {
           TNL_CUDA_CHECK(cudaMemcpyAsync(s.h, inputs + l * R * d, sizeof(float) * R * d, cudaMemcpyDeviceToDevice, stream));
-          layer_forward(l, B, N, s.h, acts[0]);
+          layer_forward(l, B, N, s.h, acts[0], starts_of(0));
         }
-        layer_backward(l, B, N, acts[keep_all ? l : 0], s.dh);
+        const int64_t set = keep_all ? l : 0;
+        layer_backward(l, B, N, acts[set], starts_of(set), s.dh);
       }
       cuda::embed_backward(s.dh, s.order, s.seg, s.uid, (int64_t)uid.size(), d, escale, G(embed_off), stream);
     }
@@ -556,6 +591,7 @@ void CudaTrainer::get_optimizer(AdamW& opt) const {
 void CudaTrainer::synchronize() { impl_->sync(); }
 size_t CudaTrainer::device_bytes_in_use() const { return impl_->in_use(); }
 size_t CudaTrainer::peak_device_bytes() const { return impl_->peak; }
+size_t CudaTrainer::attention_starts_bytes() const { return impl_->starts_slot; }
 void CudaTrainer::reset_peak() { impl_->peak = impl_->in_use(); }
 void CudaTrainer::release_workspace() {
   impl_->sync();

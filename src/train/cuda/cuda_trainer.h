@@ -70,6 +70,9 @@ class CudaTrainer {
   size_t peak_device_bytes() const;
   void reset_peak();
   void release_workspace();  // frees the activation buffers (grown again on the next call)
+  // Bytes a layer's attention forward kept for its backward in the last gradient call (the
+  // segment starts of tnl::attention_segment_starts_bytes; 0 when it did not split).
+  size_t attention_starts_bytes() const;
 
   struct Impl;
 
