@@ -365,9 +365,9 @@ def starts_bytes(sz, q, k, v, slopes, scale, layout, initial_state, cu_seqlens, 
         slopes_owner, slopes_ptr = slopes_array("tnl.lightning_attn", slopes, sz.H)
     o_view = _contiguous_view(tuple(int(x) for x in v.shape), layout, _STAND_IN_BASE)
     num_seqs = int(sz.S) if cu_seqlens is not None else 0
-    n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, view(q),
-                                view(k), view(v), o_view, slopes_ptr, float(scale), addr(cu_seqlens),
-                                num_seqs, addr(initial_state), 0, intermediates, max_seqlen)
+    n = _C.segment_starts_bytes(sz.dtype, sz.device, shape, view(q), view(k), view(v), o_view,
+                                slopes_ptr, float(scale), addr(cu_seqlens), num_seqs,
+                                addr(initial_state), 0, intermediates, max_seqlen)
     del slopes_owner
     return n
 

@@ -284,12 +284,15 @@ struct CudaTrainer::Impl {
   // sets (after prepare: the planning reads the scratch tensors' strides and alignment).
   void prepare_starts(int64_t B, int64_t N, int64_t nacts) {
     size_t need = 0;
-    for (int64_t l = 0; l < cfg.num_layers; ++l) need = std::max(need, attention_segment_starts_bytes(attn_forward_params(l, B, N, acts[0])));
+    for (int64_t l = 0; l < cfg.num_layers; ++l)
+      need = std::max(need, attention_segment_starts_bytes(attn_forward_params(l, B, N, acts[0])));
     starts_slot = (need + 255) / 256 * 256;
     starts_mem.ensure(starts_slot * (size_t)nacts);
   }
   // The segment starts of activation set i, or null (no splitting, or no backward follows).
-  void* starts_of(int64_t i) const { return starts_slot ? starts_mem.as<char>() + starts_slot * (size_t)i : nullptr; }
+  void* starts_of(int64_t i) const {
+    return starts_slot ? starts_mem.as<char>() + starts_slot * (size_t)i : nullptr;
+  }
 
   void release() {
     scratch_mem.release();
