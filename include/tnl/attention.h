@@ -166,6 +166,12 @@ void attention_decode(const AttnDecodeParams& p);
 // keeps none (CPU, no split, or the dq scan splits differently): then pass null.
 size_t attention_segment_starts_bytes(const AttnForwardParams& p);
 
+// The backward of forward `f`: every field the two share (dtype, device, shape, q, k, v,
+// slopes, scale, cu_seqlens, num_seqs, max_seqlen, initial_state, num_threads, stream,
+// intermediates, and the segment starts f keeps); the caller adds d_o, dq, dk, dv and, when it
+// has them, d_final_state and d_initial_state.
+AttnBackwardParams attention_backward_params(const AttnForwardParams& f);
+
 // Largest head dim the operator accepts.
 constexpr int64_t kMaxHeadDim = 256;
 

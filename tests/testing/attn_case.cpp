@@ -240,18 +240,11 @@ AttnForwardParams AttnCase::forward_params() {
 }
 
 AttnBackwardParams AttnCase::backward_params() {
-  AttnBackwardParams p;
-  p.dtype = cfg_.dtype;
-  p.shape = shape();
-  p.q = q.view(), p.k = k.view(), p.v = v.view(), p.d_o = d_o.view();
+  AttnBackwardParams p = attention_backward_params(forward_params());
+  p.d_o = d_o.view();
   p.dq = dq.view(), p.dk = dk.view(), p.dv = dv.view();
-  p.slopes = slopes_.data();
-  p.scale = cfg_.scale;
-  if (!cu_seqlens_.empty()) p.cu_seqlens = cu_seqlens_.data(), p.num_seqs = num_seqs(), p.max_seqlen = max_seq_len();
-  p.initial_state = cfg_.initial_state ? initial_state.data() : nullptr;
   p.d_final_state = cfg_.d_final_state ? d_final_state.data() : nullptr;
   p.d_initial_state = cfg_.d_initial_state ? d_initial_state.data() : nullptr;
-  p.num_threads = cfg_.num_threads;
   return p;
 }
 

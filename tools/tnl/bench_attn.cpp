@@ -183,27 +183,13 @@ bool validate(const Config& c) {
     f.final_state = ref ? (void*)sf_ref.data() : sf.dev.data();
     f.num_threads = c.threads;
     if (!ref) f.intermediates = c.intermediates;
-    AttnBackwardParams b;
-    b.dtype = f.dtype;
-    b.device = f.device;
-    b.shape = f.shape;
-    b.cu_seqlens = f.cu_seqlens;
-    b.num_seqs = f.num_seqs;
-    b.max_seqlen = f.max_seqlen;
-    b.q = f.q;
-    b.k = f.k;
-    b.v = f.v;
+    AttnBackwardParams b = attention_backward_params(f);
     b.d_o = view(d_o, E, ref, d_o.f64);
     b.dq = view(dq, D, ref, dq_ref);
     b.dk = view(dk, D, ref, dk_ref);
     b.dv = view(dv, E, ref, dv_ref);
-    b.slopes = f.slopes;
-    b.scale = f.scale;
-    b.initial_state = f.initial_state;
     b.d_final_state = ref ? (const void*)dsf.f64.data() : dsf.dev.data();
     b.d_initial_state = ref ? (void*)ds0_ref.data() : ds0.dev.data();
-    b.num_threads = c.threads;
-    b.intermediates = f.intermediates;
     if (ref) {
       reference::attention_forward(f);
       reference::attention_backward(b);
@@ -330,32 +316,19 @@ void bench_seqlen(const Config& c, const Floor& fl, int64_t N) {
   if (c.fwdbwd) {
     Buffer d_o(dev, nv * es), dq(dev, nqk * es), dk(dev, nqk * es), dv(dev, nv * es);
     d_o.fill_normal(c.dtype, nv, 1.0, seed + 3);
-    AttnBackwardParams b;
-    b.dtype = c.dtype;
-    b.device = dev;
-    b.shape = f.shape;
-    b.cu_seqlens = f.cu_seqlens;
-    b.num_seqs = f.num_seqs;
-    b.max_seqlen = f.max_seqlen;
-    b.q = f.q;
-    b.k = f.k;
-    b.v = f.v;
-    b.d_o = seq_tensor(d_o.data(), c.layout, vb, vn, H, E);
-    b.dq = seq_tensor(dq.data(), c.layout, vb, vn, H, D);
-    b.dk = seq_tensor(dk.data(), c.layout, vb, vn, H, D);
-    b.dv = seq_tensor(dv.data(), c.layout, vb, vn, H, E);
-    b.slopes = f.slopes;
-    b.num_threads = c.threads;
-    b.intermediates = c.intermediates;
     // As training does: the forward keeps its segment starts for the backward.
     AttnForwardParams ft = f;
     const size_t starts_bytes = attention_segment_starts_bytes(f);
     Buffer starts(dev, std::max<size_t>(starts_bytes, 16));
     if (starts_bytes > 0) {
       ft.segment_starts = starts.data();
-      b.segment_starts = starts.data();
-      ft.segment_starts_bytes = b.segment_starts_bytes = starts_bytes;
+      ft.segment_starts_bytes = starts_bytes;
     }
+    AttnBackwardParams b = attention_backward_params(ft);
+    b.d_o = seq_tensor(d_o.data(), c.layout, vb, vn, H, E);
+    b.dq = seq_tensor(dq.data(), c.layout, vb, vn, H, D);
+    b.dk = seq_tensor(dk.data(), c.layout, vb, vn, H, D);
+    b.dv = seq_tensor(dv.data(), c.layout, vb, vn, H, E);
     const Timing t = time_median(dev, c.reps, [&] {
       attention_forward(ft);
       attention_backward(b);

@@ -52,6 +52,28 @@ size_t attention_segment_starts_bytes(const AttnForwardParams& p) {
 #endif
 }
 
+AttnBackwardParams attention_backward_params(const AttnForwardParams& f) {
+  AttnBackwardParams b;
+  b.dtype = f.dtype;
+  b.device = f.device;
+  b.shape = f.shape;
+  b.q = f.q;
+  b.k = f.k;
+  b.v = f.v;
+  b.slopes = f.slopes;
+  b.scale = f.scale;
+  b.cu_seqlens = f.cu_seqlens;
+  b.num_seqs = f.num_seqs;
+  b.max_seqlen = f.max_seqlen;
+  b.initial_state = f.initial_state;
+  b.num_threads = f.num_threads;
+  b.stream = f.stream;
+  b.intermediates = f.intermediates;
+  b.segment_starts = f.segment_starts;
+  b.segment_starts_bytes = f.segment_starts_bytes;
+  return b;
+}
+
 void attention_decode(const AttnDecodeParams& p) {
   attn::validate(p, {"tnl::attention_decode"});
   if (p.device == Device::cpu) return cpu::attention_decode(p);

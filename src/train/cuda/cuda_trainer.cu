@@ -285,7 +285,7 @@ struct CudaTrainer::Impl {
   void prepare_starts(int64_t B, int64_t N, int64_t nacts) {
     size_t need = 0;
     for (int64_t l = 0; l < cfg.num_layers; ++l)
-      need = std::max(need, attention_segment_starts_bytes(attn_forward_params(l, B, N, acts[0])));
+      need = std::max(need, attention_segment_starts_bytes(attn_forward_params(l, B, N, acts[0], nullptr)));
     starts_slot = (need + 255) / 256 * 256;
     starts_mem.ensure(starts_slot * (size_t)nacts);
   }
@@ -309,8 +309,9 @@ struct CudaTrainer::Impl {
   int64_t qk_dim(int64_t l) const { return cfg.use_lrpe[l] ? 2 * cfg.head_dim() : cfg.head_dim(); }
 
   // Layer l's attention forward: q, k (B, N, H, D) from the scratch, v a view of A.pre's
-  // (R, 4·hid) columns, o (B, N, H, dh) into A.o.
-  AttnForwardParams attn_forward_params(int64_t l, int64_t B, int64_t N, const Acts& A) const {
+  // (R, 4·hid) columns, o (B, N, H, dh) into A.o; its segment starts in `starts` (a slot of
+  // starts_slot bytes) or none.
+  AttnForwardParams attn_forward_params(int64_t l, int64_t B, int64_t N, const Acts& A, void* starts) const {
     const int64_t hid = cfg.hidden_dim, H = cfg.num_heads, dh = cfg.head_dim(), D = qk_dim(l);
     AttnForwardParams p;
     p.dtype = DType::bf16;
@@ -322,6 +323,8 @@ struct CudaTrainer::Impl {
     p.o = SeqTensor(A.o, N * hid, hid, dh);
     p.slopes = slopes[l].data();
     p.stream = stream;
+    p.segment_starts = starts;
+    p.segment_starts_bytes = starts ? starts_slot : 0;
     return p;
   }
 
@@ -335,10 +338,7 @@ struct CudaTrainer::Impl {
     cuda::srms_forward(h, R, d, A.x1, A.r1, stream);
     gemm_xwT(A.x1, R, d, W(Lo.qkvu), 4 * hid, A.pre, true, 0.0f);
     cuda::qk_forward(A.pre, R, N, H, dh, theta, s.q, s.k, stream);
-    AttnForwardParams p = attn_forward_params(l, B, N, A);
-    p.segment_starts = starts;
-    p.segment_starts_bytes = starts ? starts_slot : 0;
-    attention_forward(p);
+    attention_forward(attn_forward_params(l, B, N, A, starts));
     cuda::gate_forward(A.o, A.pre, R, hid, A.r2, true, s.p16, stream);
     gemm_xwT(s.p16, R, hid, W(Lo.out), d, h, false, 1.0f);
     cuda::srms_forward(h, R, d, A.x2, A.r3, stream);
@@ -349,7 +349,7 @@ struct CudaTrainer::Impl {
 
   // dh (R, d): gradient of the layer's output in, of its input out; weight gradients added.
   // starts: what layer_forward kept, or null.
-  void layer_backward(int64_t l, int64_t B, int64_t N, const Acts& A, const void* starts, float* dh) {
+  void layer_backward(int64_t l, int64_t B, int64_t N, const Acts& A, void* starts, float* dh) {
     const LayerOffsets& Lo = layers[l];
     const int64_t R = B * N, d = cfg.d_model, hid = cfg.hidden_dim, g = cfg.glu_dim, H = cfg.num_heads;
     const int64_t dh_ = cfg.head_dim(), D = qk_dim(l);
@@ -372,13 +372,8 @@ struct CudaTrainer::Impl {
     cuda::gate_backward(s.fbuf, A.o, A.r2, A.pre, R, hid, s.dpre, s.dattn, stream);
     // Lightning attention: dv straight into dpre, dq and dk too without LRPE.
     cuda::qk_forward(A.pre, R, N, H, dh_, theta, s.q, s.k, stream);
-    AttnBackwardParams p;
-    p.dtype = DType::bf16;
-    p.device = Device::cuda;
-    p.shape = {B, N, H, D, dh_};
-    p.q = ConstSeqTensor(s.q, N * H * D, H * D, D);
-    p.k = ConstSeqTensor(s.k, N * H * D, H * D, D);
-    p.v = ConstSeqTensor(A.pre + 2 * hid, N * 4 * hid, 4 * hid, dh_);
+    // The forward's q, k, v (q, k recomputed into the scratch) and segment starts.
+    AttnBackwardParams p = attention_backward_params(attn_forward_params(l, B, N, A, starts));
     p.d_o = ConstSeqTensor(s.dattn, N * hid, hid, dh_);
     if (lrpe) {
       p.dq = SeqTensor(s.dqe, N * H * D, H * D, D);
@@ -388,10 +383,6 @@ struct CudaTrainer::Impl {
       p.dk = SeqTensor(s.dpre + hid, N * 4 * hid, 4 * hid, dh_);
     }
     p.dv = SeqTensor(s.dpre + 2 * hid, N * 4 * hid, 4 * hid, dh_);
-    p.slopes = slopes[l].data();
-    p.stream = stream;
-    p.segment_starts = starts;
-    p.segment_starts_bytes = starts ? starts_slot : 0;
     attention_backward(p);
     cuda::qk_backward(A.pre, R, N, H, dh_, theta, s.dqe, s.dke, s.dpre, s.theta_partial, kThetaChunks,
                       lrpe ? G(Lo.theta) : nullptr, stream);

@@ -3,7 +3,8 @@
 //    loss = Σ o ⊙ W + Σ S_final ⊙ W_f (W, W_f random), for every element of q, k, v and S0.
 //    Bar: ‖grad − fd‖/‖fd‖ ≤ 1e-8 (the loss is multilinear, so differences are exact up to
 //    fp64 rounding).
-// 2. The fast backward (tnl::attention_backward) against the reference backward:
+// 2. The fast backward (tnl::attention_backward) against the reference backward (its params
+//    from the forward's, attention_backward_params, itself checked field by field first):
 //    fp32 ≤ 1e-5 for dq, dk, dv, d_initial_state (spec §4, CPU; blocks: see attn_checks.h);
 //    fp16 / bf16 ≤ 2 × the torch-like baseline's error and ≤ 1e-2.
 //    Covers N = 1, 2, C-1, C, C+1, 2C+1, 1000, head dims incl. D ≠ E, slopes 0 / 1e-4 / 1 /
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 
 #include "testing/attn_checks.h"
 
@@ -65,6 +67,65 @@ std::vector<double> fd_state(AttnCase& c, StateBuffer& st, double h) {
 }
 
 // Bar: reference gradients within 1e-8 of central differences (fp64).
+// attention_backward_params: every field the backward shares with its forward, copied; the
+// backward's own (d_o, dq, dk, dv, d_final_state, d_initial_state) left empty.
+TEST(BackwardParams, CarryTheForwardsSharedFields) {
+  int32_t cu[3] = {0, 3, 7};
+  float slopes[2] = {0.1f, 0.2f};
+  char q, k, v, o, s0, sf, starts, stream;
+  AttnForwardParams f;
+  f.dtype = DType::bf16;
+  f.device = Device::cuda;
+  f.shape = {1, 7, 2, 16, 32};
+  f.q = ConstSeqTensor(&q, 11, 12, 13);
+  f.k = ConstSeqTensor(&k, 14, 15, 16);
+  f.v = ConstSeqTensor(&v, 17, 18, 19);
+  f.o = SeqTensor(&o, 20, 21, 22);
+  f.slopes = slopes;
+  f.scale = 0.375f;
+  f.cu_seqlens = cu;
+  f.num_seqs = 2;
+  f.max_seqlen = 4;
+  f.initial_state = &s0;
+  f.final_state = &sf;
+  f.num_threads = 3;
+  f.stream = &stream;
+  f.intermediates = Intermediates::rounded;
+  f.segment_starts = &starts;
+  f.segment_starts_bytes = 4096;
+  const AttnBackwardParams b = attention_backward_params(f);
+  EXPECT_EQ(b.dtype, f.dtype);
+  EXPECT_EQ(b.device, f.device);
+  EXPECT_EQ(b.shape.batch, 1);
+  EXPECT_EQ(b.shape.seqlen, 7);
+  EXPECT_EQ(b.shape.heads, 2);
+  EXPECT_EQ(b.shape.dim_qk, 16);
+  EXPECT_EQ(b.shape.dim_v, 32);
+  for (auto [got, want] : {std::make_pair(b.q, f.q), std::make_pair(b.k, f.k), std::make_pair(b.v, f.v)}) {
+    EXPECT_EQ(got.data, want.data);
+    EXPECT_EQ(got.stride_batch, want.stride_batch);
+    EXPECT_EQ(got.stride_seq, want.stride_seq);
+    EXPECT_EQ(got.stride_head, want.stride_head);
+  }
+  EXPECT_EQ(b.slopes, slopes);
+  EXPECT_EQ(b.scale, 0.375f);
+  EXPECT_EQ(b.cu_seqlens, cu);
+  EXPECT_EQ(b.num_seqs, 2);
+  EXPECT_EQ(b.max_seqlen, 4);
+  EXPECT_EQ(b.initial_state, &s0);
+  EXPECT_EQ(b.num_threads, 3);
+  EXPECT_EQ(b.stream, &stream);
+  EXPECT_EQ(b.intermediates, Intermediates::rounded);
+  EXPECT_EQ(b.segment_starts, &starts);
+  EXPECT_EQ(b.segment_starts_bytes, 4096u);
+  EXPECT_EQ(b.d_o.data, nullptr);
+  EXPECT_EQ(b.dq.data, nullptr);
+  EXPECT_EQ(b.dk.data, nullptr);
+  EXPECT_EQ(b.dv.data, nullptr);
+  EXPECT_EQ(b.d_final_state, nullptr);
+  EXPECT_EQ(b.d_initial_state, nullptr);
+}
+
 TEST(BackwardReference, MatchesFiniteDifferences) {
   const uint64_t seed = test_seed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
