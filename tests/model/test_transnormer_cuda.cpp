@@ -17,7 +17,8 @@
 //   activations: GPU vs the CPU fp32 model on the GPU's own bf16 weights (a bf16-rounded copy
 //     of the checkpoint):  ‖gpu − cpu‖₂/‖cpu‖₂ ≤ 4e-2,  max |gpu − cpu| ≤ 0.12·max |cpu|
 //     (about three times the weights-only error above; observed on the H200: see the log).
-//     The fixtures are drawn afresh each run, and a draw that amplifies rounding more amplifies
+//     The fixtures are drawn afresh each run (the seed is printed; TNL_FIXTURE_SEED repeats a
+//     draw), and a draw that amplifies rounding more amplifies
 //     both parts alike (once a draw's weights-only error was 8.6e-2 of max |logit|, its
 //     activation error 0.19), so each bar is at least three times that draw's own
 //     weights-only error, measured here on the CPU;
@@ -45,6 +46,7 @@
 #include "model/io/safetensors.h"
 #include "model/cuda/transnormer_cuda.h"
 #include "model/transnormer.h"
+#include "testing/reference_files.h"
 #include "tnl/device.h"
 #include "tnl/dtype.h"
 #include "tnl/error.h"
@@ -123,6 +125,7 @@ class CudaModelFixtures : public ::testing::Test {
     g_fixtures = ::testing::TempDir() + "tnl_cuda_model_fixtures_" + std::to_string(std::random_device{}());
     const std::string cmd = py + " " + TNL_SOURCE_DIR + "/tests/ref/make_fixtures.py " + g_fixtures + " > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "generating the fixtures failed: " << cmd;
+    testing::print_fixture_seed(g_fixtures);
   }
   void SetUp() override {
     if (!g_skip.empty()) GTEST_SKIP() << g_skip;

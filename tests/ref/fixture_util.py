@@ -1,9 +1,20 @@
 """fixture_util.py: what the reference generators share: a TransNormerLLM config.json, random
 weights (larger than the init so that every layer matters), and a safetensors writer."""
 import json
+import os
 import struct
 
 import torch
+
+
+def seeded_generator(out):
+    """A torch generator drawn afresh each run, or from TNL_FIXTURE_SEED to reproduce a run; the
+    seed goes to OUT/seed.txt (the C++ tests print it)."""
+    seed = int(os.environ.get("TNL_FIXTURE_SEED") or int.from_bytes(os.urandom(4), "little"))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "seed.txt"), "w") as f:
+        f.write(f"{seed}\n")
+    return torch.Generator().manual_seed(seed)
 
 
 def hf_config(d, hid, heads, layers, glu, vocab, lrpe, no_scale):

@@ -74,7 +74,7 @@ def write_evil(out):
 
 def main(out):
     write_evil(out)
-    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    gen = fixture_util.seeded_generator(out)
     for name, d, heads, layers, glu, lrpe, no_scale, fmt, dtype in CASES:
         case_dir = os.path.join(out, name)
         os.makedirs(case_dir, exist_ok=True)

@@ -14,7 +14,7 @@ import sys
 import torch
 
 import transnormer_ref as ref
-from fixture_util import hf_config, random_weights, write_safetensors
+from fixture_util import hf_config, random_weights, seeded_generator, write_safetensors
 
 CASES = [
     # name, d, hidden, heads, layers, glu, vocab, lrpe list, no_scale, B, N
@@ -26,7 +26,7 @@ CASES = [
 
 
 def main(out):
-    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    gen = seeded_generator(out)
     for name, d, hid, heads, layers, glu, vocab, lrpe, no_scale, b, n in CASES:
         case_dir = os.path.join(out, name)
         os.makedirs(case_dir, exist_ok=True)

@@ -1,7 +1,9 @@
 // reference_files.cpp: see reference_files.h.
 #include "testing/reference_files.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 
 namespace tnl::testing {
@@ -15,7 +17,15 @@ std::string run_reference_script(const std::string& python, const std::string& s
                      "bash scripts/install-deps.sh): " << cmd;
     return "";
   }
+  print_fixture_seed(dir);
   return dir;
+}
+
+void print_fixture_seed(const std::string& dir) {
+  std::ifstream f(dir + "/seed.txt");
+  std::string seed;
+  if (f >> seed) std::printf("fixtures in %s drawn with seed %s (TNL_FIXTURE_SEED=%s draws them again)\n",
+                             dir.c_str(), seed.c_str(), seed.c_str());
 }
 
 }  // namespace tnl::testing

@@ -16,6 +16,10 @@ namespace tnl::testing {
 std::string run_reference_script(const std::string& python, const std::string& script,
                                  const std::string& prefix);
 
+// Prints the seed a reference script drew its random inputs with (DIR/seed.txt, written by
+// tests/ref/fixture_util.py), so that TNL_FIXTURE_SEED can reproduce a failing draw.
+void print_fixture_seed(const std::string& dir);
+
 // n values of T from a raw file; a short or missing file fails the test, naming it.
 template <class T>
 std::vector<T> read_raw(const std::string& path, size_t n) {
