@@ -18,10 +18,9 @@
 //     of the checkpoint):  ‖gpu − cpu‖₂/‖cpu‖₂ ≤ 4e-2,  max |gpu − cpu| ≤ 0.12·max |cpu|
 //     (about three times the weights-only error above; observed on the H200: see the log).
 //     The fixtures are drawn afresh each run (the seed is printed; TNL_FIXTURE_SEED repeats a
-//     draw), and a draw that amplifies rounding more amplifies
-//     both parts alike (once a draw's weights-only error was 8.6e-2 of max |logit|, its
-//     activation error 0.19), so each bar is at least three times that draw's own
-//     weights-only error, measured here on the CPU;
+//     draw), and a draw that amplifies rounding more amplifies both parts alike (once a draw's
+//     weights-only error was 8.6e-2 of max |logit|, its activation error 0.19), so each bar is
+//     at least three times that draw's own weights-only error, measured here on the CPU;
 //   total: GPU vs the CPU fp32 model on the stored weights: at most the weights-only error
 //     (CPU vs CPU, measured here) plus the activation bar.
 // On the tiny preset at the init scale (N(0, 0.02²)) the errors are ten times smaller: bars
