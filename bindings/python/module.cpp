@@ -108,28 +108,17 @@ void backward(const std::string& dtype, const std::string& device, const Shape& 
               uintptr_t d_initial_state, int num_threads, uintptr_t stream, bool reference,
               const std::string& intermediates, int64_t max_seqlen, uintptr_t segment_starts,
               size_t segment_starts_bytes) {
-  tnl::AttnBackwardParams p;
-  p.dtype = parse_dtype(dtype);
-  p.device = parse_device(device);
-  p.shape = {shape[0], shape[1], shape[2], shape[3], shape[4]};
-  p.q = view<const void*>(q);
-  p.k = view<const void*>(k);
-  p.v = view<const void*>(v);
+  // The forward's fields (its o and final state are not a backward's: none given), then the
+  // backward's own.
+  tnl::AttnBackwardParams p = tnl::attention_backward_params(
+      forward_params(dtype, device, shape, q, k, v, View{}, slopes, scale, cu_seqlens, num_seqs, initial_state, 0,
+                     num_threads, stream, intermediates, max_seqlen));
   p.d_o = view<const void*>(d_o);
   p.dq = view<void*>(dq);
   p.dk = view<void*>(dk);
   p.dv = view<void*>(dv);
-  p.slopes = ptr<const float>(slopes);
-  p.scale = scale;
-  p.cu_seqlens = ptr<const int32_t>(cu_seqlens);
-  p.num_seqs = num_seqs;
-  p.max_seqlen = max_seqlen;
-  p.initial_state = ptr<const void>(initial_state);
   p.d_final_state = ptr<const void>(d_final_state);
   p.d_initial_state = ptr<void>(d_initial_state);
-  p.num_threads = num_threads;
-  p.stream = ptr<void>(stream);
-  p.intermediates = parse_intermediates(intermediates);
   p.segment_starts = ptr<const void>(segment_starts);
   p.segment_starts_bytes = segment_starts_bytes;
   if (reference) tnl::reference::attention_backward(p);
