@@ -94,6 +94,15 @@ expect_usage_error() {  # expect exit 2 and the flag named on stderr
   [ "$rc" = 2 ] || fail "'$*' exited $rc, expected 2"
   grep -q -- "$flag" "$work/err" || fail "'$*': message does not name $flag: $(cat "$work/err")"
 }
+# bench attn, CPU, tiny: a validated row per mode; verbose, every run, the host's times and the
+# queued time a call on stderr.
+TNL_BENCH_VERBOSE=1 "$tnl" bench attn --seqlens 128 --batch 1 --heads 2 --dim 16 --reps 3 --no-decode --threads 1 \
+  > "$work/bench.txt" 2> "$work/bench.err" || fail "bench attn: $(cat "$work/bench.err")"
+grep -q "^| fwd | 1 | 2 | 128 |" "$work/bench.txt" || fail "bench attn: no fwd row: $(cat "$work/bench.txt")"
+grep -q "^| fwd+bwd | 1 | 2 | 128 |" "$work/bench.txt" || fail "bench attn: no fwd+bwd row"
+n=$(grep -cE "runs, ms:( [0-9.]+){3}; host ms a call:( [0-9.]+){3}; queued, ms a call: [0-9.]+$" "$work/bench.err" || true)
+[ "$n" = 2 ] || fail "bench attn verbose: $n of 2 lines: $(cat "$work/bench.err")"
+
 expect_usage_error "--model" generate --prompt hi
 expect_usage_error "temperature" generate --model "$work/model" --prompt hi --temperature 0
 expect_usage_error "--bogus" eval --model "$work/model" --text x --bogus 1

@@ -2,8 +2,10 @@
 // case, measures the machine's floor, then times forward, forward+backward and the decode step
 // over a range of sequence lengths and prints one markdown table row per configuration.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -236,11 +238,24 @@ Timing time_median(Device dev, int max_reps, F&& run) {
   const double first = t.stop_ms();
   // Keep each configuration under ~20 s, with at least 3 timed runs.
   const int reps = std::max(3, std::min(max_reps, (int)(20000.0 / std::max(first, 1e-3))));
-  std::vector<double> ms;
+  std::vector<double> ms, host_ms;  // the events' time, and the host's time inside run()
   for (int r = 0; r < reps; ++r) {
     t.start();
+    const auto h0 = std::chrono::steady_clock::now();
     run();
+    host_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count());
     ms.push_back(t.stop_ms());
+  }
+  if (std::getenv("TNL_BENCH_VERBOSE")) {  // every run, to judge the spread and the host's share
+    std::fprintf(stderr, "    runs, ms:");
+    for (double x : ms) std::fprintf(stderr, " %.3f", x);
+    std::fprintf(stderr, "; host ms a call:");
+    for (double x : host_ms) std::fprintf(stderr, " %.3f", x);
+    // The same calls queued back to back between two events (the GPU ahead of the host, as in
+    // a training loop): the time a call then, the host's preparation hidden behind the GPU's work.
+    t.start();
+    for (int r = 0; r < reps; ++r) run();
+    std::fprintf(stderr, "; queued, ms a call: %.3f\n", t.stop_ms() / reps);
   }
   std::sort(ms.begin(), ms.end());
   return {ms[ms.size() / 2], reps};
