@@ -59,6 +59,19 @@ using wg::mask_scores;
 using wg::scale_acc_rows;
 
 constexpr int kHalf = 64 * 128;   // bytes of a 64 x 64 swizzled half tile
+
+// x, opaque to the compiler (an asm move): it cannot see through it to fold or rematerialize
+// what is derived from it. Inside the chunk loop (the fused scan's descriptors): computed where
+// they are used (hoisted out of the loop, the 40 of a chunk would take 80 registers for the whole
+// loop). Before the loop (the LIST scans' per-warpgroup offsets): computed once and kept.
+__device__ __forceinline__ uint64_t opaque(uint64_t x) {
+  asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
+  return x;
+}
+__device__ __forceinline__ int opaque32(int x) {  // the same for an int
+  asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
+  return x;
+}
 constexpr int kThreads = 3 * 128;  // producer warpgroup + two consumer warpgroups
 
 // The scan block's shape: KH 64-column halves of dk (1: dk <= 64, 2: dk <= 128, 4: dk <= 256)
@@ -426,8 +439,21 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
 
   const int wgi = role - 1, tid = threadIdx.x - 128 * role;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  unsigned char* Ss = sm + L::kSo + wgi * L::kParts * L::S::kBytes;     // this warpgroup's rounded state
-  unsigned char* Zws = sm + L::kZwo + wgi * L::kParts * L::Zw::kBytes;  // this warpgroup's weighted Z
+  // This warpgroup's shared memory at `off` + wgi·`per_wg`. LIST: the offset opaque, computed once
+  // and kept in a register (seen through, LLVM rematerialized these offsets from tid.x every chunk
+  // there, where the dense instantiations fold them into the loads' offsets; opaque made the LIST
+  // kernels 1-2% faster and the dense ones 4-5% slower: bench/cuda/NOTES.md, nineteenth session).
+  auto wg_smem = [&](unsigned char* at, int off, int per_wg) -> unsigned char* {
+    if constexpr (LIST) return at + opaque32(off + wgi * per_wg);
+    else return at + off + wgi * per_wg;
+  };
+  [[maybe_unused]] const int z_off = LIST ? opaque32(L::kZ + wgi * kHalf) : 0;
+  auto z_half = [&](unsigned char* stage_base) -> unsigned char* {  // its half of a stage's Z tile
+    if constexpr (LIST) return stage_base + z_off;
+    else return stage_base + L::kZ + wgi * kHalf;
+  };
+  unsigned char* Ss = wg_smem(sm, L::kSo, L::kParts * L::S::kBytes);     // this warpgroup's rounded state
+  unsigned char* Zws = wg_smem(sm, L::kZwo, L::kParts * L::Zw::kBytes);  // this warpgroup's weighted Z
   unsigned char* Ss_lo = Ss + L::S::kBytes;                             // SPLIT: the remainders
   unsigned char* Zws_lo = Zws + L::Zw::kBytes;
   const int e0 = blockIdx.y * B::kCols + 64 * wgi;           // this warpgroup's first column
@@ -471,7 +497,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   };
   // TMA_OUT: this warpgroup's two output tiles (chunk i in tile i % 2), and the bulk store of the
   // tile of chunk i0 (after the barrier that follows every thread's writes of it).
-  unsigned char* out_tiles = sm + L::kOuto + wgi * 2 * kHalf;
+  unsigned char* out_tiles = wg_smem(sm, L::kOuto, 2 * kHalf);
   auto issue_store = [&](int i0, int64_t t0) {
     if (tid == 0) {
       asm volatile(
@@ -490,9 +516,9 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
   for (int64_t tau0 = seg_begin; tau0 < seg_end; tau0 += kC, ++i) {
     const int n = (int)min((int64_t)kC, seg_end - tau0);
     const int stage = i % NB;
-    unsigned char* base = sm + stage * L::kStage;
+    unsigned char* base = sm + (LIST ? opaque32(stage * L::kStage) : stage * L::kStage);  // LIST: as above
     const uint32_t xa = tc::smem_addr(base + L::kX), ya = tc::smem_addr(base + L::kY);
-    const uint32_t za = tc::smem_addr(base + L::kZ + wgi * kHalf);
+    const uint32_t za = tc::smem_addr(z_half(base));
 
     // S rounded, as the B operand of X S (MN-major: e contiguous); the last chunk's wgmmas are done.
     store_state_rounded<T, typename L::S, SPLIT>(st, Ss, Ss_lo, warp, g, t, 0);
@@ -507,7 +533,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
     mbar_wait(&full[stage], (uint32_t)((i / NB) & 1));
     if (p.cu_seqlens && n < kC) {  // varlen: the neighbouring sequence's rows of Y (shared) and Z
       zero_foreign_rows<REVERSE>(base + L::kY, KH, n, tid + 128 * wgi, 128 * NW);
-      zero_foreign_rows<REVERSE>(base + L::kZ + wgi * kHalf, 1, n, tid, 128);
+      zero_foreign_rows<REVERSE>(z_half(base), 1, n, tid, 128);
       wg::fence_async_smem();
       tc::named_sync(3, 128 * NW);  // all consumers: Y and Z zeroed before any read
     }
@@ -517,7 +543,7 @@ __global__ void __launch_bounds__(BlockShape<KH, NW>::kThreads, BlockShape<KH, N
       if constexpr (REVERSE) return b >= kC - n ? p.beta * dec[n - kC + b + p.off_upd] : 0.f;
       else return b < n ? p.beta * dec[n - 1 - b + p.off_upd] : 0.f;
     };
-    weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, base + L::kZ + wgi * kHalf, tid, w_of, Zws_lo);
+    weight_rows<T, typename L::Zw, decltype(w_of), SPLIT>(Zws, z_half(base), tid, w_of, Zws_lo);
     if constexpr (TMA_OUT) {  // the store of chunk i - 2 is done reading tile i % 2 (issued a chunk ago)
       if (tid == 0 && i > 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     }

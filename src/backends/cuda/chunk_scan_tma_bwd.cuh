@@ -63,16 +63,6 @@ __device__ __forceinline__ uint64_t core_desc(uint32_t addr, uint32_t lbo, uint3
          ((uint64_t)((sbo >> 4) & 0x3FFF) << 32);
 }
 
-// x, opaque to the compiler: descriptors derived from it are computed where they are used
-// (hoisted out of the chunk loop, the 40 of a chunk would take 80 registers for the whole loop).
-__device__ __forceinline__ uint64_t opaque(uint64_t x) {
-  asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
-  return x;
-}
-__device__ __forceinline__ int opaque32(int x) {  // the same for an int
-  asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
-  return x;
-}
 // A descriptor `bytes` further on (the address field is bits 0-13, in 16-byte units; shared
 // addresses stay below 2^18, so no carry leaves the field).
 __device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
