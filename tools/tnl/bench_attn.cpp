@@ -246,7 +246,8 @@ Timing time_median(Device dev, int max_reps, F&& run) {
     host_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count());
     ms.push_back(t.stop_ms());
   }
-  if (std::getenv("TNL_BENCH_VERBOSE")) {  // every run, to judge the spread and the host's share
+  const char* verbose = std::getenv("TNL_BENCH_VERBOSE");
+  if (verbose && verbose[0] == '1') {  // every run, to judge the spread and the host's share
     std::fprintf(stderr, "    runs, ms:");
     for (double x : ms) std::fprintf(stderr, " %.3f", x);
     std::fprintf(stderr, "; host ms a call:");
